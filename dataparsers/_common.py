@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from jaxtyping import UInt8
+from numpy.lib.npyio import NpzFile
 from PIL import Image, UnidentifiedImageError
 
 
@@ -67,3 +69,39 @@ def list_images(folder: Path) -> list[Path]:
     if not images:
         raise DatasetFormatError(folder, "holds no .png or .jpg images")
     return images
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, checking that the file is a complete, readable image."""
+    require_file(path, "image")
+    try:
+        with Image.open(path) as img:
+            img.verify()  # catches truncated or corrupt files now, not later inside a DataLoader worker
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetFormatError(path, f"unreadable image ({err})") from None
+
+
+def common_image_size(paths: list[Path] | tuple[Path, ...]) -> tuple[int, int]:
+    """(width, height) shared by all images, raising on the first image whose size differs."""
+    size = image_size(paths[0])
+    for path in paths[1:]:
+        if image_size(path) != size:
+            raise DatasetFormatError(path, f"image size {image_size(path)} differs from {size} of {paths[0].name}")
+    return size
+
+
+def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an .npz archive, with numpy's and zipfile's errors turned into one line naming the file."""
+    require_file(path, what)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DatasetFormatError(path, f"unreadable {what} ({err})") from None
+    if not isinstance(loaded, NpzFile):
+        raise DatasetFormatError(path, f"{what} must be an .npz archive of named arrays, found a single array")
+    try:
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DatasetFormatError(path, f"unreadable {what} ({err})") from None

@@ -17,14 +17,13 @@ from typing import Literal
 import numpy as np
 import torch
 from jaxtyping import Float
-from PIL import Image, UnidentifiedImageError
-
-from dataparsers._common import IMAGE_SUFFIXES, DatasetFormatError, list_images, require_dir
-from dataparsers.poses_bounds import PosesBounds, read_poses_bounds
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+
+from dataparsers._common import IMAGE_SUFFIXES, DatasetFormatError, image_size, list_images, require_dir
+from dataparsers.poses_bounds import PosesBounds, read_poses_bounds
 
 
 def _normalize(vector: Float[np.ndarray, " 3"]) -> Float[np.ndarray, " 3"]:
@@ -55,16 +54,6 @@ def _available_factors(data: Path) -> list[int]:
         if match and child.is_dir():
             factors.append(int(match.group(1) or 1))
     return sorted(factors)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, naming the file if it is not a readable image."""
-    try:
-        with Image.open(path) as img:
-            img.verify()
-            return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DatasetFormatError(path, f"unreadable image ({err})") from None
 
 
 @dataclass
@@ -115,7 +104,7 @@ class LLFF(DataParser):
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         poses, images = self.read_cameras()
-        sizes = {_image_size(path): path for path in images}
+        sizes = {image_size(path): path for path in images}
         if len(sizes) != 1:
             raise DatasetFormatError(images[0].parent, f"images differ in size: {sorted(sizes)}")
         ((width, height),) = sizes
@@ -123,7 +112,8 @@ class LLFF(DataParser):
         scale_xy = np.stack([width / poses.width, height / poses.height])
         if np.any(np.abs(scale_xy[0] / scale_xy[1] - 1.0) > 0.02):
             raise DatasetFormatError(
-                images[0], f"is {width}x{height}, not the aspect ratio of the {poses.width[0]:.0f}x{poses.height[0]:.0f} in poses_bounds.npy"
+                images[0],
+                f"is {width}x{height}, not the aspect ratio of the {poses.width[0]:.0f}x{poses.height[0]:.0f} in poses_bounds.npy",
             )
         focal = poses.focal * scale_xy[0]
 
@@ -175,7 +165,9 @@ class LLFF(DataParser):
         transform = np.eye(4)
         if self.config.recenter:
             transform = np.linalg.inv(average_camera(camera_to_world))
-        homogeneous = np.concatenate([camera_to_world, np.tile([[[0.0, 0.0, 0.0, 1.0]]], (len(camera_to_world), 1, 1))], axis=1)
+        homogeneous = np.concatenate(
+            [camera_to_world, np.tile([[[0.0, 0.0, 0.0, 1.0]]], (len(camera_to_world), 1, 1))], axis=1
+        )
         normalized = (transform @ homogeneous)[:, :3, :]
         normalized[:, :, 3] *= scale
         return normalized, near_far * scale, transform[:3, :], scale
@@ -189,7 +181,9 @@ class LLFF(DataParser):
         height: int,
     ) -> SceneBox:
         """Axis-aligned box around every camera centre and each camera's frustum out to its far bound."""
-        corners_px = np.array([[0, 0], [width, 0], [0, height], [width, height], [width / 2, height / 2]], dtype=np.float64)
+        corners_px = np.array(
+            [[0, 0], [width, 0], [0, height], [width, height], [width / 2, height / 2]], dtype=np.float64
+        )
         points = [camera_to_world[:, :, 3]]
         for u, v in corners_px:
             # OpenGL camera: x right, y up, looking down -z; a pixel at depth d sits at d * (x, y, -1).

@@ -58,7 +58,9 @@ def read_poses_bounds(path: Path) -> PosesBounds:
     pose_hwf = array[:, :15].reshape(-1, 3, 5)
     height, width, focal = pose_hwf[:, 0, 4], pose_hwf[:, 1, 4], pose_hwf[:, 2, 4]
     if np.any(height <= 0) or np.any(width <= 0) or np.any(focal <= 0):
-        raise DatasetFormatError(path, "image height, width and focal length (column 5 of each 3x5 pose) must be positive")
+        raise DatasetFormatError(
+            path, "image height, width and focal length (column 5 of each 3x5 pose) must be positive"
+        )
     near_far = array[:, 15:17]
     if np.any(near_far[:, 0] <= 0) or np.any(near_far[:, 1] <= near_far[:, 0]):
         raise DatasetFormatError(path, "depth bounds must satisfy 0 < near < far for every camera")

@@ -14,6 +14,8 @@ raises at import breaks every ``ns-*`` command.
    left out of the metrics with one warning. It is never computed with random weights.
 3. ffmpeg: ``ns-render`` writes videos through an ``ffmpeg`` found on PATH. When there is none, the binary shipped
    in the ``imageio-ffmpeg`` wheel is put on PATH.
+4. Clear errors: a malformed dataset raises :class:`dataparsers.DatasetFormatError` deep inside ``ns-train``; the
+   command then prints that one message (file and problem) instead of a stack trace, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def make_lpips_offline_safe() -> None:
     original_init = LPIPS.__init__
     original_forward = LPIPS.forward
 
-    def __init__(self: Any, net_type: str = "alex", reduction: Any = "mean", normalize: bool = False, **kwargs: Any):
+    def __init__(self: Any, net_type: Any = "alex", reduction: Any = "mean", normalize: bool = False, **kwargs: Any):
         self.weights_missing = net_type in _LPIPS_BACKBONE_WEIGHTS and not lpips_available(net_type)
         if not self.weights_missing:
             original_init(self, net_type=net_type, reduction=reduction, normalize=normalize, **kwargs)
@@ -154,12 +156,34 @@ def put_ffmpeg_on_path() -> Path | None:
     return link
 
 
+# --- clear errors ---------------------------------------------------------------------------------------------
+
+
+def print_input_errors_without_traceback() -> None:
+    """Chain a ``sys.excepthook`` that reports our input errors (bad dataset, bad config) in one line."""
+    import sys
+
+    from dataparsers._common import DatasetFormatError
+
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        if isinstance(error, DatasetFormatError):
+            print(f"error: {error}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(2)
+        previous(kind, error, trace)
+
+    sys.excepthook = excepthook
+
+
 # --- entry point ----------------------------------------------------------------------------------------------
 
 _FIXES = {
     "checkpoints": allow_numpy_in_checkpoints,
     "lpips": make_lpips_offline_safe,
     "ffmpeg": put_ffmpeg_on_path,
+    "errors": print_input_errors_without_traceback,
 }
 
 
