@@ -24,6 +24,10 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from dataparsers._common import IMAGE_SUFFIXES, DatasetFormatError, image_size, list_images, require_dir
 from dataparsers.poses_bounds import PosesBounds, read_poses_bounds
+from nerfstudio_methods import compat
+
+# nerfstudio imports this module (an entry point) at the start of every ns-* command: install the fixes first.
+compat.install()
 
 
 def _normalize(vector: Float[np.ndarray, " 3"]) -> Float[np.ndarray, " 3"]:

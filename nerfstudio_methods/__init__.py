@@ -1,9 +1,5 @@
 """nerfstudio plugins for StreamRF, MonoNeRF, Soft Mining, 3Da-AE and InfoNeRF.
 
-Importing the package (nerfstudio does so through the entry points) installs the compatibility fixes in
-:mod:`nerfstudio_methods.compat`.
+The modules that nerfstudio loads through entry points call :func:`nerfstudio_methods.compat.install`; importing
+the package itself stays light (no torch), so tools such as the scene generator start fast.
 """
-
-from nerfstudio_methods import compat
-
-compat.install()
