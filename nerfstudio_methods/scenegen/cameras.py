@@ -60,6 +60,19 @@ class PinholeCamera:
         if not (self.fx > 0 and self.fy > 0):
             raise ValueError("focal lengths must be positive")
 
+    @classmethod
+    def centred(cls, focal: float, width: int, height: int, camera_to_world: Float[np.ndarray, "3 4"]) -> PinholeCamera:
+        """Square pixels and the principal point at the image centre, as every rig here uses."""
+        return cls(
+            fx=focal,
+            fy=focal,
+            cx=width / 2.0,
+            cy=height / 2.0,
+            width=width,
+            height=height,
+            camera_to_world=camera_to_world,
+        )
+
     @property
     def centre(self) -> Float[np.ndarray, "3"]:
         return self.camera_to_world[:, 3]
@@ -214,15 +227,7 @@ def sphere_rig(
         azimuth = offset + golden * index
         direction = cos_elev * (math.cos(azimuth) * e1 + math.sin(azimuth) * e2) + sin_elev * pole_axis
         cameras.append(
-            PinholeCamera(
-                fx=focal,
-                fy=focal,
-                cx=width / 2.0,
-                cy=height / 2.0,
-                width=width,
-                height=height,
-                camera_to_world=look_at(centre + radius * direction, centre, up_axis),
-            )
+            PinholeCamera.centred(focal, width, height, look_at(centre + radius * direction, centre, up_axis))
         )
     return cameras
 
@@ -266,15 +271,5 @@ def forward_facing_rig(
             radius = spread * math.sqrt(index / max(num_cameras - 1, 1))
             angle = phase + golden * index
             eye = np.array([radius * math.cos(angle), radius * math.sin(angle), rng.uniform(-0.05, 0.05) * spread])
-        cameras.append(
-            PinholeCamera(
-                fx=focal,
-                fy=focal,
-                cx=width / 2.0,
-                cy=height / 2.0,
-                width=width,
-                height=height,
-                camera_to_world=look_at(eye, target, "+y"),
-            )
-        )
+        cameras.append(PinholeCamera.centred(focal, width, height, look_at(eye, target, "+y")))
     return cameras
