@@ -1,14 +1,20 @@
-"""Helpers every dataset reader shares: one error type and image loading with clear messages."""
+"""Helpers every dataset reader shares: one error type, image loading with clear messages, pinhole cameras."""
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from jaxtyping import UInt8
+from jaxtyping import Float, UInt8
 from numpy.lib.npyio import NpzFile
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from nerfstudio.cameras.cameras import Cameras
 
 
 class DatasetFormatError(ValueError):
@@ -18,6 +24,56 @@ class DatasetFormatError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+OPENCV_TO_OPENGL: Float[np.ndarray, "4 4"] = np.diag([1.0, -1.0, -1.0, 1.0])
+"""Right-multiplying an OpenCV camera-to-world matrix by this flips its y and z axes to OpenGL's (up, back)."""
+
+
+@dataclass(frozen=True)
+class PinholeCameras:
+    """Ideal pinhole cameras (no distortion) sharing one image size, as the readers return them.
+
+    Each reader documents its world frame and its pixel convention (where the centre of pixel (0, 0) lies).
+    """
+
+    camera_to_world: Float[np.ndarray, "n 4 4"]
+    """OpenGL axes (x right, y up, z back; nerfstudio's convention)."""
+    fx: Float[np.ndarray, " n"]
+    fy: Float[np.ndarray, " n"]
+    cx: Float[np.ndarray, " n"]
+    cy: Float[np.ndarray, " n"]
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.camera_to_world)
+
+    def to_nerfstudio(self, indices: Sequence[int] | np.ndarray | None = None, pixel_offset: float = 0.0) -> Cameras:
+        """nerfstudio ``Cameras`` (PERSPECTIVE) of the views ``indices`` (all by default), in this order.
+
+        nerfstudio casts the ray of pixel (row i, column j) through the image point (j + 0.5, i + 0.5): its
+        principal point is in a convention where the centre of pixel (0, 0) is at (0.5, 0.5). ``pixel_offset`` is
+        added to cx and cy: 0.5 converts intrinsics in OpenCV's convention (centre of pixel (0, 0) at (0, 0)).
+        """
+        import torch
+        from nerfstudio.cameras.cameras import Cameras, CameraType
+
+        chosen = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+
+        def column(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values[chosen], dtype=np.float32))[:, None]
+
+        return Cameras(
+            camera_to_worlds=torch.from_numpy(np.ascontiguousarray(self.camera_to_world[chosen, :3, :4], np.float32)),
+            fx=column(self.fx),
+            fy=column(self.fy),
+            cx=column(self.cx + pixel_offset),
+            cy=column(self.cy + pixel_offset),
+            width=self.width,
+            height=self.height,
+            camera_type=CameraType.PERSPECTIVE,
+        )
 
 
 def require_file(path: Path, what: str) -> Path:

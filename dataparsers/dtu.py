@@ -11,30 +11,47 @@ matrices are for the ORIGINAL 1600x1200 images, which MonoSDF centre-cropped to 
 
 Cameras come back as OpenGL camera-to-world matrices (x right, y up, z back; nerfstudio's convention) in the
 normalised world of ``scale_mat`` (the object lies inside the unit sphere), with pinhole intrinsics in pixels of the
-images as stored, using OpenCV's pixel convention (the centre of pixel (0, 0) is at (0, 0)).
+images as stored, using OpenCV's pixel convention (the centre of pixel (0, 0) is at (0, 0)). MonoSDF's crop and
+scale are applied to those numbers as MonoSDF's own loader does (``cx' = (cx - 200) * s``); scaling in the
+pixel-corner convention (what an image resize does) would differ by 0.5 * (1 - s) = 0.34 px at 384x384.
+
+``dtu-data`` (:class:`DtuDataParserConfig`) turns either layout into nerfstudio's DataparserOutputs: cameras with
+nerfstudio's principal point (OpenCV's + 0.5: nerfstudio casts rays through pixel centres at +0.5), InfoNeRF's and
+RegNeRF's few-view splits (softmining_infonerf.md B3, B7), near / far and the object masks in ``metadata``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
+import torch
 from jaxtyping import Bool, Float, Int
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+from PIL import Image
 
 from dataparsers._common import (
+    OPENCV_TO_OPENGL,
     DatasetFormatError,
+    PinholeCameras,
     common_image_size,
     list_images,
     load_npz,
     read_image,
     require_dir,
 )
+from nerfstudio_methods import compat
 
-OPENCV_TO_OPENGL: Float[np.ndarray, "4 4"] = np.diag([1.0, -1.0, -1.0, 1.0])
-"""Right-multiplying an OpenCV camera-to-world matrix by this flips its y and z axes to OpenGL's (up, back)."""
+# nerfstudio imports this module (the dtu-data entry point) at the start of every ns-* command: install the fixes.
+compat.install()
 
 DTU_ORIGINAL_SIZE = (1600, 1200)
 """(width, height) of the DTU images that ``world_mat_i`` describes in MonoSDF's cameras.npz (SOURCES.md)."""
@@ -51,14 +68,8 @@ class DtuScene:
     """One mask per image (paired by sorted order), or None when the layout has no masks."""
     view_indices: Int[np.ndarray, " n"]
     """Index ``i`` of each view in ``cameras.npz`` (``world_mat_i``), which is also its position in the sorted images."""
-    camera_to_world: Float[np.ndarray, "n 4 4"]
-    """OpenGL axes (x right, y up, z back), in the normalised world where the object lies in the unit sphere."""
-    fx: Float[np.ndarray, " n"]
-    fy: Float[np.ndarray, " n"]
-    cx: Float[np.ndarray, " n"]
-    cy: Float[np.ndarray, " n"]
-    width: int
-    height: int
+    cameras: PinholeCameras
+    """In the normalised world where the object lies in the unit sphere; intrinsics in OpenCV's pixel convention."""
     scale_mat: Float[np.ndarray, "n 4 4"]
     """Normalised world -> DTU world (millimetres); needed to export meshes back into DTU's frame for evaluation."""
 
@@ -192,13 +203,15 @@ def read_dtu_scene(
         image_paths=tuple(chosen_images),
         mask_paths=None if masks is None else tuple(masks[i] for i in selected),
         view_indices=np.asarray(selected, dtype=np.int64),
-        camera_to_world=camera_to_world,
-        fx=intrinsics[:, 0, 0],
-        fy=intrinsics[:, 1, 1],
-        cx=cx,
-        cy=cy,
-        width=width,
-        height=height,
+        cameras=PinholeCameras(
+            camera_to_world=camera_to_world,
+            fx=intrinsics[:, 0, 0],
+            fy=intrinsics[:, 1, 1],
+            cx=cx,
+            cy=cy,
+            width=width,
+            height=height,
+        ),
         scale_mat=scale_mat,
     )
 
@@ -245,12 +258,246 @@ def read_monosdf_dtu_scene(scene_dir: Path, view_indices: list[int] | None = Non
         image_paths=tuple(chosen_images),
         mask_paths=None,
         view_indices=np.asarray(selected, dtype=np.int64),
-        camera_to_world=camera_to_world,
-        fx=fx,
-        fy=fy,
-        cx=cx,
-        cy=cy,
-        width=width,
-        height=height,
+        cameras=PinholeCameras(
+            camera_to_world=camera_to_world,
+            fx=fx,
+            fy=fy,
+            cx=cx,
+            cy=cy,
+            width=width,
+            height=height,
+        ),
         scale_mat=scale_mat,
     )
+
+
+# ------------------------------------------------------------------------------------------------ dtu-data parser
+
+DTU_VIEW_COUNT = 49
+"""Views per scan in the IDR / pixelNeRF / MonoSDF releases (DTU's 49 camera positions)."""
+
+INFONERF_TRAIN_VIEWS = (22, 25, 28)
+"""InfoNeRF's ``train_scene`` for DTU (``configs/infonerf/dtu/scan114.txt``; brief B3); every other view is test."""
+
+REGNERF_TRAIN_VIEWS = (25, 22, 28, 40, 44, 48, 0, 8, 13)
+"""RegNeRF / pixelNeRF train views (``regnerf/internal/datasets.py``, ``dtu_split_type='pixelnerf'``); the first n."""
+
+REGNERF_EXCLUDED_VIEWS = (3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 36, 37, 38, 39)
+"""Views RegNeRF leaves out of its test set (brief B3)."""
+
+SplitMode = Literal["infonerf", "regnerf", "all"]
+DtuLayout = Literal["idr", "monosdf"]
+
+
+def detect_dtu_layout(scan_dir: Path) -> DtuLayout:
+    """``"idr"`` when the scan holds ``image/``, ``"monosdf"`` when it holds ``NNNNNN_rgb.png`` files."""
+    scan_dir = require_dir(Path(scan_dir), "DTU scan")
+    idr = (scan_dir / "image").is_dir()
+    monosdf = any(scan_dir.glob("[0-9]*_rgb.png"))
+    if idr and monosdf:
+        raise DatasetFormatError(
+            scan_dir, "holds both image/ (IDR layout) and NNNNNN_rgb.png (MonoSDF layout): pick one with --layout"
+        )
+    if not (idr or monosdf):
+        raise DatasetFormatError(
+            scan_dir,
+            "is not a DTU scan: expected image/ + cameras.npz (IDR / NeuS / pixelNeRF layout) "
+            "or NNNNNN_rgb.png + cameras.npz (MonoSDF layout)",
+        )
+    return "idr" if idr else "monosdf"
+
+
+def dtu_split_views(
+    split_mode: SplitMode,
+    split: str,
+    view_count: int,
+    train_views: tuple[int, ...] = INFONERF_TRAIN_VIEWS,
+    num_train_views: int = 3,
+) -> list[int]:
+    """View ids (``world_mat_i`` / i-th sorted image) of ``split`` ("train", or "val" / "test" for evaluation).
+
+    - "infonerf": train = ``train_views``; eval = every other view of the scan (46 of 49 for the default).
+    - "regnerf": train = ``REGNERF_TRAIN_VIEWS[:num_train_views]``; eval = the 25 views of ``range(49)`` that are
+      neither in the full 9-view train list nor in ``REGNERF_EXCLUDED_VIEWS`` (the same 25 for any n).
+    - "all": every view of the scan in both.
+
+    The fixed lists may name views the scan does not have; the caller reports those.
+    """
+    is_train = split == "train"
+    if split_mode == "all":
+        return list(range(view_count))
+    if split_mode == "infonerf":
+        if not train_views or len(set(train_views)) != len(train_views):
+            raise ValueError(f"train_views must be non-empty and without repeats, got {train_views}")
+        if is_train:
+            return list(train_views)
+        return [i for i in range(view_count) if i not in train_views]
+    if split_mode == "regnerf":
+        if not 1 <= num_train_views <= len(REGNERF_TRAIN_VIEWS):
+            raise ValueError(f"num_train_views must be in 1..{len(REGNERF_TRAIN_VIEWS)}, got {num_train_views}")
+        if is_train:
+            return list(REGNERF_TRAIN_VIEWS[:num_train_views])
+        held_out = set(REGNERF_TRAIN_VIEWS) | set(REGNERF_EXCLUDED_VIEWS)
+        return [i for i in range(DTU_VIEW_COUNT) if i not in held_out]
+    raise ValueError(f"unknown split_mode {split_mode!r}")
+
+
+@dataclass
+class DtuDataParserConfig(DataParserConfig):
+    """DTU scans in the IDR / NeuS / pixelNeRF layout or MonoSDF's, with InfoNeRF's and RegNeRF's few-view splits."""
+
+    _target: type = field(default_factory=lambda: DtuDataParser)
+    data: Path = Path("data/DTU/scan114")
+    """Scan folder: image/ (+ mask/) + cameras.npz, or NNNNNN_rgb.png + cameras.npz."""
+    layout: Literal["auto", "idr", "monosdf"] = "auto"
+    """Folder layout; "auto" picks idr when image/ exists and monosdf when NNNNNN_rgb.png files do."""
+    cameras_file: str = "cameras.npz"
+    """IDR layout only: cameras_sphere.npz reads NeuS's normalisation instead (same intrinsics, other scale_mat)."""
+    split_mode: SplitMode = "infonerf"
+    """"infonerf": train on train_views, evaluate on all other views; "regnerf": pixelNeRF/RegNeRF protocol (first
+    num_train_views of 25,22,28,40,44,48,0,8,13; 25 test views); "all": train and evaluate on every view."""
+    train_views: tuple[int, ...] = INFONERF_TRAIN_VIEWS
+    """Train view ids for split_mode "infonerf"."""
+    num_train_views: int = 3
+    """Number of train views (1-9) for split_mode "regnerf"."""
+    focal_mode: Literal["per_view", "mean"] = "per_view"
+    """"mean": fx = fy = mean over all views of (fx + fy) / 2, as InfoNeRF's load_dtu.py (brief B4 step 4)."""
+    principal_point: Literal["per_view", "image_centre"] = "per_view"
+    """"image_centre": ignore the calibrated cx, cy like InfoNeRF's get_rays (rays through integer pixel
+    coordinates minus W/2, H/2), i.e. nerfstudio cx = W/2 + 0.5. The calibrated point is ~7 px off at 384x384."""
+    use_masks: bool = False
+    """Put the object masks into nerfstudio's mask_filenames. nerfstudio treats them as SAMPLING masks: training
+    rays come only from the object, the background is never supervised. Off by default; the masks are always in
+    metadata["object_mask_filenames"] for masked metrics. IDR layout only (mask/); RGB masks are converted to
+    single-channel copies in mask_cache_dir, since nerfstudio's mask loader needs one channel. nerfstudio 1.1.5's
+    masked pixel sampler fails on a split of exactly one image (mask.squeeze() drops the image axis)."""
+    mask_cache_dir: Path | None = None
+    """Where single-channel copies of RGB masks go for use_masks; default <system temp>/nerfstudio_methods_dtu_masks."""
+    near: float = 0.1
+    """Near bound for the model, exposed as metadata["near"] (InfoNeRF's hard-coded DTU value, brief B3)."""
+    far: float = 5.0
+    """Far bound, metadata["far"]. Cameras are ~2.7 (MonoSDF) to ~4 units from the object at the origin."""
+    scene_box_bound: float | None = None
+    """Half-size of the cube scene box. None: the smallest cube holding the unit sphere (the object) and every
+    camera centre, plus 10%, so that nothing between the cameras and the object falls outside it."""
+
+
+@dataclass
+class DtuDataParser(DataParser):
+    """Cameras in nerfstudio's conventions (OpenGL axes, principal point with pixel centres at +0.5) in the world
+    normalised by ``scale_mat`` (object inside the unit sphere); ``dataparser_transform`` / ``dataparser_scale``
+    map DTU's world (millimetres) into it."""
+
+    config: DtuDataParserConfig
+
+    def layout(self) -> DtuLayout:
+        return detect_dtu_layout(self.config.data) if self.config.layout == "auto" else self.config.layout
+
+    def read_scene(self) -> DtuScene:
+        """Every view of the scan, through the layout's reader."""
+        data = Path(self.config.data)
+        if self.layout() == "idr":
+            return read_dtu_scene(data, cameras_file=self.config.cameras_file)
+        if self.config.cameras_file != "cameras.npz":
+            raise DatasetFormatError(data, "the MonoSDF layout has only cameras.npz; --cameras-file is for IDR scans")
+        return read_monosdf_dtu_scene(data)
+
+    def split_views(self, split: str, view_count: int) -> list[int]:
+        """The split's view ids, raising when the scan lacks some of them."""
+        config = self.config
+        views = dtu_split_views(config.split_mode, split, view_count, config.train_views, config.num_train_views)
+        missing = [i for i in views if not 0 <= i < view_count]
+        if missing:
+            raise DatasetFormatError(
+                config.data,
+                f"split_mode {config.split_mode!r} needs views {missing} for the {split} split, but the scan has "
+                f"only {view_count} views (0..{view_count - 1})",
+            )
+        if not views:
+            raise DatasetFormatError(config.data, f"the {split} split of split_mode {config.split_mode!r} is empty")
+        return views
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        config = self.config
+        scene = self.read_scene()
+        views = self.split_views(split, len(scene))
+        cameras = self.intrinsics_for_mode(scene.cameras)
+        transform, scale = world_normalisation(scene.scale_mat, Path(config.data) / config.cameras_file)
+        object_masks = None if scene.mask_paths is None else [scene.mask_paths[i] for i in views]
+        mask_filenames = None
+        if config.use_masks:
+            if object_masks is None:
+                raise DatasetFormatError(Path(config.data) / "mask", "missing folder: object masks (for --use-masks)")
+            mask_filenames = [self.single_channel_mask(path) for path in object_masks]
+        return DataparserOutputs(
+            image_filenames=[scene.image_paths[i] for i in views],
+            # The readers use OpenCV's pixel convention; nerfstudio casts rays through pixel centres at +0.5.
+            cameras=cameras.to_nerfstudio(views, pixel_offset=0.5),
+            scene_box=self.scene_box(cameras),
+            mask_filenames=mask_filenames,
+            dataparser_transform=torch.from_numpy(transform).float(),
+            dataparser_scale=scale,
+            metadata={
+                "near": config.near,
+                "far": config.far,
+                "view_indices": views,
+                "object_mask_filenames": object_masks,
+                "scale_mat": torch.from_numpy(scene.scale_mat[0]).float(),
+            },
+        )
+
+    def intrinsics_for_mode(self, cameras: PinholeCameras) -> PinholeCameras:
+        """Apply focal_mode and principal_point; both are computed over ALL views, whatever the split."""
+        if self.config.focal_mode == "mean":
+            focal = np.full(len(cameras), float(np.mean((cameras.fx + cameras.fy) / 2)))
+            cameras = replace(cameras, fx=focal, fy=focal.copy())
+        if self.config.principal_point == "image_centre":
+            # InfoNeRF's rays go through integer pixel coordinates minus W/2: OpenCV convention with cx = W/2.
+            cameras = replace(
+                cameras,
+                cx=np.full(len(cameras), cameras.width / 2.0),
+                cy=np.full(len(cameras), cameras.height / 2.0),
+            )
+        return cameras
+
+    def scene_box(self, cameras: PinholeCameras) -> SceneBox:
+        bound = self.config.scene_box_bound
+        if bound is None:
+            bound = 1.1 * max(1.0, float(np.abs(cameras.camera_to_world[:, :3, 3]).max()))
+        return SceneBox(aabb=torch.tensor([[-bound] * 3, [bound] * 3], dtype=torch.float32))
+
+    def single_channel_mask(self, path: Path) -> Path:
+        """``path`` if it has one channel, else a cached single-channel copy (nerfstudio's loader needs one)."""
+        with Image.open(path) as image:
+            if image.mode in ("L", "1"):
+                return path
+        cache = self.config.mask_cache_dir or Path(tempfile.gettempdir()) / "nerfstudio_methods_dtu_masks"
+        key = hashlib.sha1(str(path.resolve().parent).encode()).hexdigest()[:16]
+        target = cache / key / path.name
+        if not target.exists() or target.stat().st_mtime < path.stat().st_mtime:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(read_dtu_mask(path).astype(np.uint8) * 255).save(target)
+        return target
+
+
+def world_normalisation(scale_mats: Float[np.ndarray, "n 4 4"], path: Path) -> tuple[Float[np.ndarray, "3 4"], float]:
+    """nerfstudio's ``dataparser_transform`` and ``dataparser_scale`` (normalised = scale * (transform @ DTU)).
+
+    ``scale_mat`` maps the normalised world into DTU's; it must be one uniform scale plus a translation, the same for
+    every view (true of IDR, NeuS, pixelNeRF and MonoSDF files): nerfstudio's transform is rigid.
+    """
+    first = scale_mats[0]
+    if not np.allclose(scale_mats, first, rtol=1e-6, atol=1e-6 * np.abs(first).max()):
+        raise DatasetFormatError(path, "scale_mat_<i> differ between views: the views would be in different worlds")
+    diagonal = np.diag(first)[:3]
+    if not (np.allclose(first[:3, :3], np.diag(diagonal)) and np.allclose(diagonal, diagonal[0], rtol=1e-6)):
+        raise DatasetFormatError(path, "scale_mat_0 is not a uniform scale plus a translation")
+    transform = np.eye(4)[:3]
+    transform[:, 3] = -first[:3, 3]
+    return transform, 1.0 / float(diagonal[0])
+
+
+dtu_dataparser = DataParserSpecification(
+    config=DtuDataParserConfig(),
+    description="DTU scans (IDR/NeuS/pixelNeRF or MonoSDF layout) with InfoNeRF / RegNeRF few-view splits",
+)

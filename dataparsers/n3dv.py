@@ -26,7 +26,14 @@ import cv2
 import numpy as np
 from jaxtyping import Float, Int, UInt8
 
-from dataparsers._common import DatasetFormatError, common_image_size, read_image, require_dir, require_file
+from dataparsers._common import (
+    DatasetFormatError,
+    PinholeCameras,
+    common_image_size,
+    read_image,
+    require_dir,
+    require_file,
+)
 from dataparsers.poses_bounds import read_poses_bounds
 
 _VIDEO_NAME = re.compile(r"^cam_?(\d+)\.mp4$", re.IGNORECASE)
@@ -44,15 +51,9 @@ class N3dvScene:
     """The camera's ``.mp4`` video, or for a prepared frame (:func:`read_prepared_frame`) its ``.png`` image."""
     camera_ids: Int[np.ndarray, " n"]
     """Integer id parsed from the file name (``cam07.mp4`` -> 7), ascending."""
-    camera_to_world: Float[np.ndarray, "n 4 4"]
-    """OpenGL axes (x right, y up, z back), in the world of ``poses_bounds.npy`` (no recentring or rescaling)."""
-    fx: Float[np.ndarray, " n"]
-    fy: Float[np.ndarray, " n"]
-    cx: Float[np.ndarray, " n"]
-    cy: Float[np.ndarray, " n"]
-    width: int
-    """Width of the frames this scene's readers return (after ``downscale``)."""
-    height: int
+    cameras: PinholeCameras
+    """In the world of ``poses_bounds.npy`` (no recentring or rescaling); principal point at the image centre; size of
+    the frames this scene's readers return (after ``downscale``)."""
     near_far: Float[np.ndarray, "n 2"]
 
     def __len__(self) -> int:
@@ -108,13 +109,15 @@ def _scene_from_poses(
     return N3dvScene(
         sources=tuple(sources),
         camera_ids=np.asarray(ids, dtype=np.int64),
-        camera_to_world=camera_to_world,
-        fx=poses.focal * scale_x,
-        fy=poses.focal * scale_y,
-        cx=np.full(len(poses), width / 2.0),
-        cy=np.full(len(poses), height / 2.0),
-        width=width,
-        height=height,
+        cameras=PinholeCameras(
+            camera_to_world=camera_to_world,
+            fx=poses.focal * scale_x,
+            fy=poses.focal * scale_y,
+            cx=np.full(len(poses), width / 2.0),
+            cy=np.full(len(poses), height / 2.0),
+            width=width,
+            height=height,
+        ),
         near_far=poses.near_far,
     )
 
@@ -264,7 +267,7 @@ def read_n3dv_frame(scene: N3dvScene, frame_index: int = 0) -> UInt8[np.ndarray,
                 raise DatasetFormatError(source, f"expected an RGB image, found {frame.shape[2]} channels")
         else:
             frame = decode_video_frame(source, frame_index)
-        frames.append(_resize(frame, scene.width, scene.height))
+        frames.append(_resize(frame, scene.cameras.width, scene.cameras.height))
     return np.stack(frames)
 
 

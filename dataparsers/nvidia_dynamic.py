@@ -27,6 +27,7 @@ from jaxtyping import Bool, Float
 
 from dataparsers._common import (
     DatasetFormatError,
+    PinholeCameras,
     image_size,
     list_images,
     load_npy,
@@ -46,14 +47,8 @@ class NvidiaDynamicScene:
     """Frames, cameras and the paths of the optional per-frame supervision of one scene."""
 
     image_paths: tuple[Path, ...]
-    camera_to_world: Float[np.ndarray, "n 4 4"]
-    """OpenGL axes (x right, y up, z back), in the world of ``poses_bounds.npy`` (no bd_factor or recentring)."""
-    fx: Float[np.ndarray, " n"]
-    fy: Float[np.ndarray, " n"]
-    cx: Float[np.ndarray, " n"]
-    cy: Float[np.ndarray, " n"]
-    width: int
-    height: int
+    cameras: PinholeCameras
+    """In the world of ``poses_bounds.npy`` (no bd_factor or recentring); principal point at the image centre."""
     near_far: Float[np.ndarray, "n 2"]
     times: Float[np.ndarray, " n"]
     """Time of frame i is i / (N - 1), in [0, 1] like nerfstudio's DNeRF parser (mononerf.md §6)."""
@@ -142,13 +137,15 @@ def read_nvidia_dynamic_scene(scene_dir: Path, factor: int = 1) -> NvidiaDynamic
     flows = _flow_paths(scene_dir / "flow", count)
     return NvidiaDynamicScene(
         image_paths=tuple(images),
-        camera_to_world=camera_to_world,
-        fx=poses.focal / factor,
-        fy=poses.focal / factor,
-        cx=np.full(count, width / 2.0),
-        cy=np.full(count, height / 2.0),
-        width=width,
-        height=height,
+        cameras=PinholeCameras(
+            camera_to_world=camera_to_world,
+            fx=poses.focal / factor,
+            fy=poses.focal / factor,
+            cx=np.full(count, width / 2.0),
+            cy=np.full(count, height / 2.0),
+            width=width,
+            height=height,
+        ),
         near_far=poses.near_far,
         times=np.arange(count, dtype=np.float64) / max(count - 1, 1),
         disparity_paths=_optional_sorted(scene_dir / "disp", ".npy", count, "disparity maps (disp/*.npy)"),

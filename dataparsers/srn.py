@@ -20,20 +20,15 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
-from dataparsers._common import DatasetFormatError, image_size, list_images, require_dir, require_file
-from dataparsers.dtu import OPENCV_TO_OPENGL
-
-
-@dataclass(frozen=True)
-class SrnIntrinsics:
-    """Pinhole intrinsics from ``intrinsics.txt``, in pixels of the stored images."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
+from dataparsers._common import (
+    OPENCV_TO_OPENGL,
+    DatasetFormatError,
+    PinholeCameras,
+    image_size,
+    list_images,
+    require_dir,
+    require_file,
+)
 
 
 @dataclass(frozen=True)
@@ -43,9 +38,8 @@ class SrnInstance:
     name: str
     """ShapeNet model id (the instance folder's name)."""
     image_paths: tuple[Path, ...]
-    camera_to_world: Float[np.ndarray, "n 4 4"]
-    """OpenGL axes (x right, y up, z back); SRN's world has +z up."""
-    intrinsics: SrnIntrinsics
+    cameras: PinholeCameras
+    """SRN's world (+z up); every view has the intrinsics of ``intrinsics.txt``, in pixels of the stored images."""
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -90,8 +84,10 @@ def read_srn_pose(path: Path) -> Float[np.ndarray, "4 4"]:
     return matrix
 
 
-def read_srn_intrinsics(path: Path, image_width: int, image_height: int) -> tuple[SrnIntrinsics, bool]:
-    """Intrinsics rescaled to the stored images, and the world2cam flag of line 5 (False when absent)."""
+def read_srn_intrinsics(
+    path: Path, image_width: int, image_height: int
+) -> tuple[tuple[float, float, float, float], bool]:
+    """``(fx, fy, cx, cy)`` rescaled to the stored images, and the world2cam flag of line 5 (False when absent)."""
     lines = _read_floats(path, "intrinsics.txt")
     if len(lines) < 4:
         raise DatasetFormatError(
@@ -112,15 +108,7 @@ def read_srn_intrinsics(path: Path, image_width: int, image_height: int) -> tupl
             path, f"{width:g}x{height:g} (line 4) does not match the {image_width}x{image_height} images' aspect ratio"
         )
     world_to_camera = len(lines) >= 5 and len(lines[4]) == 1 and lines[4][0] != 0
-    intrinsics = SrnIntrinsics(
-        fx=focal * scale_x,
-        fy=focal * scale_y,
-        cx=cx * scale_x,
-        cy=cy * scale_y,
-        width=image_width,
-        height=image_height,
-    )
-    return intrinsics, world_to_camera
+    return (focal * scale_x, focal * scale_y, cx * scale_x, cy * scale_y), world_to_camera
 
 
 def read_srn_instance(instance_dir: Path) -> SrnInstance:
@@ -143,9 +131,12 @@ def read_srn_instance(instance_dir: Path) -> SrnInstance:
     if world_to_camera:
         # SRN's optional line-5 flag says the pose files store world-to-camera matrices.
         matrices = np.linalg.inv(matrices)
+    count = len(matrices)
+    fx, fy, cx, cy = (np.full(count, value) for value in intrinsics)
     return SrnInstance(
         name=instance_dir.name,
         image_paths=tuple(images),
-        camera_to_world=matrices @ OPENCV_TO_OPENGL,
-        intrinsics=intrinsics,
+        cameras=PinholeCameras(
+            camera_to_world=matrices @ OPENCV_TO_OPENGL, fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height
+        ),
     )

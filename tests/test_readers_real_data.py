@@ -73,10 +73,10 @@ def _look_at_origin_opencv(centre: np.ndarray) -> np.ndarray:
 
 def _project_with_reader(scene: DtuScene, view: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixels and depths of normalised-world points through the reader's K and OpenGL camera-to-world."""
-    world_to_camera = np.linalg.inv(scene.camera_to_world[view] @ FLIP_YZ)  # back to OpenCV axes
+    world_to_camera = np.linalg.inv(scene.cameras.camera_to_world[view] @ FLIP_YZ)  # back to OpenCV axes
     camera = (world_to_camera[:3, :3] @ points.T + world_to_camera[:3, 3:]).T
-    u = scene.fx[view] * camera[:, 0] / camera[:, 2] + scene.cx[view]
-    v = scene.fy[view] * camera[:, 1] / camera[:, 2] + scene.cy[view]
+    u = scene.cameras.fx[view] * camera[:, 0] / camera[:, 2] + scene.cameras.cx[view]
+    v = scene.cameras.fy[view] * camera[:, 1] / camera[:, 2] + scene.cameras.cy[view]
     return np.stack([u, v], axis=1), camera[:, 2]
 
 
@@ -106,21 +106,21 @@ def test_dtu_real_cameras_surround_the_unit_sphere_and_look_at_it(read, folder, 
     folder = _require(folder)
     scene = read(folder) if cameras_file == "cameras.npz" else read(folder, cameras_file=cameras_file)
     assert len(scene) == (3 if folder == SCAN65 else 49)
-    assert scene.camera_to_world.shape == (len(scene), 4, 4)
-    np.testing.assert_allclose(scene.cx, scene.width / 2, rtol=0.05)
-    np.testing.assert_allclose(scene.cy, scene.height / 2, rtol=0.05)
-    np.testing.assert_allclose(scene.fx, scene.fy, rtol=0.01)
-    rotations = scene.camera_to_world[:, :3, :3]
+    assert scene.cameras.camera_to_world.shape == (len(scene), 4, 4)
+    np.testing.assert_allclose(scene.cameras.cx, scene.cameras.width / 2, rtol=0.05)
+    np.testing.assert_allclose(scene.cameras.cy, scene.cameras.height / 2, rtol=0.05)
+    np.testing.assert_allclose(scene.cameras.fx, scene.cameras.fy, rtol=0.01)
+    rotations = scene.cameras.camera_to_world[:, :3, :3]
     np.testing.assert_allclose(
         rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rotations.shape), atol=1e-5
     )
     np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-5)
-    centres = scene.camera_to_world[:, :3, 3]
+    centres = scene.cameras.camera_to_world[:, :3, 3]
     distances = np.linalg.norm(centres, axis=1)
     assert np.all((distances > 1.5) & (distances < 4.5)), distances
     assert distances.max() / distances.min() < 1.2
     # OpenGL cameras look down -z: every view must face the object at the origin.
-    viewing = -scene.camera_to_world[:, :3, 2]
+    viewing = -scene.cameras.camera_to_world[:, :3, 2]
     cosines = np.sum(viewing * (-centres / distances[:, None]), axis=1)
     assert np.all(np.degrees(np.arccos(np.clip(cosines, -1, 1))) < 20)
 
@@ -137,7 +137,7 @@ def test_dtu_real_projection_reproduces_world_mat() -> None:
             projected = (world_mat[:3] @ world_points.T).T
             reference = projected[:, :2] / projected[:, 2:]
             if monosdf:  # 1600x1200 -> centre 1200x1200 crop -> 384x384
-                reference = (reference - [200.0, 0.0]) * scene.width / 1200
+                reference = (reference - [200.0, 0.0]) * scene.cameras.width / 1200
             pixels, depth = _project_with_reader(scene, view, points)
             assert np.all(depth > 0)
             np.testing.assert_allclose(pixels, reference, atol=0.05)
@@ -159,9 +159,11 @@ def test_dtu_real_cameras_and_cameras_sphere_share_intrinsics() -> None:
     plain = read_dtu_scene(_require(SCAN65))
     sphere = read_dtu_scene(SCAN65, cameras_file="cameras_sphere.npz")
     for name in ("fx", "fy", "cx", "cy"):
-        np.testing.assert_allclose(getattr(plain, name), getattr(sphere, name), rtol=1e-6)
+        np.testing.assert_allclose(getattr(plain.cameras, name), getattr(sphere.cameras, name), rtol=1e-6)
     # Same rotations; only the normalisation of the world (scale_mat) differs.
-    np.testing.assert_allclose(plain.camera_to_world[:, :3, :3], sphere.camera_to_world[:, :3, :3], atol=1e-6)
+    np.testing.assert_allclose(
+        plain.cameras.camera_to_world[:, :3, :3], sphere.cameras.camera_to_world[:, :3, :3], atol=1e-6
+    )
 
 
 def test_dtu_real_view_selection_and_masks() -> None:
@@ -170,9 +172,9 @@ def test_dtu_real_view_selection_and_masks() -> None:
     assert [p.name for p in chosen.image_paths] == ["000002.png", "000000.png"]
     assert chosen.mask_paths is not None and [p.name for p in chosen.mask_paths] == ["002.png", "000.png"]
     assert chosen.view_indices.tolist() == [2, 0]
-    np.testing.assert_allclose(chosen.camera_to_world, full.camera_to_world[[2, 0]])
+    np.testing.assert_allclose(chosen.cameras.camera_to_world, full.cameras.camera_to_world[[2, 0]])
     mask = read_dtu_mask(chosen.mask_paths[0])
-    assert mask.shape == (chosen.height, chosen.width) and mask.dtype == bool
+    assert mask.shape == (chosen.cameras.height, chosen.cameras.width) and mask.dtype == bool
     assert 0.01 < mask.mean() < 0.99
     with pytest.raises(DatasetFormatError, match=r"view indices \[3\] are out of range for 3 images"):
         read_dtu_scene(SCAN65, view_indices=[0, 3])
@@ -206,17 +208,17 @@ def _write_dtu(folder: Path, views: int = 2, images: int = 2, masks: int | None 
 
 def test_dtu_fixture_recovers_known_cameras(tmp_path: Path) -> None:
     scene = read_dtu_scene(_write_dtu(tmp_path / "scan", views=3, images=2, masks=2))
-    assert (scene.width, scene.height) == (320, 240) and len(scene) == 2
-    np.testing.assert_allclose(scene.fx, 300.0)
-    np.testing.assert_allclose(scene.fy, 310.0)
-    np.testing.assert_allclose(scene.cx, 158.0)
-    np.testing.assert_allclose(scene.cy, 122.0)
+    assert (scene.cameras.width, scene.cameras.height) == (320, 240) and len(scene) == 2
+    np.testing.assert_allclose(scene.cameras.fx, 300.0)
+    np.testing.assert_allclose(scene.cameras.fy, 310.0)
+    np.testing.assert_allclose(scene.cameras.cx, 158.0)
+    np.testing.assert_allclose(scene.cameras.cy, 122.0)
     for i in range(2):
         expected = _look_at_origin_opencv(np.array([3.0 * np.cos(i), 3.0 * np.sin(i), 1.0])) @ FLIP_YZ
-        np.testing.assert_allclose(scene.camera_to_world[i], expected, atol=1e-9)
+        np.testing.assert_allclose(scene.cameras.camera_to_world[i], expected, atol=1e-9)
     # OpenGL: +y of the camera points up in the world, +z away from the object.
-    assert np.all(scene.camera_to_world[:, 2, 1] > 0)
-    assert np.all(np.sum(scene.camera_to_world[:, :3, 2] * scene.camera_to_world[:, :3, 3], axis=1) > 0)
+    assert np.all(scene.cameras.camera_to_world[:, 2, 1] > 0)
+    assert np.all(np.sum(scene.cameras.camera_to_world[:, :3, 2] * scene.cameras.camera_to_world[:, :3, 3], axis=1) > 0)
     assert scene.mask_paths is not None and len(scene.mask_paths) == 2
 
 
@@ -230,8 +232,8 @@ def test_dtu_fixture_monosdf_crop_and_scale(tmp_path: Path) -> None:
     _save_png(folder / "000000_rgb.png", np.zeros((300, 300, 3), np.uint8))
     scene = read_monosdf_dtu_scene(folder)
     scale = 300 / 1200
-    np.testing.assert_allclose([scene.fx[0], scene.fy[0]], [2000.0 * scale] * 2)
-    np.testing.assert_allclose([scene.cx[0], scene.cy[0]], [(810.0 - 200.0) * scale, 590.0 * scale])
+    np.testing.assert_allclose([scene.cameras.fx[0], scene.cameras.fy[0]], [2000.0 * scale] * 2)
+    np.testing.assert_allclose([scene.cameras.cx[0], scene.cameras.cy[0]], [(810.0 - 200.0) * scale, 590.0 * scale])
 
 
 def test_dtu_fixture_errors(tmp_path: Path) -> None:
@@ -301,15 +303,16 @@ def test_srn_fixture_poses_flip_and_rescaled_intrinsics(tmp_path: Path) -> None:
     scene = read_srn_instance(instance)
     assert scene.name == "abc" and [p.name for p in scene.image_paths] == ["000000.png", "000001.png"]
     # The units trap: line 1 is for 512x512, the images are 64x64 -> everything x 1/8.
-    k = scene.intrinsics
-    assert (k.fx, k.fy, k.cx, k.cy, k.width, k.height) == (525.0 / 8, 525.0 / 8, 32.0, 31.25, 64, 64)
+    k = scene.cameras
+    assert (k.fx[0], k.fy[0], k.cx[0], k.cy[0], k.width, k.height) == (525.0 / 8, 525.0 / 8, 32.0, 31.25, 64, 64)
+    assert all(np.all(values == values[0]) for values in (k.fx, k.fy, k.cx, k.cy))  # one intrinsics.txt for all views
     opencv = np.array([[1, 0, 0, 0], [0, 0, 1, -2], [0, -1, 0, 0.5], [0, 0, 0, 1]], dtype=float)
     expected = opencv.copy()
     expected[:3, 1:3] *= -1  # OpenGL: y up = -(OpenCV y down), z back = -(OpenCV z forward)
-    np.testing.assert_allclose(scene.camera_to_world[0], expected)
-    np.testing.assert_allclose(scene.camera_to_world[1, :3, 3], [0.1, -2, 0.5])
-    assert scene.camera_to_world[0, 2, 1] == 1.0  # camera up is world +z up
-    np.testing.assert_allclose(scene.camera_to_world[0, :3, 2], [0, -1, 0])  # back = away from the origin
+    np.testing.assert_allclose(scene.cameras.camera_to_world[0], expected)
+    np.testing.assert_allclose(scene.cameras.camera_to_world[1, :3, 3], [0.1, -2, 0.5])
+    assert scene.cameras.camera_to_world[0, 2, 1] == 1.0  # camera up is world +z up
+    np.testing.assert_allclose(scene.cameras.camera_to_world[0, :3, 2], [0, -1, 0])  # back = away from the origin
 
 
 def test_srn_fixture_world2cam_flag_and_instance_listing(tmp_path: Path) -> None:
@@ -321,8 +324,8 @@ def test_srn_fixture_world2cam_flag_and_instance_listing(tmp_path: Path) -> None
     (split / "dataset.json").write_text("{}")
     instances = list_srn_instances(split)
     assert [p.name for p in instances] == ["a", "b"]
-    np.testing.assert_allclose(read_srn_instance(instances[1]).camera_to_world[0], opencv @ FLIP_YZ, atol=1e-9)
-    np.testing.assert_allclose(read_srn_instance(instances[0]).camera_to_world[0], opencv @ FLIP_YZ)
+    np.testing.assert_allclose(read_srn_instance(instances[1]).cameras.camera_to_world[0], opencv @ FLIP_YZ, atol=1e-9)
+    np.testing.assert_allclose(read_srn_instance(instances[0]).cameras.camera_to_world[0], opencv @ FLIP_YZ)
 
 
 @pytest.mark.parametrize(
@@ -406,15 +409,16 @@ def test_n3dv_fixture_sorts_by_camera_id_and_scales_intrinsics(meet_room: Path) 
     assert [p.name for p in list_n3dv_videos(meet_room)] == ["cam_0.mp4", "cam_9.mp4", "cam_10.mp4"]
     scene = read_n3dv_scene(meet_room)
     assert scene.camera_ids.tolist() == [0, 9, 10] and scene.test_camera_index == 0
-    np.testing.assert_allclose(scene.camera_to_world[:, 0, 3], [0, 1, 2])  # rows follow the sorted order
+    np.testing.assert_allclose(scene.cameras.camera_to_world[:, 0, 3], [0, 1, 2])  # rows follow the sorted order
     # poses_bounds says 64x64, f=50; the videos are 32x32 -> f=25, principal point at the centre.
-    assert (scene.width, scene.height) == (SIZE, SIZE)
+    assert (scene.cameras.width, scene.cameras.height) == (SIZE, SIZE)
     np.testing.assert_allclose(
-        [scene.fx, scene.fy, scene.cx, scene.cy], [[25.0] * 3, [25.0] * 3, [16.0] * 3, [16.0] * 3]
+        [scene.cameras.fx, scene.cameras.fy, scene.cameras.cx, scene.cameras.cy],
+        [[25.0] * 3, [25.0] * 3, [16.0] * 3, [16.0] * 3],
     )
     half = read_n3dv_scene(meet_room, downscale=2)
-    assert (half.width, half.height) == (16, 16)
-    np.testing.assert_allclose([half.fx[0], half.cx[0]], [12.5, 8.0])
+    assert (half.cameras.width, half.cameras.height) == (16, 16)
+    np.testing.assert_allclose([half.cameras.fx[0], half.cameras.cx[0]], [12.5, 8.0])
 
 
 def test_n3dv_fixture_decodes_known_colours(meet_room: Path) -> None:
@@ -500,8 +504,8 @@ def test_n3dv_fixture_streamrf_prepared_frames(tmp_path: Path) -> None:
     frames = list_prepared_frames(tmp_path)
     assert [p.name for p in frames] == ["0000", "0001"]
     scene = read_prepared_frame(frames[1])
-    assert scene.camera_ids.tolist() == [0, 1] and (scene.width, scene.height) == (8, 8)
-    np.testing.assert_allclose(scene.fx, 10.0)
+    assert scene.camera_ids.tolist() == [0, 1] and (scene.cameras.width, scene.cameras.height) == (8, 8)
+    np.testing.assert_allclose(scene.cameras.fx, 10.0)
     images = read_n3dv_frame(scene)
     np.testing.assert_array_equal(images[1, 0, 0], _colour(1, 1))
 
@@ -511,24 +515,24 @@ def test_n3dv_fixture_streamrf_prepared_frames(tmp_path: Path) -> None:
 
 def test_nvidia_dynamic_real_balloon1() -> None:
     scene = read_nvidia_dynamic_scene(_require(BALLOON1))
-    assert len(scene) == 12 and (scene.width, scene.height) == (960, 540)
+    assert len(scene) == 12 and (scene.cameras.width, scene.cameras.height) == (960, 540)
     raw = np.load(BALLOON1 / "poses_bounds.npy")
     assert raw.shape == (12, 17)
     np.testing.assert_allclose(raw[:, 4], 540.0)  # H, W, f sit in the 5th column of the 3x5 pose
     np.testing.assert_allclose(raw[:, 9], 960.0)
     np.testing.assert_allclose(raw[:, 14], 920.68, atol=0.01)
-    np.testing.assert_allclose(scene.fx, raw[:, 14])
-    np.testing.assert_allclose([scene.cx, scene.cy], [[480.0] * 12, [270.0] * 12])
+    np.testing.assert_allclose(scene.cameras.fx, raw[:, 14])
+    np.testing.assert_allclose([scene.cameras.cx, scene.cameras.cy], [[480.0] * 12, [270.0] * 12])
     np.testing.assert_allclose(scene.times, np.arange(12) / 11)
     assert scene.times[0] == 0.0 and scene.times[-1] == 1.0
     assert scene.flow_forward_paths is None and scene.flow_backward_paths is None and scene.motion_mask_paths is None
     assert scene.disparity_paths is not None and len(scene.disparity_paths) == 12
     # The 12-camera rig faces forward: all cameras look roughly the same way (OpenGL -z).
-    viewing = -scene.camera_to_world[:, :3, 2]
+    viewing = -scene.cameras.camera_to_world[:, :3, 2]
     assert np.all(viewing @ viewing.mean(0) > 0.9)
     np.testing.assert_allclose(scene.near_far[:, 0], raw[:, 15])
     for path in scene.disparity_paths[::11]:
-        disparity = read_disparity(path, scene.height, scene.width)
+        disparity = read_disparity(path, scene.cameras.height, scene.cameras.width)
         assert disparity.shape == (540, 960) and disparity.dtype == np.float32 and np.all(disparity > 0)
     assert read_disparity(scene.disparity_paths[0], 270, 480).shape == (270, 480)
     with pytest.raises(DatasetFormatError, match=r"images_2: missing folder: images at factor 2"):
@@ -561,15 +565,18 @@ def _write_nvidia(folder: Path, frames: int = 3, flow: bool = True, masks: bool 
 
 def test_nvidia_dynamic_fixture_factor_and_extras(tmp_path: Path) -> None:
     scene = read_nvidia_dynamic_scene(_write_nvidia(tmp_path / "s"), factor=2)
-    assert (scene.width, scene.height) == (8, 4)
-    np.testing.assert_allclose([scene.fx, scene.fy, scene.cx, scene.cy], [[5.0] * 3, [5.0] * 3, [4.0] * 3, [2.0] * 3])
+    assert (scene.cameras.width, scene.cameras.height) == (8, 4)
+    np.testing.assert_allclose(
+        [scene.cameras.fx, scene.cameras.fy, scene.cameras.cx, scene.cameras.cy],
+        [[5.0] * 3, [5.0] * 3, [4.0] * 3, [2.0] * 3],
+    )
     np.testing.assert_allclose(scene.times, [0.0, 0.5, 1.0])
     assert scene.flow_forward_paths is not None and scene.flow_backward_paths is not None
     assert [p is None for p in scene.flow_forward_paths] == [False, False, True]
     assert [p is None for p in scene.flow_backward_paths] == [True, False, False]
     first_forward = scene.flow_forward_paths[0]
     assert first_forward is not None
-    forward = read_flow(first_forward, scene.height, scene.width)
+    forward = read_flow(first_forward, scene.cameras.height, scene.cameras.width)
     # Stored at 16x8, read at 8x4: vectors halve with the image.
     assert forward.flow.shape == (4, 8, 2) and forward.mask.shape == (4, 8)
     np.testing.assert_allclose(forward.flow[..., 0], 2.0)
@@ -577,7 +584,7 @@ def test_nvidia_dynamic_fixture_factor_and_extras(tmp_path: Path) -> None:
     assert scene.disparity_paths is not None
     np.testing.assert_allclose(read_disparity(scene.disparity_paths[2], 4, 8), 3.0)
     assert scene.motion_mask_paths is not None
-    moving = read_motion_mask(scene.motion_mask_paths[0], scene.height, scene.width)
+    moving = read_motion_mask(scene.motion_mask_paths[0], scene.cameras.height, scene.cameras.width)
     assert moving.shape == (4, 8) and moving[:, :4].all() and not moving[:, 4:].any()
 
 

@@ -180,16 +180,16 @@ def test_n3dv_videos_and_poses_round_trip(tmp_path: Path) -> None:
     assert names == ["cam00.mp4", "cam01.mp4", "cam03.mp4", "cam04.mp4", "poses_bounds.npy"]
     scene = read_n3dv_scene(tmp_path)
     assert len(scene) == 4 and scene.camera_ids.tolist() == [0, 1, 3, 4] and scene.test_camera_index == 0
-    assert (scene.width, scene.height) == (48, 32)
+    assert (scene.cameras.width, scene.cameras.height) == (48, 32)
     rig = forward_facing_rig(5, 48, 32, seed=1)
     expected = np.stack([rig[i].camera_to_world for i in (0, 1, 3, 4)])
-    np.testing.assert_allclose(c2w_3x4(scene.camera_to_world), expected, atol=POSE_TOLERANCE)
+    np.testing.assert_allclose(c2w_3x4(scene.cameras.camera_to_world), expected, atol=POSE_TOLERANCE)
     raw = np.load(tmp_path / "poses_bounds.npy")
     assert raw.shape == (4, 17) and raw.dtype == np.float64
     # cam00 is the centre camera. Frames decode close to the exact renders: the error is dominated by yuv420p's
     # halved chroma resolution at texture edges (crf 0 would barely lower it), so check the median and that frame k
     # is closest to time k / (N - 1) rather than to the other times.
-    np.testing.assert_allclose(scene.camera_to_world[0, :3, 3], 0.0, atol=1e-12)
+    np.testing.assert_allclose(scene.cameras.camera_to_world[0, :3, 3], 0.0, atol=1e-12)
     dynamic = forward_facing_scene(1, dynamic=True)
     for frame in (0, 4):
         decoded = read_n3dv_frame(scene, frame).astype(np.float64)
@@ -230,10 +230,10 @@ def check_nvidia(folder: Path):
     assert [p.name for p in sorted((folder / "disp").iterdir())] == [f"{i:03d}.npy" for i in range(count)]
     scene = read_nvidia_dynamic_scene(folder)
     height, width = raw[0, 4], raw[0, 9]  # hwf column of the 3x5 matrix
-    assert (scene.width, scene.height) == (width, height)
+    assert (scene.cameras.width, scene.cameras.height) == (width, height)
     disp = np.load(folder / "disp" / "000.npy")
     assert disp.dtype == np.float32 and disp.shape == (height, width)
-    assert read_disparity(scene.disparity_paths[0], scene.height, scene.width).shape == (height, width)  # pyright: ignore[reportOptionalSubscript]
+    assert read_disparity(scene.disparity_paths[0], scene.cameras.height, scene.cameras.width).shape == (height, width)  # pyright: ignore[reportOptionalSubscript]
     mode, _, _ = image_info(scene.image_paths[0])
     assert mode == "RGB"
     return scene
@@ -249,11 +249,11 @@ def test_nvidia_dynamic_matches_balloon1_and_round_trips(tmp_path: Path) -> None
     assert len(scene) == n and len(balloon) == 12
     rig = forward_facing_rig(n, 32, 18, spread=0.3, seed=5, layout="line")
     np.testing.assert_allclose(
-        c2w_3x4(scene.camera_to_world), np.stack([c.camera_to_world for c in rig]), atol=POSE_TOLERANCE
+        c2w_3x4(scene.cameras.camera_to_world), np.stack([c.camera_to_world for c in rig]), atol=POSE_TOLERANCE
     )
-    assert scene.fx[0] == pytest.approx(rig[0].fx)
+    assert scene.cameras.fx[0] == pytest.approx(rig[0].fx)
     half = read_nvidia_dynamic_scene(tmp_path, factor=2)
-    assert (half.width, half.height) == (16, 9) and half.fx[0] == pytest.approx(rig[0].fx / 2)
+    assert (half.cameras.width, half.cameras.height) == (16, 9) and half.cameras.fx[0] == pytest.approx(rig[0].fx / 2)
 
     flows = sorted(p.name for p in (tmp_path / "flow").iterdir())
     assert flows == sorted([f"{i:03d}_fwd.npz" for i in range(n - 1)] + [f"{i:03d}_bwd.npz" for i in range(1, n)])
@@ -325,14 +325,14 @@ def test_srn_layout_and_round_trip(tmp_path: Path) -> None:
         assert len(loaded) == 3
         # The files hold OpenCV axes; the reader's diag(1, -1, -1, 1) gives back the OpenGL rig.
         np.testing.assert_allclose(
-            c2w_3x4(loaded.camera_to_world), np.stack([c.camera_to_world for c in rig]), atol=POSE_TOLERANCE
+            c2w_3x4(loaded.cameras.camera_to_world), np.stack([c.camera_to_world for c in rig]), atol=POSE_TOLERANCE
         )
-        assert loaded.intrinsics.fx == pytest.approx(rig[0].fx, rel=1e-6)
-        assert (loaded.intrinsics.cx, loaded.intrinsics.cy) == (16.0, 16.0)
+        assert loaded.cameras.fx[0] == pytest.approx(rig[0].fx, rel=1e-6)
+        assert (loaded.cameras.cx[0], loaded.cameras.cy[0]) == (16.0, 16.0)
         # World up +z and cameras at radius 1.3 looking at the origin.
-        centres = loaded.camera_to_world[:, :3, 3]
+        centres = loaded.cameras.camera_to_world[:, :3, 3]
         np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.3, rtol=1e-6)
-        forward = -loaded.camera_to_world[:, :3, 2]  # OpenGL cameras look along their -z axis
+        forward = -loaded.cameras.camera_to_world[:, :3, 2]  # OpenGL cameras look along their -z axis
         np.testing.assert_allclose(forward, -centres / 1.3, atol=1e-6)
 
 
@@ -347,7 +347,7 @@ def test_srn_intrinsics_for_another_resolution_are_rescaled(tmp_path: Path) -> N
     instance = next((tmp_path / "cars_train").iterdir())
     assert (instance / "intrinsics.txt").read_text().splitlines()[3] == "512 512"
     loaded = read_srn_instance(instance)
-    assert loaded.intrinsics.fx == pytest.approx(16 * 131.25 / 128, rel=1e-6)
+    assert loaded.cameras.fx[0] == pytest.approx(16 * 131.25 / 128, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -400,19 +400,19 @@ def test_dtu_matches_scan65_and_round_trips(tmp_path: Path) -> None:
     scene = read_dtu_scene(tmp_path)
     rig = sphere_rig(4, 40, 30, radius=3.0, fov_x_degrees=50.0, up="-y", pole="-z", min_elevation_degrees=35.0,
                      max_elevation_degrees=75.0, seed=6)  # fmt: skip
-    assert len(scene) == 4 and (scene.width, scene.height) == (40, 30)
+    assert len(scene) == 4 and (scene.cameras.width, scene.cameras.height) == (40, 30)
     # Normalised world (after undoing scale_mat), OpenGL axes: the generator's cameras within 1e-5.
     np.testing.assert_allclose(
-        c2w_3x4(scene.camera_to_world), np.stack([c.camera_to_world for c in rig]), atol=POSE_TOLERANCE
+        c2w_3x4(scene.cameras.camera_to_world), np.stack([c.camera_to_world for c in rig]), atol=POSE_TOLERANCE
     )
-    np.testing.assert_allclose(scene.fx, rig[0].fx, rtol=1e-5)
-    np.testing.assert_allclose(scene.fy, rig[0].fx * 1.01, rtol=1e-5)
+    np.testing.assert_allclose(scene.cameras.fx, rig[0].fx, rtol=1e-5)
+    np.testing.assert_allclose(scene.cameras.fy, rig[0].fx * 1.01, rtol=1e-5)
     # Stored principal point is OpenCV's (pixel centres at integers) = render camera's minus 0.5.
-    np.testing.assert_allclose(scene.cx + OPENCV_PIXEL_OFFSET, 20.0 + 1.25, atol=1e-4)
-    np.testing.assert_allclose(scene.cy + OPENCV_PIXEL_OFFSET, 15.0 - 0.75, atol=1e-4)
+    np.testing.assert_allclose(scene.cameras.cx + OPENCV_PIXEL_OFFSET, 20.0 + 1.25, atol=1e-4)
+    np.testing.assert_allclose(scene.cameras.cy + OPENCV_PIXEL_OFFSET, 15.0 - 0.75, atol=1e-4)
     # A reader that ignored scale_mat would put the cameras hundreds of units away.
     _, unnormalised = decompose_projection(cameras["world_mat_0"][:3])
-    assert np.linalg.norm(unnormalised[:3, 3] - scene.camera_to_world[0, :3, 3]) > 100
+    assert np.linalg.norm(unnormalised[:3, 3] - scene.cameras.camera_to_world[0, :3, 3]) > 100
     # The object (around the normalised origin) is inside every mask.
     for camera, mask_path in zip(rig, scene.mask_paths or ()):
         (x, y), _ = camera.project(np.zeros(3))

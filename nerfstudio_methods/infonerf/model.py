@@ -1,0 +1,264 @@
+"""``InfoNeRFModel``: nerfstudio's vanilla NeRF (64 coarse + 128 fine samples) plus InfoNeRF's losses (brief B1-B3, B7).
+
+Differences from nerfstudio's ``vanilla-nerf`` that follow nerf-pytorch, which InfoNeRF builds on:
+
+- density ``relu(raw + noise)`` instead of ``softplus(raw)``, with ``density_noise_std`` (``raw_noise_std``) Gaussian
+  noise on the raw density during training (``density_activation="softplus"`` restores nerfstudio's);
+- separate depths for the coarse and fine MLPs (InfoNeRF's DTU config uses a 4-layer coarse MLP).
+
+Kept from nerfstudio (documented differences to nerf-pytorch): the positional encoding (``2*pi*x`` scaling,
+frequencies up to 2^8), the last sample's delta (``far - t_last``, not 1e10) and the PDF sampler, which merges its
+129 new bin edges with the 65 coarse ones, so the fine pass (and the entropy) spans 193 intervals, not 192 points.
+
+Outputs ``rgb``, ``accumulation`` and ``depth`` are the fine pass's (nerfstudio's default names for ns-render and the
+viewer), next to vanilla NeRF's ``*_coarse``/``*_fine``.
+
+Training batches from :class:`~nerfstudio_methods.infonerf.datamanager.InfoNeRFDataManager` are laid out as
+``[seen | unseen | near-seen | near-unseen]`` with ``n_seen``, ``n_unseen``, ``n_near`` in the batch. Losses:
+
+- ``rgb_loss_coarse``/``rgb_loss_fine``: MSE on the seen rays only;
+- ``entropy_loss`` = ``entropy_lambda`` * masked ray entropy (:func:`.losses.ray_entropy_loss`) over the unseen rays,
+  plus the neighbour rays (``entropy_on_neighbour_rays``) and the seen rays (``entropy_on_seen_rays``);
+- ``kl_loss`` = ``kl_lambda * kl_rate ** (step // kl_step_size)`` * KL between [seen | unseen] and
+  [near-seen | near-unseen] (:func:`.losses.information_gain_loss`).
+
+Batches without ``n_seen`` (evaluation batches) get only the RGB losses. ``get_outputs_for_camera`` (ns-eval,
+ns-render, the viewer) renders like vanilla NeRF and never needs the extra rays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Tuple, Type
+
+import torch
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.field_components.encodings import NeRFEncoding
+from nerfstudio.field_components.field_heads import DensityFieldHead, FieldHeadNames
+from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
+from nerfstudio.utils import colormaps
+from torch import Tensor, nn
+
+from nerfstudio_methods.infonerf.losses import KLDirection, information_gain_loss, kl_weight, ray_entropy_loss
+
+
+class InfoNeRFField(NeRFField):
+    """nerfstudio's NeRF field with nerf-pytorch's density: ``activation(raw + N(0, noise_std^2))`` in training."""
+
+    def __init__(
+        self, *args, density_activation: Literal["relu", "softplus"] = "relu", density_noise_std: float = 0.0, **kwargs
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.field_output_density = DensityFieldHead(in_dim=self.mlp_base.get_out_dim(), activation=None)
+        self.density_activation = nn.ReLU() if density_activation == "relu" else nn.Softplus()
+        self.density_noise_std = density_noise_std
+
+    def get_density(self, ray_samples: RaySamples) -> Tuple[Tensor, Tensor]:
+        raw_density, base_mlp_out = super().get_density(ray_samples)
+        if self.training and self.density_noise_std > 0:
+            raw_density = raw_density + torch.randn_like(raw_density) * self.density_noise_std
+        return self.density_activation(raw_density), base_mlp_out
+
+
+@dataclass
+class InfoNeRFModelConfig(VanillaModelConfig):
+    """InfoNeRF: vanilla NeRF with the ray entropy and information-gain (KL) losses."""
+
+    _target: Type = field(default_factory=lambda: InfoNeRFModel)
+    entropy_lambda: float = 0.001
+    """Weight of the ray entropy loss (``entropy_ray_zvals_lambda``; Blender 0.001, DTU 0.002)."""
+    entropy_acc_threshold: float = 0.1
+    """Rays whose accumulated opacity is at most this get no entropy (still counted in the mean); DTU 0.01."""
+    entropy_on_seen_rays: bool = False
+    """Also apply the entropy to the seen (training) rays: the paper sums over R_s and R_u; the released code uses
+    only the other rays (``computing_entropy_all=False``), which the author reports makes no significant difference
+    (InfoNeRF issue #3). Default: the code."""
+    entropy_on_neighbour_rays: bool = True
+    """Apply the entropy to the neighbour rays too, when there are any (``entropy_ignore_smoothing=False``)."""
+    entropy_log_base: float = 2.0
+    """Logarithm base of the entropy (``entropy_type='log2'``)."""
+    kl_lambda: float = 0.0
+    """Initial weight of the information-gain (KL) loss (``smoothing_lambda``); 0 disables it (the released Blender
+    config). The DTU config uses 2e-5. Needs ``--pipeline.datamanager.neighbour-rays True``."""
+    kl_rate: float = 0.5
+    """The KL weight is multiplied by this every ``kl_step_size`` steps (``smoothing_rate``)."""
+    kl_step_size: int = 5000
+    """Steps between KL weight decays (``smoothing_step_size``)."""
+    kl_direction: KLDirection = "original-to-neighbour"
+    """"original-to-neighbour" = KL(P_original || P_neighbour), the paper's formula; "neighbour-to-original" is what
+    the released code computes (InfoNeRF issue #10)."""
+    coarse_mlp_num_layers: int = 8
+    """Depth of the coarse field's base MLP (``netdepth``; DTU uses 4)."""
+    fine_mlp_num_layers: int = 8
+    """Depth of the fine field's base MLP (``netdepth_fine``)."""
+    mlp_layer_width: int = 256
+    """Width of both base MLPs (``netwidth``)."""
+    density_activation: Literal["relu", "softplus"] = "relu"
+    """Density activation: nerf-pytorch's relu, or nerfstudio's softplus."""
+    density_noise_std: float = 0.0
+    """Std of the noise added to the raw density during training (``raw_noise_std``; DTU 1.0)."""
+
+
+class InfoNeRFModel(NeRFModel):
+    """Vanilla NeRF whose training outputs include the fine pass's per-sample opacities (``alphas_fine``)."""
+
+    config: InfoNeRFModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        position_encoding = NeRFEncoding(
+            in_dim=3, num_frequencies=10, min_freq_exp=0.0, max_freq_exp=8.0, include_input=True
+        )
+        direction_encoding = NeRFEncoding(
+            in_dim=3, num_frequencies=4, min_freq_exp=0.0, max_freq_exp=4.0, include_input=True
+        )
+
+        def make_field(num_layers: int) -> InfoNeRFField:
+            return InfoNeRFField(
+                position_encoding=position_encoding,
+                direction_encoding=direction_encoding,
+                base_mlp_num_layers=num_layers,
+                base_mlp_layer_width=self.config.mlp_layer_width,
+                density_activation=self.config.density_activation,
+                density_noise_std=self.config.density_noise_std,
+            )
+
+        self.field_coarse = make_field(self.config.coarse_mlp_num_layers)
+        self.field_fine = make_field(self.config.fine_mlp_num_layers)
+        self.step = 0
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
+        def set_step(step: int) -> None:
+            self.step = step
+
+        return [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], update_every_num_iters=1, func=set_step
+            )
+        ]
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        assert self.field_coarse is not None and self.field_fine is not None
+        samples_coarse = self.sampler_uniform(ray_bundle)
+        coarse = self.field_coarse.forward(samples_coarse)
+        weights_coarse = samples_coarse.get_weights(coarse[FieldHeadNames.DENSITY])
+
+        samples_fine = self.sampler_pdf(ray_bundle, samples_coarse, weights_coarse)
+        fine = self.field_fine.forward(samples_fine)
+        weights_fine = samples_fine.get_weights(fine[FieldHeadNames.DENSITY])
+
+        outputs = {
+            "rgb_coarse": self.renderer_rgb(rgb=coarse[FieldHeadNames.RGB], weights=weights_coarse),
+            "rgb_fine": self.renderer_rgb(rgb=fine[FieldHeadNames.RGB], weights=weights_fine),
+            "accumulation_coarse": self.renderer_accumulation(weights_coarse),
+            "accumulation_fine": self.renderer_accumulation(weights_fine),
+            "depth_coarse": self.renderer_depth(weights_coarse, samples_coarse),
+            "depth_fine": self.renderer_depth(weights_fine, samples_fine),
+        }
+        # nerfstudio's default names (ns-render's --rendered-output-names rgb, the viewer) show the fine pass
+        outputs.update(rgb=outputs["rgb_fine"], accumulation=outputs["accumulation_fine"], depth=outputs["depth_fine"])
+        if self.training:  # [rays, samples]; left out of full-image renders, where it would be huge
+            assert samples_fine.deltas is not None
+            outputs["alphas_fine"] = 1.0 - torch.exp(
+                -fine[FieldHeadNames.DENSITY][..., 0] * samples_fine.deltas[..., 0]
+            )
+        return outputs
+
+    # --- losses -------------------------------------------------------------------------------------------
+
+    def kl_weight(self, step: Optional[int] = None) -> float:
+        """``kl_lambda * kl_rate ** floor(step / kl_step_size)`` at ``step`` (default: the current step)."""
+        config = self.config
+        return kl_weight(self.step if step is None else step, config.kl_lambda, config.kl_rate, config.kl_step_size)
+
+    def regulariser_terms(self, outputs: Dict[str, Tensor], batch: Dict) -> Dict[str, Tensor]:
+        """Unweighted ``ray_entropy`` and ``information_gain`` (KL) of an InfoNeRF training batch, else ``{}``."""
+        if "n_seen" not in batch or "alphas_fine" not in outputs:
+            return {}
+        n_seen, n_unseen, n_near = int(batch["n_seen"]), int(batch["n_unseen"]), int(batch.get("n_near", 0))
+        alphas, accumulation = outputs["alphas_fine"], outputs["accumulation_fine"]
+        if alphas.shape[0] != n_seen + n_unseen + n_near:
+            raise ValueError(f"batch has {alphas.shape[0]} rays, expected {n_seen}+{n_unseen}+{n_near}")
+        start = 0 if self.config.entropy_on_seen_rays else n_seen
+        stop = n_seen + n_unseen + (n_near if self.config.entropy_on_neighbour_rays else 0)
+        terms = {
+            "ray_entropy": ray_entropy_loss(
+                alphas[start:stop],
+                accumulation[start:stop],
+                self.config.entropy_acc_threshold,
+                log_base=self.config.entropy_log_base,
+            )
+        }
+        if self.config.kl_lambda > 0:
+            if n_near != n_seen + n_unseen:
+                raise ValueError(
+                    "the KL loss (kl_lambda > 0) needs neighbour rays: add --pipeline.datamanager.neighbour-rays True"
+                )
+            half = n_seen + n_unseen
+            terms["information_gain"] = information_gain_loss(
+                alphas[:half], alphas[half:], direction=self.config.kl_direction
+            )
+        return terms
+
+    def get_metrics_dict(self, outputs: Dict[str, Tensor], batch: Dict) -> Dict[str, Tensor]:
+        metrics = dict(super().get_metrics_dict(outputs, batch))
+        metrics.update({name: term.detach() for name, term in self.regulariser_terms(outputs, batch).items()})
+        if "information_gain" in metrics:
+            metrics["kl_weight"] = torch.tensor(self.kl_weight())
+        return metrics
+
+    def get_loss_dict(self, outputs: Dict[str, Tensor], batch: Dict, metrics_dict=None) -> Dict[str, Tensor]:
+        n_seen = int(batch.get("n_seen", batch["image"].shape[0]))
+        seen = {key: value[:n_seen] for key, value in outputs.items() if key != "alphas_fine"}
+        loss_dict = super().get_loss_dict(seen, batch, metrics_dict)
+        terms = self.regulariser_terms(outputs, batch)
+        if "ray_entropy" in terms:
+            loss_dict["entropy_loss"] = self.config.entropy_lambda * terms["ray_entropy"]
+        if "information_gain" in terms:
+            loss_dict["kl_loss"] = self.kl_weight() * terms["information_gain"]
+        return loss_dict
+
+    # --- evaluation ---------------------------------------------------------------------------------------
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """nerfstudio's usual ``psnr``/``ssim``/``lpips`` (fine pass) plus ``coarse_psnr``, and comparison images."""
+        image = self.renderer_rgb.blend_background(batch["image"].to(outputs["rgb_fine"].device))
+        rgb_coarse, rgb_fine = outputs["rgb_coarse"], outputs["rgb_fine"]
+        assert self.config.collider_params is not None
+        near, far = self.config.collider_params["near_plane"], self.config.collider_params["far_plane"]
+        depths = [
+            colormaps.apply_depth_colormap(
+                outputs[f"depth_{level}"], accumulation=outputs[f"accumulation_{level}"], near_plane=near, far_plane=far
+            )
+            for level in ("coarse", "fine")
+        ]
+        images = {
+            "img": torch.cat([image, rgb_coarse, rgb_fine], dim=1),
+            "accumulation": torch.cat(
+                [colormaps.apply_colormap(outputs[f"accumulation_{level}"]) for level in ("coarse", "fine")], dim=1
+            ),
+            "depth": torch.cat(depths, dim=1),
+        }
+
+        def to_metric_layout(rgb: Tensor) -> Tensor:  # [H, W, 3] -> [1, 3, H, W]
+            return torch.moveaxis(rgb, -1, 0)[None, ...]
+
+        gt, coarse, fine = to_metric_layout(image), to_metric_layout(rgb_coarse), to_metric_layout(rgb_fine)
+        ssim = self.ssim(gt, fine)
+        assert isinstance(ssim, Tensor)
+        metrics = {
+            "psnr": float(self.psnr(gt, fine).item()),
+            "ssim": float(ssim.item()),
+            "lpips": float(self.lpips(gt, fine).item()),
+            "coarse_psnr": float(self.psnr(gt, coarse).item()),
+        }
+        return metrics, images
+
+
+__all__ = ["InfoNeRFField", "InfoNeRFModel", "InfoNeRFModelConfig"]
