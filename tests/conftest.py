@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,3 +44,47 @@ def run_command(
         timeout=timeout,
         check=False,
     )
+
+
+def assert_succeeded(result: subprocess.CompletedProcess) -> None:
+    """A command's exit status is 0; otherwise fail showing the end of its output."""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def generate_scene(fmt: str, output: Path, *options: str) -> Path:
+    """Write a generated dataset with the package's CLI (``nerfstudio-methods-scene``) and return its folder."""
+    assert_succeeded(
+        run_command(
+            ["nerfstudio-methods-scene", "--format", fmt, "--output", str(output), "--quiet", *options],
+            cwd=output.parent,
+        )
+    )
+    return output
+
+
+def run_folder(config: Path) -> Path:
+    """The folder ns-train ran in: config.yml sits at outputs/<experiment>/<method>/<timestamp>/ below it."""
+    return config.parents[4]
+
+
+def ns_eval(config: Path) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run ``ns-eval`` on a run's config.yml (from the training folder, as nerfstudio requires); returns its JSON."""
+    work = run_folder(config)
+    result = run_command(["ns-eval", "--load-config", str(config), "--output-path", "metrics.json"], cwd=work)
+    assert_succeeded(result)
+    return json.loads((work / "metrics.json").read_text()), result
+
+
+def ns_render_interpolated(config: Path) -> np.ndarray:
+    """Run ``ns-render interpolate`` between the eval cameras and return the decoded video frames [T, H, W, 3]."""
+    import imageio.v3 as iio
+
+    work = run_folder(config)
+    video = work / "renders" / "orbit.mp4"
+    result = run_command(
+        ["ns-render", "interpolate", "--load-config", str(config), "--output-path", str(video),
+         "--interpolation-steps", "2", "--frame-rate", "4"],
+        cwd=work,
+    )  # fmt: skip
+    assert_succeeded(result)
+    return iio.imread(video, plugin="pyav")

@@ -6,7 +6,6 @@ ns-render, --load-dir and ns-viewer work on torch >= 2.6 offline). Tiny images a
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import subprocess
@@ -14,10 +13,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-import imageio.v3 as iio
 import pytest
 
-from tests.conftest import BIN, run_command
+from tests.conftest import (
+    BIN,
+    assert_succeeded,
+    generate_scene,
+    ns_eval,
+    ns_render_interpolated,
+    run_command,
+    run_folder,
+)
 
 CPU_FLAGS = [
     "--machine.device-type", "cpu",
@@ -36,12 +42,7 @@ def trained_nerfacto(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-step nerfacto run on a generated 32x32 Blender scene; returns the run's config.yml (cwd: its parent dir)."""
     work = tmp_path_factory.mktemp("e2e")
     scene = work / "scene"
-    gen = run_command(
-        ["nerfstudio-methods-scene", "--format", "blender", "--output", str(scene), "--width", "32", "--height", "32",
-         "--num-cameras", "6", "--quiet"],
-        cwd=work,
-    )  # fmt: skip
-    assert gen.returncode == 0, gen.stderr
+    generate_scene("blender", scene, "--width", "32", "--height", "32", "--num-cameras", "6")
     train = run_command(
         ["ns-train", "nerfacto", *CPU_FLAGS, "--max-num-iterations", "4", "--experiment-name", "e2e",
          "--timestamp", "run", "blender-data", "--data", str(scene)],
@@ -55,10 +56,7 @@ def trained_nerfacto(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ns_eval_writes_psnr_and_ssim(trained_nerfacto: Path) -> None:
-    work = trained_nerfacto.parents[4]
-    result = run_command(["ns-eval", "--load-config", str(trained_nerfacto), "--output-path", "metrics.json"], cwd=work)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads((work / "metrics.json").read_text())
+    report, result = ns_eval(trained_nerfacto)
     assert report["method_name"] == "nerfacto"
     assert report["checkpoint"].endswith("step-000000003.ckpt")
     metrics = report["results"]
@@ -70,28 +68,20 @@ def test_ns_eval_writes_psnr_and_ssim(trained_nerfacto: Path) -> None:
 
 
 def test_ns_render_writes_a_video(trained_nerfacto: Path) -> None:
-    work = trained_nerfacto.parents[4]
-    video = work / "renders" / "orbit.mp4"
-    result = run_command(
-        ["ns-render", "interpolate", "--load-config", str(trained_nerfacto), "--output-path", str(video),
-         "--interpolation-steps", "2", "--frame-rate", "4"],
-        cwd=work,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    frames = iio.imread(video, plugin="pyav")
+    frames = ns_render_interpolated(trained_nerfacto)
     # Interpolating between the test split's cameras (the generator writes 6 per split), 2 steps each.
     assert frames.ndim == 4 and frames.shape[0] >= 2 and frames.shape[1:] == (32, 32, 3)
 
 
 def test_training_resumes_from_checkpoint(trained_nerfacto: Path) -> None:
-    work = trained_nerfacto.parents[4]
+    work = run_folder(trained_nerfacto)
     result = run_command(
         ["ns-train", "nerfacto", *CPU_FLAGS, "--max-num-iterations", "6", "--experiment-name", "e2e",
          "--timestamp", "resumed", "--load-dir", str(trained_nerfacto.parent / "nerfstudio_models"),
          "blender-data", "--data", str(work / "scene")],
         cwd=work,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_succeeded(result)
     assert "Done loading Nerfstudio checkpoint" in result.stdout
     saved = sorted(p.name for p in (work / "outputs" / "e2e" / "nerfacto" / "resumed" / "nerfstudio_models").iterdir())
     # Resumed after step 3: 6 more iterations end at step 9 (a run from scratch would end at step 5).
@@ -105,7 +95,7 @@ def _free_port() -> int:
 
 
 def test_ns_viewer_serves_the_checkpoint(trained_nerfacto: Path) -> None:
-    work = trained_nerfacto.parents[4]
+    work = run_folder(trained_nerfacto)
     port = _free_port()
     viewer = subprocess.Popen(
         [str(BIN / "ns-viewer"), "--load-config", str(trained_nerfacto), "--viewer.websocket-port", str(port),

@@ -5,14 +5,12 @@ Tiny images, ray counts and networks keep each command to the ~15-20 s of nerfst
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import imageio.v3 as iio
 import pytest
 
-from tests.conftest import run_command
+from tests.conftest import assert_succeeded, generate_scene, ns_eval, ns_render_interpolated, run_command, run_folder
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +37,14 @@ def trained_infonerf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-step infonerf run (with neighbour rays and the KL loss on) on a 32x32 scene; returns its config.yml."""
     work = tmp_path_factory.mktemp("infonerf_e2e")
     scene = work / "scene"
-    gen = run_command(
-        ["nerfstudio-methods-scene", "--format", "blender", "--output", str(scene), "--width", "32", "--height", "32",
-         "--num-cameras", "6", "--quiet"],
-        cwd=work,
-    )  # fmt: skip
-    assert gen.returncode == 0, gen.stderr
+    generate_scene("blender", scene, "--width", "32", "--height", "32", "--num-cameras", "6")
     train = run_command(
         ["ns-train", "infonerf", *TINY, "--pipeline.datamanager.neighbour-rays", "True",
          "--pipeline.model.kl-lambda", "1e-3", "--experiment-name", "e2e", "--timestamp", "run",
          *FEW_SHOT, "--data", str(scene)],
         cwd=work,
     )  # fmt: skip
-    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    assert_succeeded(train)
     config = work / "outputs" / "e2e" / "infonerf" / "run" / "config.yml"
     assert config.is_file()
     assert sorted(p.name for p in (config.parent / "nerfstudio_models").iterdir()) == ["step-000000003.ckpt"]
@@ -65,10 +58,7 @@ def trained_infonerf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ns_eval_writes_psnr_and_ssim(trained_infonerf: Path) -> None:
-    work = trained_infonerf.parents[4]
-    result = run_command(["ns-eval", "--load-config", str(trained_infonerf), "--output-path", "metrics.json"], cwd=work)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads((work / "metrics.json").read_text())
+    report, _ = ns_eval(trained_infonerf)
     assert report["method_name"] == "infonerf"
     metrics = report["results"]
     assert 0 < metrics["psnr"] < 60 and math.isfinite(metrics["psnr"])
@@ -79,35 +69,22 @@ def test_ns_eval_writes_psnr_and_ssim(trained_infonerf: Path) -> None:
 
 
 def test_ns_render_writes_a_video(trained_infonerf: Path) -> None:
-    work = trained_infonerf.parents[4]
-    video = work / "renders" / "orbit.mp4"
-    result = run_command(
-        ["ns-render", "interpolate", "--load-config", str(trained_infonerf), "--output-path", str(video),
-         "--interpolation-steps", "2", "--frame-rate", "4"],
-        cwd=work,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    frames = iio.imread(video, plugin="pyav")
+    frames = ns_render_interpolated(trained_infonerf)
     assert frames.ndim == 4 and frames.shape[0] >= 2 and frames.shape[1:] == (32, 32, 3)
 
 
 def test_dtu_preset_trains_with_faithful_unseen_poses(trained_infonerf: Path) -> None:
     """infonerf-dtu (dtu-data, KL, density noise, 4-layer coarse MLP) for 2 steps on a generated DTU scan, unseen
     rays drawn from all loaded poses (the released code's choice)."""
-    work = trained_infonerf.parents[4]
-    gen = run_command(
-        ["nerfstudio-methods-scene", "--format", "dtu", "--output", str(work / "dtu"), "--width", "32",
-         "--height", "24", "--num-cameras", "6", "--quiet"],
-        cwd=work,
-    )  # fmt: skip
-    assert gen.returncode == 0, gen.stderr
+    work = run_folder(trained_infonerf)
+    generate_scene("dtu", work / "dtu", "--width", "32", "--height", "24", "--num-cameras", "6")
     result = run_command(
         ["ns-train", "infonerf-dtu", *TINY, "--max-num-iterations", "2", "--experiment-name", "e2e",
          "--timestamp", "dtu", "--pipeline.datamanager.unseen-pose-source", "all-poses",
          "dtu-data", "--data", str(work / "dtu"), "--train-views", "0", "2", "4"],
         cwd=work,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_succeeded(result)
     # the pool: the 6 distinct views of the scan (train 0, 2, 4 + eval 1, 3, 5; val and test are the same views)
     assert "unseen rays come from all 6 loaded poses" in result.stdout
     assert (work / "outputs" / "e2e" / "infonerf-dtu" / "dtu" / "nerfstudio_models" / "step-000000001.ckpt").is_file()
