@@ -22,14 +22,14 @@ else
 fi
 RUN="outputs/demo/$METHOD/latest"
 rm -rf "$RUN"
-echo "[demo] 2/4 ns-train $METHOD for $STEPS steps on 4 views (256 seen + 256 unseen rays, 32+64 samples, MLP width 128)"
+echo "[demo] 2/4 ns-train $METHOD for $STEPS steps on 4 views (CPU-sized: 256 seen + 256 unseen rays, 32+64 samples, MLP width 128, softplus density)"
 ns-train "$METHOD" "${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True \
     --max-num-iterations "$STEPS" --steps-per-save "$STEPS" --steps-per-eval-image "$STEPS" \
     --steps-per-eval-batch "$STEPS" --steps-per-eval-all-images "$((STEPS + 1))" \
     --pipeline.datamanager.train-num-rays-per-batch 256 --pipeline.datamanager.num-unseen-rays 256 \
     --pipeline.datamanager.precrop-iters "$((STEPS / 4))" \
     --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 64 \
-    --pipeline.model.mlp-layer-width 128 \
+    --pipeline.model.mlp-layer-width 128 --pipeline.model.density-activation softplus \
     --experiment-name demo --timestamp latest \
     blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
 echo "[demo] 3/4 ns-eval"
