@@ -103,6 +103,7 @@ def render_view(pipeline, index: int) -> dict[str, np.ndarray]:
     return {
         "rgb": outputs["rgb"].cpu().numpy(),
         "depth": depth.cpu().numpy(),
+        "accumulation": outputs["accumulation"].cpu().numpy(),
         "gt": dataset[index]["image"][..., :3].numpy(),
     }
 
