@@ -26,8 +26,9 @@ from nerfstudio_methods.infonerf.losses import (
     ray_distribution,
     ray_entropy,
     ray_entropy_loss,
+    sample_opacities,
 )
-from nerfstudio_methods.infonerf.model import InfoNeRFModel, InfoNeRFModelConfig
+from nerfstudio_methods.infonerf.model import RELU_INITIAL_DENSITY, InfoNeRFField, InfoNeRFModel, InfoNeRFModelConfig
 from nerfstudio_methods.infonerf.poses import (
     euler_xyz,
     look_at,
@@ -80,6 +81,17 @@ def test_entropy_loss_gradient_does_not_flow_through_the_mask() -> None:
     accumulation = ACCUMULATION.clone().requires_grad_(True)
     ray_entropy_loss(alphas, accumulation, threshold=0.1).backward()
     assert accumulation.grad is None and alphas.grad is not None and torch.isfinite(alphas.grad).all()
+
+
+def test_opacities_stay_non_negative_when_the_sampler_swaps_two_bins() -> None:
+    density = torch.tensor([[2.0, 3.0, 1.0]])
+    deltas = torch.tensor([[0.5, -2.4e-7, 0.25]])  # a swapped pair of nearly equal PDF bins
+    alphas = sample_opacities(density, deltas)
+    torch.testing.assert_close(alphas, torch.tensor([[1 - math.exp(-1.0), 0.0, 1 - math.exp(-0.25)]]))
+    # without the clamp the middle opacity is about -7e-7, p_1 < -1e-10 and the entropy is NaN
+    unclamped = 1.0 - torch.exp(-density * deltas)
+    assert unclamped[0, 1] < 0 and torch.isnan(ray_entropy(unclamped)).all()
+    assert torch.isfinite(ray_entropy(alphas)).all()
 
 
 def test_information_gain_by_hand_both_directions() -> None:
@@ -315,6 +327,36 @@ def make_model(datamanager: InfoNeRFDataManager, **overrides) -> InfoNeRFModel:
     )
     assert isinstance(model, InfoNeRFModel)
     return model
+
+
+def relu_field_raw_density(seed: int, default_head_init: bool) -> torch.Tensor:
+    """Raw density (before relu) of a fresh 8x128 relu field at 2048 random points of the Blender box."""
+    from nerfstudio.field_components.encodings import NeRFEncoding
+
+    torch.manual_seed(seed)
+    field = InfoNeRFField(
+        position_encoding=NeRFEncoding(3, 10, 0.0, 8.0, include_input=True),
+        direction_encoding=NeRFEncoding(3, 4, 0.0, 4.0, include_input=True),
+        base_mlp_layer_width=128,
+        density_activation="relu",
+    )
+    head = field.field_output_density.net
+    assert isinstance(head, torch.nn.Linear)
+    if default_head_init:
+        head.reset_parameters()  # torch's default Linear initialisation, as nerf-pytorch
+    points = (torch.rand(2048, 3) * 2 - 1) * 1.5
+    with torch.no_grad():
+        return head(field.mlp_base(field.position_encoding(points)))[..., 0]
+
+
+def test_relu_field_starts_alive_for_every_seed() -> None:
+    # Control: with the default head initialisation, some seeds give a raw density below 0 at every point, so relu
+    # blocks every gradient and the field can never become non-empty.
+    default_dead = [bool((relu_field_raw_density(seed, True) <= 0).all()) for seed in range(8)]
+    assert any(default_dead), "expected the default initialisation to start dead for some seed"
+    for seed in range(8):
+        raw = relu_field_raw_density(seed, False)
+        torch.testing.assert_close(raw, torch.full_like(raw, RELU_INITIAL_DENSITY))
 
 
 def test_model_losses_on_a_training_batch(scene: Path) -> None:

@@ -20,6 +20,18 @@ EPS = 1e-10
 KLDirection = Literal["original-to-neighbour", "neighbour-to-original"]
 
 
+def sample_opacities(
+    density: Float[Tensor, "num_rays num_samples"], deltas: Float[Tensor, "num_rays num_samples"]
+) -> Float[Tensor, "num_rays num_samples"]:
+    """``alpha_i = 1 - exp(-sigma_i * delta_i)``, never negative.
+
+    nerfstudio's PDF sampler maps sorted normalised bins to metric depths with a float affine map, which can swap two
+    nearly equal bins: a delta of about -1e-7 (measured). The opacity is then slightly negative, ``p_i`` too, and
+    ``log(p_i + 1e-10)`` is NaN, which poisons the fine field within one step. Such deltas are clamped to 0.
+    """
+    return 1.0 - torch.exp(-density * deltas.clamp_min(0.0))
+
+
 def ray_distribution(alphas: Float[Tensor, "num_rays num_samples"]) -> Float[Tensor, "num_rays num_samples"]:
     """``p_i = alpha_i / (sum_j alpha_j + 1e-10)``: the opacities of a ray normalised to (almost) sum to one."""
     return alphas / (alphas.sum(dim=-1, keepdim=True) + EPS)

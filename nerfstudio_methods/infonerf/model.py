@@ -41,17 +41,39 @@ from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
-from nerfstudio_methods.infonerf.losses import KLDirection, information_gain_loss, kl_weight, ray_entropy_loss
+from nerfstudio_methods.infonerf.losses import (
+    KLDirection,
+    information_gain_loss,
+    kl_weight,
+    ray_entropy_loss,
+    sample_opacities,
+)
+
+
+RELU_INITIAL_DENSITY = 0.05
+"""Raw density of a fresh relu field everywhere: the magnitude the default initialisation gives when it is alive
+(measured: |raw| ~ 0.01-0.15 at init), i.e. a faint haze (about 0.18 opacity across Blender's 2-6 depth range)."""
 
 
 class InfoNeRFField(NeRFField):
-    """nerfstudio's NeRF field with nerf-pytorch's density: ``activation(raw + N(0, noise_std^2))`` in training."""
+    """nerfstudio's NeRF field with nerf-pytorch's density: ``activation(raw + N(0, noise_std^2))`` in training.
+
+    With ``relu``, the density head's weights start at zero and its bias at :data:`RELU_INITIAL_DENSITY`. At the
+    default initialisation the raw density of a deep NeRF MLP is nearly the same at every point, with a sign that
+    depends on the seed: in about half the seeds it is negative everywhere (tests measure this), relu passes no
+    gradient, and the field stays empty for the whole run (the renders are pure background). Starting every point
+    at a small positive raw density keeps relu differentiable everywhere without changing what the field can learn.
+    """
 
     def __init__(
         self, *args, density_activation: Literal["relu", "softplus"] = "relu", density_noise_std: float = 0.0, **kwargs
     ) -> None:
         super().__init__(*args, **kwargs)
         self.field_output_density = DensityFieldHead(in_dim=self.mlp_base.get_out_dim(), activation=None)
+        if density_activation == "relu":
+            assert isinstance(self.field_output_density.net, nn.Linear)
+            nn.init.zeros_(self.field_output_density.net.weight)
+            nn.init.constant_(self.field_output_density.net.bias, RELU_INITIAL_DENSITY)
         self.density_activation = nn.ReLU() if density_activation == "relu" else nn.Softplus()
         self.density_noise_std = density_noise_std
 
@@ -163,9 +185,7 @@ class InfoNeRFModel(NeRFModel):
         outputs.update(rgb=outputs["rgb_fine"], accumulation=outputs["accumulation_fine"], depth=outputs["depth_fine"])
         if self.training:  # [rays, samples]; left out of full-image renders, where it would be huge
             assert samples_fine.deltas is not None
-            outputs["alphas_fine"] = 1.0 - torch.exp(
-                -fine[FieldHeadNames.DENSITY][..., 0] * samples_fine.deltas[..., 0]
-            )
+            outputs["alphas_fine"] = sample_opacities(fine[FieldHeadNames.DENSITY][..., 0], samples_fine.deltas[..., 0])
         return outputs
 
     # --- losses -------------------------------------------------------------------------------------------
@@ -216,9 +236,11 @@ class InfoNeRFModel(NeRFModel):
         seen = {key: value[:n_seen] for key, value in outputs.items() if key != "alphas_fine"}
         loss_dict = super().get_loss_dict(seen, batch, metrics_dict)
         terms = self.regulariser_terms(outputs, batch)
-        if "ray_entropy" in terms:
+        # A term whose weight is 0 stays out of the loss: 0 * a non-finite value is NaN, and its gradient would
+        # reach the fine field even though the term is switched off.
+        if "ray_entropy" in terms and self.config.entropy_lambda > 0:
             loss_dict["entropy_loss"] = self.config.entropy_lambda * terms["ray_entropy"]
-        if "information_gain" in terms:
+        if "information_gain" in terms and self.kl_weight() > 0:
             loss_dict["kl_loss"] = self.kl_weight() * terms["information_gain"]
         return loss_dict
 
