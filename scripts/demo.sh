@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Main job: set up the environment, generate a small sample scene (no download), train on it, evaluate it with
 # ns-eval, render a video with ns-render, and print where the config, metrics JSON and video are.
-#   DEMO_OUTPUT=dir (default ./demo_output)   DEMO_STEPS=n (default 300)
+#   DEMO_OUTPUT=dir (default ./demo_output)   DEMO_STEPS=n (default 800)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 OUT="$(mkdir -p "${DEMO_OUTPUT:-$ROOT/demo_output}" && cd "${DEMO_OUTPUT:-$ROOT/demo_output}" && pwd)"
-STEPS="${DEMO_STEPS:-300}"
+STEPS="${DEMO_STEPS:-800}"
 METHOD=infonerf  # InfoNeRF (CVPR'22), few-shot: trained on 4 of the 24 generated views
 
 echo "[demo] 1/4 generating a 64x64 Blender-format scene with exact ground truth in $OUT/scene"
@@ -22,14 +22,14 @@ else
 fi
 RUN="outputs/demo/$METHOD/latest"
 rm -rf "$RUN"
-echo "[demo] 2/4 ns-train $METHOD for $STEPS steps on 4 views (CPU-sized: 256 seen + 256 unseen rays, 32+64 samples, MLP width 128, softplus density)"
+echo "[demo] 2/4 ns-train $METHOD for $STEPS steps on 4 views (CPU-sized: 256 seen + 256 unseen rays, 32+32 samples, 4x64 MLPs)"
 ns-train "$METHOD" "${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True \
     --max-num-iterations "$STEPS" --steps-per-save "$STEPS" --steps-per-eval-image "$STEPS" \
     --steps-per-eval-batch "$STEPS" --steps-per-eval-all-images "$((STEPS + 1))" \
     --pipeline.datamanager.train-num-rays-per-batch 256 --pipeline.datamanager.num-unseen-rays 256 \
     --pipeline.datamanager.precrop-iters "$((STEPS / 4))" \
-    --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 64 \
-    --pipeline.model.mlp-layer-width 128 --pipeline.model.density-activation softplus \
+    --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 32 \
+    --pipeline.model.mlp-layer-width 64 --pipeline.model.coarse-mlp-num-layers 4 --pipeline.model.fine-mlp-num-layers 4 \
     --experiment-name demo --timestamp latest \
     blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
 echo "[demo] 3/4 ns-eval"
