@@ -1,0 +1,337 @@
+"""Convergence of nerfacto with uniform pixel sampling against soft mining, on real lego and fern.
+
+For each scene, trains the variants in this one process, with the same model, step budget and seed, and logs
+held-out PSNR against step and against training wall-clock time (evaluation time excluded). Reports:
+
+- each variant's final PSNR;
+- the steps and seconds soft mining needs to reach the uniform run's final PSNR (first evaluation at or above it;
+  linear interpolation between evaluations) and the resulting speed-ups (the paper claims more than 2x);
+- the per-step overhead of the sampler: time spent building batches (and, for soft mining, the Langevin update)
+  per step, and the mean step time of each variant.
+
+Scaled-down CPU configuration (stated in the JSON): lego at 1/8 resolution (100 x 100, 100 training views, 2 val
+views evaluated), fern images_8 at 1/4 (126 x 94, 17 training views, 2 of the 3 held-out views evaluated), 512 rays per
+step, a smaller nerfacto (torch hash grid with fewer levels, one proposal network as the released code, fewer
+samples), and the alpha warm-up shortened in proportion
+to the short run (paper: 1k of 20k steps). The uniform baseline uses nerfstudio's in-process ``VanillaDataManager``
+(nerfacto's ``ParallelDataManager`` worker would compete for the two cores); soft mining uses this package's
+``SoftMiningDataManager`` (in-process too). Both load the same images with the same rescaling.
+
+Outputs (atomically): ``<output>/soft_mining_convergence.json`` and ``<output>/soft_mining_convergence.png``.
+
+Usage: ``python benchmarks/soft_mining_convergence.py [--steps 400] [--scenes lego fern] [--output bench_results]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SCENES = {
+    "lego": DATA / "nerf_synthetic" / "lego",
+    "fern": DATA / "nerf_llff_data" / "fern",
+}
+VARIANTS = {
+    "uniform": "nerfacto, uniform random pixels (nerfstudio's pixel sampler), plain MSE",
+    "soft-mining": "nerfacto + soft mining, preset defaults (continuous positions, edge re-init, alpha 0.6/0.8)",
+    "soft-mining-hard": "soft mining with alpha 0 (hard mining: Langevin sampling, no loss re-weighting)",
+    "soft-mining-released": "soft mining as the released code: integer pixels, no target gradient, warm-up 1000*alpha",
+}
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def scene_config(scene: str, variant: str, args: argparse.Namespace):
+    """The pipeline config of one variant on one scene (same model for every variant)."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    from dataparsers.llff import LLFFDataParserConfig
+    from nerfstudio_methods.soft_mining.config import soft_mining_nerfacto_config
+    from nerfstudio_methods.soft_mining.datamanager import SoftMiningDataManagerConfig
+
+    preset = "blender" if scene == "lego" else "llff"
+    trainer = soft_mining_nerfacto_config(preset)
+    pipeline = trainer.pipeline
+    model = pipeline.model
+    model.implementation = "torch"
+    model.num_levels = args.hash_levels
+    model.log2_hashmap_size = args.log2_hashmap_size
+    model.max_res = args.max_res
+    # one proposal network, as the released code (brief A2.7: 1 x NGPDensityField, 5 levels, max res 128)
+    model.num_proposal_iterations = 1
+    model.proposal_net_args_list = [
+        {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False}
+    ]
+    model.num_proposal_samples_per_ray = (args.proposal_samples,)
+    model.num_nerf_samples_per_ray = args.nerf_samples
+    model.eval_num_rays_per_chunk = 4096
+    if scene == "lego":
+        dataparser = BlenderDataParserConfig(data=SCENES["lego"])
+        scale = args.lego_scale
+    else:
+        dataparser = LLFFDataParserConfig(data=SCENES["fern"], downscale_factor=8)
+        scale = args.fern_scale
+    common = dict(dataparser=dataparser, train_num_rays_per_batch=args.rays, camera_res_scale_factor=scale)
+    if variant == "uniform":
+        return VanillaPipelineConfig(datamanager=VanillaDataManagerConfig(**common), model=model), trainer
+    datamanager = SoftMiningDataManagerConfig(**common)
+    pipeline.datamanager = datamanager
+    pipeline.alpha_warmup_steps = args.warmup
+    if variant == "soft-mining-hard":
+        pipeline.alpha = 0.0
+    elif variant == "soft-mining-released":
+        datamanager.soft_mining.continuous_positions = False
+        datamanager.soft_mining.drift_through_target = False
+        pipeline.alpha_warmup_steps = int(round(args.warmup * pipeline.alpha))
+    elif variant != "soft-mining":
+        raise ValueError(f"unknown variant {variant!r}")
+    return pipeline, trainer
+
+
+class Timer:
+    """Wraps a bound method and accumulates its wall-clock time."""
+
+    def __init__(self, owner: Any, name: str) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+        original = getattr(owner, name)
+
+        @functools.wraps(original)  # keeps the signature: nerfstudio's callbacks check for a `step` argument
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+                self.calls += 1
+
+        setattr(owner, name, timed)
+
+
+@torch.no_grad()
+def held_out_psnr(pipeline, views: list[int]) -> float:
+    """Mean PSNR over the given eval views, rendered in full."""
+    pipeline.eval()
+    dataset = pipeline.datamanager.eval_dataset
+    values = []
+    for index in views:
+        camera = dataset.cameras[index : index + 1].to(pipeline.device)
+        outputs = pipeline.model.get_outputs_for_camera(camera)
+        target = pipeline.model.renderer_rgb.blend_background(dataset[index]["image"].to(pipeline.device))
+        mse = torch.mean((outputs["rgb"].clamp(0, 1) - target[..., :3]) ** 2)
+        values.append(float(-10 * torch.log10(mse)))
+    pipeline.train()
+    return float(np.mean(values))
+
+
+def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline
+
+    seed_everything(args.seed)
+    config, trainer = scene_config(scene, variant, args)
+    pipeline = config.setup(device="cpu", test_mode="val")
+    optimizers = Optimizers(trainer.optimizers, pipeline.get_param_groups())
+    batch_timer = Timer(pipeline.datamanager, "next_train")
+    update_timer = Timer(pipeline, "update_population") if isinstance(pipeline, SoftMiningPipeline) else None
+    callbacks = pipeline.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )  # after the timers, so the callback list holds the timed update
+    num_eval = len(pipeline.datamanager.eval_dataset)
+    views = sorted({round(i * (num_eval - 1) / max(args.eval_views - 1, 1)) for i in range(args.eval_views)})
+    views = views if num_eval > args.eval_views else list(range(num_eval))
+    height = int(pipeline.datamanager.train_dataset.cameras.height[0])
+    width = int(pipeline.datamanager.train_dataset.cameras.width[0])
+
+    curve = [{"step": 0, "seconds": 0.0, "psnr": held_out_psnr(pipeline, views)}]
+    step_seconds: list[float] = []
+    for step in range(args.steps):
+        start = time.perf_counter()
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        optimizers.zero_grad_all()
+        _, loss_dict, _ = pipeline.get_train_loss_dict(step)
+        loss = sum(loss_dict.values())
+        loss.backward()  # type: ignore[union-attr]
+        optimizers.optimizer_step_all()
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        optimizers.scheduler_step_all(step)
+        step_seconds.append(time.perf_counter() - start)
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            psnr = held_out_psnr(pipeline, views)
+            curve.append({"step": step + 1, "seconds": float(sum(step_seconds)), "psnr": psnr})
+            print(
+                f"[{scene}/{variant}] step {step + 1}/{args.steps}  train {sum(step_seconds):.0f} s  "
+                f"PSNR {psnr:.2f} dB  loss {float(loss):.4f}",
+                flush=True,
+            )
+    sampler_seconds = batch_timer.seconds + (update_timer.seconds if update_timer else 0.0)
+    return {
+        "description": VARIANTS[variant],
+        "image_size": [height, width],
+        "eval_views": views,
+        "curve": curve,
+        "final_psnr": curve[-1]["psnr"],
+        "train_seconds": float(sum(step_seconds)),
+        "mean_step_seconds": float(np.mean(step_seconds)),
+        "median_step_seconds": float(np.median(step_seconds)),
+        "batch_seconds_per_step": batch_timer.seconds / max(batch_timer.calls, 1),
+        "update_seconds_per_step": (update_timer.seconds / max(update_timer.calls, 1)) if update_timer else 0.0,
+        "sampler_fraction_of_step": sampler_seconds / float(sum(step_seconds)),
+    }
+
+
+def reach(curve: list[dict], target: float) -> dict | None:
+    """Step and seconds at which a curve first reaches ``target`` PSNR (linear between evaluations)."""
+    for before, after in zip(curve, curve[1:]):
+        if after["psnr"] >= target:
+            span = after["psnr"] - before["psnr"]
+            t = 1.0 if span <= 0 else min(max((target - before["psnr"]) / span, 0.0), 1.0)
+            return {
+                "step": before["step"] + t * (after["step"] - before["step"]),
+                "seconds": before["seconds"] + t * (after["seconds"] - before["seconds"]),
+            }
+    return None
+
+
+def summarise(results: dict) -> dict:
+    summary: dict[str, Any] = {}
+    for scene, variants in results.items():
+        uniform = variants.get("uniform")
+        if uniform is None:
+            continue
+        target = uniform["final_psnr"]
+        base = {"step": uniform["curve"][-1]["step"], "seconds": uniform["train_seconds"]}
+        scene_summary: dict[str, Any] = {"uniform_final_psnr": target}
+        for name, run in variants.items():
+            if name == "uniform":
+                continue
+            hit = reach(run["curve"], target)
+            scene_summary[name] = {
+                "final_psnr": run["final_psnr"],
+                "final_psnr_gain_db": run["final_psnr"] - target,
+                "reaches_uniform_final_psnr_at": hit,
+                "speedup_steps": None if hit is None or hit["step"] <= 0 else base["step"] / hit["step"],
+                "speedup_seconds": None if hit is None or hit["seconds"] <= 0 else base["seconds"] / hit["seconds"],
+                "step_time_ratio_vs_uniform": run["mean_step_seconds"] / uniform["mean_step_seconds"],
+                "sampler_seconds_per_step": run["batch_seconds_per_step"] + run["update_seconds_per_step"],
+                "uniform_sampler_seconds_per_step": uniform["batch_seconds_per_step"],
+            }
+        summary[scene] = scene_summary
+    return summary
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenes = list(results)
+    figure, axes = plt.subplots(2, len(scenes), figsize=(6 * len(scenes), 8), squeeze=False)
+    for column, scene in enumerate(scenes):
+        for name, run in results[scene].items():
+            steps = [point["step"] for point in run["curve"]]
+            seconds = [point["seconds"] for point in run["curve"]]
+            psnr = [point["psnr"] for point in run["curve"]]
+            axes[0, column].plot(seconds, psnr, marker=".", label=name)
+            axes[1, column].plot(steps, psnr, marker=".", label=name)
+        axes[0, column].set(title=f"{scene}: held-out PSNR vs training time", xlabel="seconds (CPU)", ylabel="PSNR")
+        axes[1, column].set(title=f"{scene}: held-out PSNR vs step", xlabel="step", ylabel="PSNR")
+        for axis in axes[:, column]:
+            axis.grid(alpha=0.3)
+            axis.legend()
+    figure.tight_layout()
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", nargs="+", default=["lego", "fern"], choices=sorted(SCENES))
+    parser.add_argument("--variants", nargs="+", default=["uniform", "soft-mining"], choices=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--eval-views", type=int, default=2)
+    parser.add_argument("--rays", type=int, default=512)
+    parser.add_argument("--warmup", type=int, default=20, help="alpha warm-up steps (paper: 1000 of 20000)")
+    parser.add_argument("--lego-scale", type=float, default=0.125)
+    parser.add_argument("--fern-scale", type=float, default=0.25)
+    parser.add_argument("--hash-levels", type=int, default=8)
+    parser.add_argument("--log2-hashmap-size", type=int, default=15)
+    parser.add_argument("--max-res", type=int, default=256)
+    parser.add_argument("--proposal-samples", type=int, default=32)
+    parser.add_argument("--nerf-samples", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+    parser.add_argument("--tag", default="", help="suffix for the output file names")
+    args = parser.parse_args()
+    for scene in args.scenes:
+        if not SCENES[scene].is_dir():
+            sys.exit(f"missing dataset: {SCENES[scene]}")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    import nerfstudio_methods.soft_mining.config  # noqa: F401  (installs the compat fixes: offline LPIPS)
+
+    results: dict[str, dict] = {}
+    started = time.perf_counter()
+    stem = f"soft_mining_convergence{args.tag}"
+    configuration = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()} | {
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "model": "nerfacto (torch implementation), camera optimiser SO3xR3, white background for lego",
+        "variants": {name: VARIANTS[name] for name in args.variants},
+        "eval": "mean PSNR over eval views rendered in full (lego: val split; fern: every 8th image held out)",
+    }
+    for scene in args.scenes:
+        results[scene] = {}
+        for variant in args.variants:
+            results[scene][variant] = train_variant(scene, variant, args)
+            report = {
+                "configuration": configuration,
+                "summary": summarise(results),
+                "results": results,
+                "total_seconds": time.perf_counter() - started,
+            }
+            atomic_write(args.output / f"{stem}.json", lambda p: p.write_text(json.dumps(report, indent=2)))
+    plot(results, args.output / f"{stem}.png")
+    print(json.dumps(summarise(results), indent=2))
+    print(f"wrote {args.output / (stem + '.json')} and .png in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
