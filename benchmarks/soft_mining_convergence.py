@@ -13,7 +13,9 @@ Scaled-down CPU configuration (stated in the JSON): lego at 1/8 resolution (100 
 views evaluated), fern images_8 at 1/4 (126 x 94, 17 training views, 2 of the 3 held-out views evaluated), 512 rays per
 step, a smaller nerfacto (torch hash grid with fewer levels, one proposal network as the released code, fewer
 samples), and the alpha warm-up shortened in proportion
-to the short run (paper: 1k of 20k steps). The uniform baseline uses nerfstudio's in-process ``VanillaDataManager``
+to the short run (paper: 1k of 20k steps), and the Langevin drift ``a`` scaled so that drift and noise keep the
+balance they have in the released code at 800 px and N = 4096 (``released_balance_drift``; the unscaled a = 20 is
+the "soft-mining-unscaled" variant). The uniform baseline uses nerfstudio's in-process ``VanillaDataManager``
 (nerfacto's ``ParallelDataManager`` worker would compete for the two cores); soft mining uses this package's
 ``SoftMiningDataManager`` (in-process too). Both load the same images with the same rescaling.
 
@@ -46,7 +48,9 @@ SCENES = {
 }
 VARIANTS = {
     "uniform": "nerfacto, uniform random pixels (nerfstudio's pixel sampler), plain MSE",
-    "soft-mining": "nerfacto + soft mining, preset defaults (continuous positions, edge re-init, alpha 0.6/0.8)",
+    "soft-mining": "nerfacto + soft mining, preset defaults (continuous positions, edge re-init, alpha 0.6/0.8), drift a "
+    "scaled to keep the released code's drift/noise balance at this resolution and N",
+    "soft-mining-unscaled": "soft mining with the released a = 20 unscaled (much stronger drift at this resolution and N)",
     "soft-mining-hard": "soft mining with alpha 0 (hard mining: Langevin sampling, no loss re-weighting)",
     "soft-mining-released": "soft mining as the released code: integer pixels, no target gradient, warm-up 1000*alpha",
 }
@@ -68,6 +72,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+RELEASED_SCALE = {"lego": (4100, 800), "fern": (4097, 756)}
+"""Population size N and image height H of the released code's runs (brief A2: Blender 800 px, LLFF factor 4)."""
+
+
+def released_balance_drift(scene: str, rays: int, height: int) -> float:
+    """The drift ``a`` that keeps the released code's balance of drift and noise at this N and resolution.
+
+    The drift moves a normalised position by ``(a / N) grad_px log err``, i.e. ``a / (N H)`` times the gradient in
+    normalised coordinates, while the noise ``b`` is already normalised; the Langevin population's stationary density
+    is ``err ** (2 a / (N H b^2))``. Keeping that exponent (0.03 for Blender in the released code: nearly all the
+    mining there comes from the re-initialisation) means ``a = 20 * N H / (N_code H_code)``.
+    """
+    population, code_height = RELEASED_SCALE[scene]
+    return 20.0 * rays * height / (population * code_height)
 
 
 def scene_config(scene: str, variant: str, args: argparse.Namespace):
@@ -140,6 +160,17 @@ class Timer:
 
 
 @torch.no_grad()
+def batch_squared_error(pipeline, loss_dict: dict) -> float:
+    """Mean squared colour error of this step's training rays, unweighted: how hard the chosen pixels are (higher
+    for soft mining if it finds the high-error pixels)."""
+    from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline
+
+    if isinstance(pipeline, SoftMiningPipeline) and pipeline._pending is not None:
+        return float(pipeline._pending.terms[-1].squared_error.mean())
+    return float(loss_dict["rgb_loss"])  # uniform: nerfacto's plain MSE over the batch
+
+
+@torch.no_grad()
 def held_out_psnr(pipeline, views: list[int]) -> float:
     """Mean PSNR over the given eval views, rendered in full."""
     pipeline.eval()
@@ -164,6 +195,10 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     config, trainer = scene_config(scene, variant, args)
     pipeline = config.setup(device="cpu", test_mode="val")
+    drift = None
+    if isinstance(pipeline, SoftMiningPipeline) and variant != "soft-mining-unscaled":
+        drift = released_balance_drift(scene, args.rays, pipeline.datamanager.soft_mining_sampler.height)
+        pipeline.datamanager.soft_mining_sampler.config.langevin_drift = drift
     optimizers = Optimizers(trainer.optimizers, pipeline.get_param_groups())
     batch_timer = Timer(pipeline.datamanager, "next_train")
     update_timer = Timer(pipeline, "update_population") if isinstance(pipeline, SoftMiningPipeline) else None
@@ -178,6 +213,7 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
 
     curve = [{"step": 0, "seconds": 0.0, "psnr": held_out_psnr(pipeline, views)}]
     step_seconds: list[float] = []
+    batch_errors: list[float] = []
     for step in range(args.steps):
         start = time.perf_counter()
         for callback in callbacks:
@@ -185,6 +221,7 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
         optimizers.zero_grad_all()
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
         loss = sum(loss_dict.values())
+        batch_errors.append(batch_squared_error(pipeline, loss_dict))
         loss.backward()  # type: ignore[union-attr]
         optimizers.optimizer_step_all()
         for callback in callbacks:
@@ -193,7 +230,15 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
         step_seconds.append(time.perf_counter() - start)
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             psnr = held_out_psnr(pipeline, views)
-            curve.append({"step": step + 1, "seconds": float(sum(step_seconds)), "psnr": psnr})
+            recent = batch_errors[-args.eval_every :]
+            curve.append(
+                {
+                    "step": step + 1,
+                    "seconds": float(sum(step_seconds)),
+                    "psnr": psnr,
+                    "batch_mse": float(np.mean(recent)),
+                }
+            )
             print(
                 f"[{scene}/{variant}] step {step + 1}/{args.steps}  train {sum(step_seconds):.0f} s  "
                 f"PSNR {psnr:.2f} dB  loss {float(loss):.4f}",
@@ -212,6 +257,7 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
         "batch_seconds_per_step": batch_timer.seconds / max(batch_timer.calls, 1),
         "update_seconds_per_step": (update_timer.seconds / max(update_timer.calls, 1)) if update_timer else 0.0,
         "sampler_fraction_of_step": sampler_seconds / float(sum(step_seconds)),
+        "langevin_drift": drift,
     }
 
 
