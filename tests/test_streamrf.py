@@ -394,3 +394,64 @@ def test_empty_space_skipping_changes_nothing() -> None:
     assert skipped["num_samples"].sum() < dense["num_samples"].sum()
     t_near, t_far = ray_box(origins, directions, spec.radius)
     assert (t_near == 0).all() and (t_far > 1.5).all()
+
+
+# ----------------------------------------------------------------------------------------------- the model's frame loop
+
+
+def make_model(**overrides):
+    from nerfstudio.data.scene_box import SceneBox
+
+    from nerfstudio_methods import compat
+    from nerfstudio_methods.streamrf.model import StreamRFModelConfig
+
+    compat.install()  # offline LPIPS, as when nerfstudio loads the plugin
+
+    options = {"frame0_resolutions": ((8, 8, 8),), "density_threshold": 5.0, "dilate_before": 1, "dilate_after": 1}
+    config = StreamRFModelConfig(**{**options, **overrides})
+    metadata = {"ndc_intrinsics": torch.tensor([20.0, 20.0, 32.0, 32.0]), "num_frames": 5}
+    return config.setup(scene_box=SceneBox(torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, metadata=metadata)
+
+
+def test_times_select_frames_and_rays_without_times_use_the_default() -> None:
+    model = make_model(default_time=0.5)
+    frames = model.frame_of_times(torch.tensor([0.0, 0.12, 0.13, 0.99, 1.0, 7.0]), 6)
+    assert frames.tolist() == [0, 0, 1, 4, 4, 4]  # round(t * 4), clamped
+    assert model.frame_of_times(None, 3).tolist() == [2, 2, 2]
+
+
+def test_a_later_frame_trains_only_band_and_pilot_guided_voxels_and_replays_exactly() -> None:
+    from nerfstudio_methods.streamrf.model import GridState, Phase
+
+    model = make_model()
+    model.start_phase(Phase.FRAME0, 0)
+    values = torch.zeros(GRID_CHANNELS, 8, 8, 8)
+    values[0, 2:5, 2:5, 2:5] = 10.0  # a dense 3^3 block (5^3 occupied after dilation)
+    occupancy = values[0] > 0
+    assert model.full is not None
+    model.full = GridState(model.full_spec, values, occupancy)
+    base = model.finish_phase()
+    model.start_phase(Phase.PILOT0, 0)
+    model.finish_phase()
+    model.mark_frame_finished(0)
+    # the pilot "sees" the voxel at pilot (1, 1, 1) change colour
+    model.start_phase(Phase.PILOT, 1)
+    assert model.pilot is not None
+    with torch.no_grad():
+        model.pilot.values[1:, 1, 1, 1] += 1.0
+    model.finish_phase()
+    assert model.guidance is not None and model.guidance.changed[1, 1, 1] and int(model.guidance.changed.sum()) == 1
+    model.start_phase(Phase.FULL, 1)
+    assert model.previous is not None and model.update_mask is not None
+    previous_values, previous_occupancy = model.previous
+    changed_full = masks.upsample_mask(model.guidance.changed, model.pilot_spec, model.full_spec)
+    expected_mask = masks.narrow_band(previous_occupancy, 1) & masks.student_mask(changed_full)
+    assert torch.equal(model.update_mask, expected_mask) and expected_mask.any()
+    full = model.full
+    full.values.grad = torch.ones_like(full.values)
+    model.optimizer_step()
+    moved = (full.values.detach() != previous_values).any(0)
+    assert torch.equal(moved, expected_mask & full.occupancy)  # nothing outside band AND pilot guidance
+    delta = model.finish_phase()
+    replayed, replayed_occupancy = apply_delta(*decode_grid(base), delta)  # type: ignore[arg-type]
+    assert torch.equal(replayed, full.values.detach()) and torch.equal(replayed_occupancy, full.occupancy)

@@ -128,7 +128,7 @@ class StreamRFPipeline(VanillaPipeline):
         """Use ``root`` as the frame store; in training, check it and resume from its finished frames."""
         self.full_store = FrameStore(root)
         self.pilot_store = FrameStore(root / "pilot") if self.model.config.use_pilot else None
-        self.model.attach_player(GridPlayer(self.full_store, "cpu"))
+        self.model.attach_player(GridPlayer(self.full_store, self.model.device))
         if not training:
             if self.full_store.num_finished() == 0:
                 CONSOLE.print(f"[yellow]StreamRF: no stored frames in {root}; renders need a trained run")

@@ -168,7 +168,7 @@ class NerfaccSampler:
         rx, ry, rz = spec.radius
         self.spec = spec
         self.estimator: Any = OccGridEstimator(
-            roi_aabb=[-rx, -ry, -rz, rx, ry, rz], resolution=list(spec.resolution), levels=1
+            roi_aabb=torch.tensor([-rx, -ry, -rz, rx, ry, rz]), resolution=list(spec.resolution), levels=1
         ).to(device)
         self.step = 0.5 / max(spec.index_space_scale())
 
