@@ -47,6 +47,10 @@ TINY = [
 ]  # fmt: skip
 
 
+# Tensors this small run fastest on one thread, and the CI machine's 2 cores are shared by the suite.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
 def store(work: Path, timestamp: str) -> Path:
     return work / "outputs" / "e2e" / "streamrf" / timestamp / "streamrf_frames"
 
@@ -62,6 +66,7 @@ def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     first = run_command(
         ["ns-train", "streamrf", *TINY, "--timestamp", "first", "--max-num-iterations", str(interrupted_at), *data],
         cwd=work,
+        env=ONE_THREAD,
     )
     assert_succeeded(first)
     assert "StreamRF frame 1/3" in first.stdout and "StreamRF frame 2/3" not in first.stdout
@@ -75,6 +80,7 @@ def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["ns-train", "streamrf", *TINY, "--timestamp", "second",
          "--load-dir", str(work / "outputs" / "e2e" / "streamrf" / "first" / "nerfstudio_models"), *data],
         cwd=work,
+        env=ONE_THREAD,
     )  # fmt: skip
     assert_succeeded(second)
     assert "1 finished frame(s) taken over" in second.stdout
@@ -101,6 +107,7 @@ def test_ns_eval_reports_every_frame_and_the_mean(resumed_run: Path) -> None:
         ["ns-eval", "--load-config", str(resumed_run), "--output-path", "metrics.json",
          "--render-output-path", "eval_renders"],
         cwd=work,
+        env=ONE_THREAD,
     )  # fmt: skip
     assert_succeeded(result)
     report = json.loads((work / "metrics.json").read_text())
@@ -134,13 +141,8 @@ def test_ns_render_renders_the_held_out_camera_across_time(resumed_run: Path) ->
         ["ns-render", "camera-path", "--load-config", str(resumed_run), "--camera-path-filename", str(path),
          "--output-path", str(video)],
         cwd=work,
+        env=ONE_THREAD,
     )  # fmt: skip
     assert_succeeded(result)
     frames = iio.imread(video, plugin="pyav")
     assert frames.shape == (FRAMES, 32, 32, 3)  # one video frame per time step (small changes may not survive h264)
-
-
-def test_ns_train_help_lists_streamrf(tmp_path: Path) -> None:
-    result = run_command(["ns-train", "--help"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "streamrf" in result.stdout and "streamrf-meetroom" in result.stdout
