@@ -49,7 +49,6 @@ from nerfstudio_methods.infonerf.losses import (
     sample_opacities,
 )
 
-
 RELU_INITIAL_DENSITY = 0.05
 """Raw density of a fresh relu field everywhere: the magnitude the default initialisation gives when it is alive
 (measured: |raw| ~ 0.01-0.15 at init), i.e. a faint haze (about 0.18 opacity across Blender's 2-6 depth range)."""
