@@ -16,15 +16,23 @@ copy of ``poses_bounds.npy`` in every ``frames/<t:04d>/``; :func:`read_prepared_
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import cv2
 import numpy as np
+import torch
 from jaxtyping import Float, Int, UInt8
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig, DataparserOutputs
+from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from dataparsers._common import (
     DatasetFormatError,
@@ -34,7 +42,12 @@ from dataparsers._common import (
     require_dir,
     require_file,
 )
+from dataparsers.llff import LLFF
 from dataparsers.poses_bounds import read_poses_bounds
+from nerfstudio_methods import compat
+
+# nerfstudio imports this module (an entry point) at the start of every ns-* command: install the fixes first.
+compat.install()
 
 _VIDEO_NAME = re.compile(r"^cam_?(\d+)\.mp4$", re.IGNORECASE)
 _IMAGE_NAME = re.compile(r"^cam_?(\d+)\.png$", re.IGNORECASE)
@@ -245,6 +258,101 @@ def decode_video_frame(path: Path, frame_index: int, use_pyav: bool | None = Non
     return frame
 
 
+def video_frame_count_and_fps(path: Path, use_pyav: bool | None = None) -> tuple[int, float]:
+    """(number of frames, frames per second) of a video from its container header, without decoding pixels.
+
+    Falls back to counting decoded frames when the header has no frame count (some muxers leave it 0).
+    """
+    require_file(path, "video")
+    if use_pyav if use_pyav is not None else _use_pyav():
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise DatasetFormatError(path, "holds no video stream")
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                fps = float(rate) if rate else 0.0
+                count = int(stream.frames or 0)
+                if count <= 0:
+                    count = sum(1 for _ in container.decode(stream))
+                return count, fps
+        except _pyav_errors() as err:
+            if isinstance(err, DatasetFormatError):
+                raise
+            raise _decoder_error(path, err) from None
+    try:
+        with _ffmpeg_reader(path) as reader:
+            return int(reader.count_frames()), float(reader.get_meta_data().get("fps", 0.0))
+    except (OSError, RuntimeError, ValueError, KeyError) as err:
+        raise _decoder_error(path, err) from None
+
+
+def iter_video_frames(
+    path: Path, frame_numbers: Sequence[int], use_pyav: bool | None = None
+) -> Iterator[tuple[int, UInt8[np.ndarray, "h w 3"]]]:
+    """Decode a video once, front to back, yielding ``(frame number, RGB frame)`` for the wanted frame numbers.
+
+    Holds one frame in memory at a time; decoding starts at the keyframe before the first wanted frame (PyAV) and
+    stops after the last. Raises :class:`DatasetFormatError` if the video ends before a wanted frame.
+    """
+    require_file(path, "video")
+    wanted = sorted(set(int(n) for n in frame_numbers))
+    if not wanted:
+        return
+    if wanted[0] < 0:
+        raise ValueError(f"frame numbers must be >= 0, got {wanted[0]}")
+    remaining = iter(wanted)
+    target = next(remaining)
+    last_seen = -1
+
+    def frames_pyav() -> Iterator[tuple[int, np.ndarray]]:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DatasetFormatError(path, "holds no video stream")
+            stream = container.streams.video[0]
+            rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
+            start = stream.start_time or 0
+            pts_per_frame = float(1 / (rate * time_base)) if rate and time_base else None
+            if pts_per_frame is not None and wanted[0] > 0:
+                container.seek(start + round(wanted[0] * pts_per_frame), stream=stream, backward=True)
+            for position, frame in enumerate(container.decode(stream)):
+                if pts_per_frame is None or frame.pts is None:
+                    index = position
+                else:
+                    index = round((frame.pts - start) / pts_per_frame)
+                yield index, frame.to_ndarray(format="rgb24")
+
+    def frames_ffmpeg() -> Iterator[tuple[int, np.ndarray]]:
+        with _ffmpeg_reader(path) as reader:
+            for index, frame in enumerate(reader):
+                yield index, np.asarray(frame)
+
+    use = use_pyav if use_pyav is not None else _use_pyav()
+    errors = _pyav_errors() if use else (OSError, RuntimeError, ValueError)
+    try:
+        for index, frame in frames_pyav() if use else frames_ffmpeg():
+            last_seen = index
+            if index < target:
+                continue
+            if index > target:
+                raise DatasetFormatError(
+                    path, f"frame {target} is missing (the decoder went from before it to {index})"
+                )
+            yield index, frame
+            target = next(remaining, None)
+            if target is None:
+                return
+    except errors as err:
+        if isinstance(err, DatasetFormatError):
+            raise
+        raise _decoder_error(path, err) from None
+    raise DatasetFormatError(path, f"has no frame {target} (it ends after frame {last_seen})")
+
+
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
@@ -286,3 +394,310 @@ def read_prepared_frame(frame_dir: Path, downscale: float = 1.0) -> N3dvScene:
     image_dir = require_dir(frame_dir / "images", "prepared images (images/)")
     images, ids = _sorted_by_camera_id(image_dir, _IMAGE_NAME, "cam<id>.png images")
     return _scene_from_poses(frame_dir / "poses_bounds.npy", images, ids, common_image_size(images), downscale)
+
+
+# --- frame cache ----------------------------------------------------------------------------------------------
+
+
+def _video_signature(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"bytes": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
+
+
+def cached_frame_path(cache_dir: Path, frame_number: int, camera_id: int) -> Path:
+    """Where frame ``frame_number`` of camera ``camera_id`` is cached: ``<cache>/<frame:05d>/cam<id:02d>.png``."""
+    return cache_dir / f"{frame_number:05d}" / f"cam{camera_id:02d}.png"
+
+
+def _write_png_atomically(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(image).save(staging, format="PNG")
+    os.replace(staging, path)  # readers never see a half-written image
+
+
+def cache_video_frames(
+    scene: N3dvScene,
+    camera_positions: Sequence[int],
+    frame_numbers: Sequence[int],
+    cache_dir: Path,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[tuple[int, int], Path]:
+    """Decode the wanted frames of the wanted cameras once into ``cache_dir`` (PNG, at the scene's size).
+
+    Each video is decoded at most once per call, front to back, holding one frame in memory. Frames already cached
+    from the same video file (same size and modification time, recorded in ``cache_dir/videos.json``) are reused.
+    Returns ``{(camera position, frame number): png path}``.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    index_path = cache_dir / "videos.json"
+    try:
+        index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    except (OSError, ValueError):
+        index = {}  # a damaged index only costs a re-decode
+    paths: dict[tuple[int, int], Path] = {}
+    for position in camera_positions:
+        video = scene.sources[position]
+        camera_id = int(scene.camera_ids[position])
+        signature = {**_video_signature(video), "width": scene.cameras.width, "height": scene.cameras.height}
+        fresh = index.get(video.name) == signature
+        wanted = {n: cached_frame_path(cache_dir, n, camera_id) for n in frame_numbers}
+        missing = [n for n, path in wanted.items() if not (fresh and path.is_file())]
+        if missing:
+            log(f"decoding {video.name}: {len(missing)} frame(s) into {cache_dir}")
+            for frame_number, frame in iter_video_frames(video, missing):
+                resized = _resize(frame, scene.cameras.width, scene.cameras.height)
+                _write_png_atomically(wanted[frame_number], resized)
+            index[video.name] = signature
+            staging = index_path.with_name(f".videos.json.{os.getpid()}.tmp")
+            staging.write_text(json.dumps(index, indent=1, sort_keys=True))
+            os.replace(staging, index_path)
+        paths.update({(position, n): path for n, path in wanted.items()})
+    return paths
+
+
+# --- nerfstudio dataparser ``n3dv-data`` ------------------------------------------------------------------------
+
+N3DV_DOWNSCALE = 2
+"""N3DV is captured at 2704x2028 and everyone trains at 1352x1014 (StreamRF ``--scale 0.5``; brief §3)."""
+MEET_ROOM_DOWNSCALE = 1
+"""Meet Room is 1280x720 and StreamRF trains it at full size (``--scale 1.0``)."""
+MEET_ROOM_CAMERAS = 13
+"""Meet Room: 13 synchronised Azure Kinect cameras, ``cam_0.mp4`` ... ``cam_12.mp4`` (brief §3)."""
+
+Layout = Literal["auto", "n3dv", "meetroom"]
+
+
+def detect_layout(videos: Sequence[Path]) -> Literal["n3dv", "meetroom"]:
+    """``meetroom`` when the videos are named ``cam_<id>.mp4``, ``n3dv`` for ``cam<NN>.mp4``; mixed names raise."""
+    underscored = {video.name.lower().startswith("cam_") for video in videos}
+    if len(underscored) > 1:
+        raise DatasetFormatError(
+            videos[0].parent, "mixes N3DV (camNN.mp4) and Meet Room (cam_N.mp4) video names; use one naming"
+        )
+    return "meetroom" if underscored.pop() else "n3dv"
+
+
+def default_frame_cache_dir(data: Path, downscale: int) -> Path:
+    """``<scene>/frames_cache/x<downscale>`` if the scene folder is writable, else a per-scene folder in ~/.cache."""
+    if os.access(data, os.W_OK):
+        return data / "frames_cache" / f"x{downscale}"
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nerfstudio_methods" / "n3dv"
+    key = hashlib.sha1(str(data.resolve()).encode()).hexdigest()[:16]
+    return root / f"{data.name}-{key}" / f"x{downscale}"
+
+
+@dataclass
+class N3dvDataParserConfig(DataParserConfig):
+    """N3DV / Meet Room multi-view videos (``camNN.mp4`` or ``cam_N.mp4`` + ``poses_bounds.npy``)."""
+
+    _target: type = field(default_factory=lambda: N3dv)
+    data: Path = Path("data/n3dv/coffee_martini")
+    """Scene folder holding the camera videos and poses_bounds.npy."""
+    layout: Layout = "auto"
+    """"n3dv" (cam00.mp4 ...), "meetroom" (cam_0.mp4 ... cam_12.mp4: exactly 13 cameras required) or "auto"
+    (detected from the video names)."""
+    downscale_factor: Optional[int] = None
+    """Divide the video frames' width and height by this (cv2 INTER_AREA, as StreamRF's ``--scale``). None: 2 for
+    N3DV (2704x2028 -> 1352x1014), 1 for Meet Room."""
+    frame_start: int = 0
+    """First video frame used (0-based)."""
+    num_frames: Optional[int] = None
+    """Number of frames used from ``frame_start`` on (after ``fps`` subsampling); None: to the end of the videos.
+    The published N3DV protocol uses the first 300 frames (flame_salmon_1 has 1200)."""
+    fps: Optional[float] = None
+    """Frame rate to train at: every round(video fps / fps)-th frame is used. None: every frame (30 fps)."""
+    test_camera_id: int = TEST_CAMERA_ID
+    """Camera id held out for evaluation (cam00 / cam_0, the centre camera); all others train."""
+    frame_cache_dir: Optional[Path] = None
+    """Where decoded frames are cached as PNGs; None: <data>/frames_cache/x<downscale> (or ~/.cache when the scene
+    folder is read-only). Each video is decoded once; later runs reuse the cache."""
+    bd_factor: float = 0.75
+    """Scale the scene so that the nearest depth bound becomes 1 / bd_factor (NeRF's load_llff_data)."""
+    recenter: bool = True
+    """Move the average camera to the origin with identity rotation (NeRF's recenter_poses)."""
+    scene_box_margin: float = 0.1
+    """Relative margin of the scene box around the cameras and their frusta (see ``llff-data``)."""
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """The video frames a run uses: ``frame_numbers[k]`` is shown at normalised time ``k / (len - 1)``."""
+
+    frame_numbers: tuple[int, ...]
+    video_fps: float
+
+    @property
+    def fps(self) -> float:
+        step = self.frame_numbers[1] - self.frame_numbers[0] if len(self.frame_numbers) > 1 else 1
+        return self.video_fps / step if self.video_fps > 0 else 30.0 / step
+
+    def times(self) -> np.ndarray:
+        count = len(self.frame_numbers)
+        return np.arange(count, dtype=np.float64) / (count - 1) if count > 1 else np.zeros(1)
+
+
+def select_frames(
+    video_frames: int, video_fps: float, start: int, count: int | None, fps: float | None, where: Path
+) -> FrameSelection:
+    """Frame numbers for a frame range and target frame rate, with one clear error if the videos are too short."""
+    if start < 0:
+        raise DatasetFormatError(where, f"frame_start must be >= 0, got {start}")
+    step = 1
+    if fps is not None:
+        if fps <= 0:
+            raise DatasetFormatError(where, f"fps must be positive, got {fps}")
+        if video_fps > 0 and fps > video_fps * 1.001:
+            raise DatasetFormatError(where, f"fps {fps:g} is above the videos' {video_fps:g} fps")
+        step = max(1, round(video_fps / fps)) if video_fps > 0 else 1
+    available = len(range(start, video_frames, step))
+    if available == 0:
+        raise DatasetFormatError(where, f"frame_start {start} is past the end of the videos ({video_frames} frames)")
+    if count is not None:
+        if count < 1:
+            raise DatasetFormatError(where, f"num_frames must be >= 1, got {count}")
+        if count > available:
+            raise DatasetFormatError(
+                where,
+                f"asks for {count} frames from frame {start} (every {step}) but the videos have {video_frames} frames",
+            )
+        available = count
+    return FrameSelection(tuple(range(start, start + available * step, step)), video_fps)
+
+
+@dataclass
+class N3dv(LLFF):
+    """``n3dv-data``: one image per (camera, frame), frame-major, with ``Cameras.times`` in [0, 1].
+
+    Built on ``llff-data`` (:class:`dataparsers.llff.LLFF`): the same poses_bounds reading, ``bd_factor`` scaling and
+    recentring, and scene box. The test split is the held-out camera (cam00 / cam_0) at every selected frame; the
+    train split is every other camera at every selected frame. Images come from the on-disk frame cache, so
+    nerfstudio loads only the images it is asked for (the StreamRF datamanager loads one frame at a time).
+
+    ``metadata``: ``frame_index`` (per image, 0..T-1), ``num_frames`` T, ``frame_numbers`` (video frame of each
+    time step), ``fps``, ``camera_ids`` (per image), ``ndc_intrinsics`` (fx, fy, width, height of the capture,
+    which define StreamRF's NDC space), ``near_far``.
+    """
+
+    config: N3dvDataParserConfig  # type: ignore[assignment]
+    includes_time: bool = True
+
+    def __post_init__(self) -> None:
+        self._probed: tuple[N3dvScene, str, FrameSelection] | None = None
+
+    def downscale(self, layout: str) -> int:
+        if self.config.downscale_factor is not None:
+            if self.config.downscale_factor < 1:
+                raise DatasetFormatError(
+                    self.config.data, f"downscale_factor must be >= 1, got {self.config.downscale_factor}"
+                )
+            return self.config.downscale_factor
+        return MEET_ROOM_DOWNSCALE if layout == "meetroom" else N3DV_DOWNSCALE
+
+    def probe(self) -> tuple[N3dvScene, str, FrameSelection]:
+        """Cameras, layout and frame selection, checked once per parser: videos of one size and one length."""
+        if self._probed is not None:
+            return self._probed
+        data = require_dir(Path(self.config.data), "N3DV / Meet Room scene folder")
+        videos = list_n3dv_videos(data)
+        detected = detect_layout(videos)
+        layout = detected if self.config.layout == "auto" else self.config.layout
+        if self.config.layout != "auto" and layout != detected:
+            expected = "cam_<id>.mp4" if layout == "meetroom" else "cam<NN>.mp4"
+            raise DatasetFormatError(data, f"--layout {layout} expects videos named {expected}, found {videos[0].name}")
+        if self.config.layout == "meetroom" and len(videos) != MEET_ROOM_CAMERAS:
+            raise DatasetFormatError(
+                data, f"Meet Room has {MEET_ROOM_CAMERAS} cameras (cam_0 ... cam_12), found {len(videos)} videos"
+            )
+        scene = read_n3dv_scene(data, downscale=self.downscale(layout))
+        counts = [video_frame_count_and_fps(video) for video in videos]
+        lengths = [count for count, _ in counts]
+        if len(set(lengths)) > 1:
+            shortest = int(np.argmin(lengths))
+            longest = int(np.argmax(lengths))
+            raise DatasetFormatError(
+                videos[shortest],
+                f"has {lengths[shortest]} frames but {videos[longest].name} has {lengths[longest]}: "
+                "the videos must be synchronised and of one length",
+            )
+        selection = select_frames(
+            lengths[0], counts[0][1], self.config.frame_start, self.config.num_frames, self.config.fps, data
+        )
+        if scene.test_camera_index is None and self.config.test_camera_id == TEST_CAMERA_ID:
+            raise DatasetFormatError(data, "has no camera 0 video (cam00.mp4 / cam_0.mp4), the held-out test camera")
+        if self.config.test_camera_id not in scene.camera_ids.tolist():
+            raise DatasetFormatError(data, f"has no video for the test camera id {self.config.test_camera_id}")
+        self._probed = (scene, layout, selection)
+        return self._probed
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        scene, layout, selection = self.probe()
+        test_position = int(np.flatnonzero(scene.camera_ids == self.config.test_camera_id)[0])
+        if split == "train":
+            positions = [i for i in range(len(scene)) if i != test_position]
+        else:
+            positions = [test_position]
+        cache_dir = self.config.frame_cache_dir or default_frame_cache_dir(
+            Path(self.config.data), self.downscale(layout)
+        )
+        paths = cache_video_frames(scene, positions, selection.frame_numbers, Path(cache_dir), log=CONSOLE.print)
+        cameras_np = scene.cameras
+        camera_to_world, near_far, transform, scale = self.normalize(
+            cameras_np.camera_to_world[:, :3, :], scene.near_far
+        )
+        num_frames = len(selection.frame_numbers)
+        times = selection.times()
+        image_positions = [(frame, position) for frame in range(num_frames) for position in positions]
+        chosen = np.array([position for _, position in image_positions], dtype=np.int64)
+        frame_index = np.array([frame for frame, _ in image_positions], dtype=np.int64)
+
+        def column(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[:, None]
+
+        cameras = Cameras(
+            camera_to_worlds=torch.from_numpy(np.ascontiguousarray(camera_to_world[chosen], np.float32)),
+            fx=column(cameras_np.fx[chosen]),
+            fy=column(cameras_np.fy[chosen]),
+            cx=column(cameras_np.cx[chosen]),
+            cy=column(cameras_np.cy[chosen]),
+            width=cameras_np.width,
+            height=cameras_np.height,
+            camera_type=CameraType.PERSPECTIVE,
+            times=torch.from_numpy(times[frame_index]).float(),
+        )
+        # StreamRF's NDC space is defined by the capture's (shared) intrinsics: ndc_coeffs = (2 fx / W, 2 fy / H).
+        reference = 0
+        ndc_intrinsics = torch.tensor(
+            [cameras_np.fx[reference], cameras_np.fy[reference], cameras_np.width, cameras_np.height],
+            dtype=torch.float64,
+        )
+        return DataparserOutputs(
+            image_filenames=[paths[(position, selection.frame_numbers[frame])] for frame, position in image_positions],
+            cameras=cameras,
+            scene_box=self.scene_box(camera_to_world, near_far, cameras_np.fx, cameras_np.width, cameras_np.height),
+            dataparser_scale=scale,
+            dataparser_transform=torch.from_numpy(transform).float(),
+            metadata={
+                "frame_index": torch.from_numpy(frame_index),
+                "num_frames": num_frames,
+                "frame_numbers": list(selection.frame_numbers),
+                "fps": selection.fps,
+                "camera_ids": [int(scene.camera_ids[p]) for p in chosen],
+                "layout": layout,
+                "ndc_intrinsics": ndc_intrinsics,
+                "near_far": torch.from_numpy(near_far[chosen]).float(),
+                "near": float(near_far[:, 0].min()),
+                "far": float(near_far[:, 1].max()),
+            },
+        )
+
+
+n3dv_dataparser = DataParserSpecification(
+    config=N3dvDataParserConfig(),
+    description="N3DV / Meet Room multi-view videos (camNN.mp4 or cam_N.mp4 + poses_bounds.npy), cam00 held out, "
+    "frames decoded once into an on-disk cache, Cameras.times in [0, 1]",
+)

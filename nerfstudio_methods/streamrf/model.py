@@ -1,0 +1,579 @@
+"""``StreamRFModel``: a Plenoxels voxel grid that is trained frame by frame and played back at any time.
+
+Data flow, in the style of nerfstudio's ``nerfacto.py``: rays (world space of the ``n3dv-data`` parser) -> NDC
+(:func:`.render.ndc_rays`) -> uniform samples in the grid's box with empty-space skipping, or nerfacc's occupancy
+grid sampler on CUDA -> trilinear density + SH (:mod:`.grid`, :mod:`.sh`) -> Plenoxels compositing.
+
+The model holds two grids (brief §1.3): the *full* grid and, with ``use_pilot``, the *pilot* grid at
+``1 / pilot_factor`` of the resolution. Training a frame is a *phase* of one grid (:class:`Phase`); the pipeline
+(:mod:`.pipeline`) schedules phases over the trainer's steps and stores what :meth:`finish_phase` returns. The grids
+are plain tensors updated by :class:`.optim.MaskedRMSprop` after the trainer's backward pass, not nerfstudio
+parameters: their occupancy and the update masks change every frame.
+
+What the model renders outside training is chosen by ``ray_bundle.times``: frame ``round(time * (T - 1))`` of the
+run's frame store, replayed from frame 0 (or a keyframe) plus deltas and cached (:class:`.store.GridPlayer`).
+Frames not trained yet show the newest grid. Rays without times (``ns-render interpolate``) use ``default_time``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
+
+import torch
+from jaxtyping import Bool, Float
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from torch import Tensor
+
+from nerfstudio_methods.streamrf import masks
+from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid
+from nerfstudio_methods.streamrf.grid import GridSpec, initial_grid, resample, trilinear
+from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
+from nerfstudio_methods.streamrf.render import NerfaccSampler, ndc_rays, render_rays_torch
+from nerfstudio_methods.streamrf.store import GridPlayer
+
+Resolution = Tuple[int, int, int]
+
+
+class Phase(enum.Enum):
+    """What one stretch of training steps optimises."""
+
+    FRAME0 = "frame0"
+    """Frame 0 from scratch on the full grid (Plenoxels, with coarse-to-fine upsampling)."""
+    PILOT0 = "pilot0"
+    """The pilot grid, downsampled from frame 0, retrained on frame 0."""
+    PILOT = "pilot"
+    """A later frame on the pilot grid, no narrow band."""
+    FULL = "full"
+    """A later frame on the full grid, restricted to narrow band AND pilot guidance."""
+
+
+@dataclass
+class StreamRFModelConfig(ModelConfig):
+    """StreamRF; defaults are the paper's N3DV settings (brief §1.2-1.3, REPO README / configs)."""
+
+    _target: Type = field(default_factory=lambda: StreamRFModel)
+    enable_collider: bool = False
+    """The grid's NDC box bounds the rays; no collider."""
+
+    # --- grid and rendering (svox2) ---
+    frame0_resolutions: Tuple[Resolution, ...] = ((128, 128, 128), (256, 256, 128), (512, 512, 128))
+    """(X, Y, Z) of frame 0's grid, upsampled every ``frame0_upsample_every`` steps; the last one is the streaming
+    resolution (configs/n3dv_init.json ``reso``)."""
+    frame0_upsample_every: int = 38400
+    """Steps between frame-0 upsamplings (opt.py ``upsamp_every``)."""
+    grid_padding_px: float = 0.0
+    """Pads the NDC box's x/y radius to 1 + 2 * padding / W (resp. H), as opt.py's ``--offset``."""
+    init_density: float = 0.1
+    """Initial density of every voxel of frame 0 (SH start at 0)."""
+    density_threshold: float = 5.0
+    """Voxels whose density is below this are dropped when the grid is resampled (``density_thresh``, sigma)."""
+    frame0_dilation: int = 2
+    """Dilations of the kept voxels when frame 0 is upsampled."""
+    step_size: float = 0.5
+    """Ray-marching step in voxels (``--step_size``)."""
+    background_brightness: float = 0.5
+    """Grey fill of the transmittance left at the end of a ray."""
+    frame0_stop_thresh: float = 1e-7
+    """Transmittance at which rays stop during frame 0 (svox2 default)."""
+    stop_thresh: float = 0.01
+    """Transmittance at which rays stop for later frames and playback (``--stop_thres 0.01``, N3DV; Meet Room's
+    full pass keeps svox2's 1e-7)."""
+    pilot_stop_thresh: float = 0.01
+    """Transmittance at which rays stop in the pilot passes (0.01 for both datasets)."""
+    sampler: Literal["auto", "torch", "nerfacc"] = "auto"
+    """"auto": nerfacc's CUDA occupancy-grid sampler when CUDA is present, else the pure-torch marcher."""
+
+    # --- losses ---
+    tv_density: float = 5e-4
+    """Weight of the density total variation (``lambda_tv``; Meet Room 5e-3)."""
+    tv_sh: float = 5e-3
+    """Weight of the SH total variation (``lambda_tv_sh``; Meet Room 5e-2)."""
+    tv_sparsity: float = 0.01
+    """Fraction of cells (a random contiguous run) the TV is evaluated on each step."""
+
+    # --- frame 0 (Plenoxels) ---
+    frame0_steps: int = 128000
+    """Training steps of frame 0 (opt.py ``n_iters``)."""
+    frame0_lr_density: float = 30.0
+    frame0_lr_density_final: float = 0.05
+    frame0_lr_sh: float = 1e-2
+    frame0_lr_sh_final: float = 5e-6
+    frame0_lr_decay_steps: int = 250000
+    """Both frame-0 rates decay log-linearly over this many steps."""
+    frame0_lr_density_delay_steps: int = 15000
+    """The density rate warms up over these steps ("reverse cosine") from ``delay_mult`` times its value."""
+    frame0_lr_density_delay_mult: float = 1e-2
+
+    # --- later frames, full grid ---
+    steps_per_frame: int = 500
+    """Steps of each later frame on the full grid (``n_iters`` of the full pass)."""
+    lr_density: float = 1.0
+    """Constant density rate of the full pass."""
+    lr_sh: float = 1e-2
+    lr_sh_final: float = 3e-3
+    lr_sh_decay_steps: int = 300
+    """The SH rate decays from ``lr_sh`` to ``lr_sh_final`` over these steps, restarting at every frame."""
+    sh_keep_threshold: float = 1.0
+    """A kept voxel is stored in the delta only if the L1 change of its 27 SH values exceeds this."""
+    sh_prune_threshold: float = 0.2
+    """Newly added voxels whose sum |SH| is below this are deleted before encoding (``preprune``)."""
+    dilate_before: int = 2
+    """Dilations of the occupancy before a frame is trained (new voxels start at 0); also the band's outer width."""
+    dilate_after: int = 2
+    """Dilations of the kept voxels when the grid is re-sparsified after a frame (and once after frame 0)."""
+    narrow_band: bool = True
+    """Train only the shell from ``dilate_before`` voxels outside to ``narrow_band_inner`` inside the occupancy."""
+    narrow_band_inner: int = masks.NARROW_BAND_INNER
+
+    # --- pilot grid ---
+    use_pilot: bool = True
+    """Guide each frame by a lower-resolution pilot grid trained on it first (grad mask = band AND pilot change)."""
+    pilot_factor: int = 2
+    """Full / pilot resolution ratio per axis."""
+    pilot_frame0_steps: int = 7500
+    """The pilot retrains frame 0 for 10 x its per-frame steps, with its rate schedules stretched 10x."""
+    pilot_steps: int = 750
+    pilot_lr_density: float = 1.0
+    pilot_lr_sh: float = 1e-2
+    pilot_lr_sh_final: float = 1e-3
+    pilot_lr_sh_decay_steps: int = 750
+    pilot_sh_keep_threshold: float = 0.5
+    pilot_sh_prune_threshold: float = 0.1
+    pilot_dilate_before: int = 1
+    pilot_dilate_after: int = 1
+
+    # --- playback ---
+    default_time: float = 0.0
+    """Time shown for rays that carry none (``ns-render interpolate`` drops camera times)."""
+
+    @property
+    def resolution(self) -> Resolution:
+        return self.frame0_resolutions[-1]
+
+
+@dataclass
+class PilotGuidance:
+    """What the pilot saw change in a frame, at pilot resolution."""
+
+    changed: Bool[Tensor, "z y x"]
+    added: Bool[Tensor, "z y x"]
+    removed: Bool[Tensor, "z y x"]
+
+
+class GridState:
+    """One trainable grid: values ``[28, Z, Y, X]`` (zero outside ``occupancy``) and its optimiser state."""
+
+    def __init__(self, spec: GridSpec, values: Tensor, occupancy: Tensor) -> None:
+        self.spec = spec
+        self.values = values.detach().contiguous().requires_grad_(True)
+        self.occupancy = occupancy
+        self.optimizer = MaskedRMSprop(tuple(self.values.shape), self.values.device)
+
+    def set(self, spec: GridSpec, values: Tensor, occupancy: Tensor) -> None:
+        if spec != self.spec:
+            self.optimizer = MaskedRMSprop(tuple(values.shape), values.device)
+        self.spec = spec
+        self.values = values.detach().contiguous().requires_grad_(True)
+        self.occupancy = occupancy
+
+    def snapshot(self) -> tuple[Tensor, Tensor]:
+        return self.values.detach().clone(), self.occupancy.clone()
+
+
+def total_variation(
+    values: Float[Tensor, "c z y x"], channels: slice, fraction: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """svox2's sparse TV: on a random contiguous ``fraction`` of cells (flat order), ``sqrt(dx^2 + dy^2 + dz^2)`` per
+    cell and channel with forward differences (clamped at the border) weighted by ``resolution / 256`` per axis,
+    summed over channels and averaged over the cells."""
+    _, depth, height, width = values.shape
+    total = depth * height * width
+    count = max(1, int(total * fraction))
+    start = int(torch.randint(0, max(1, total - count + 1), (1,), generator=generator))
+    flat = torch.arange(start, start + count, device=values.device)
+    z, rest = flat // (height * width), flat % (height * width)
+    y, x = rest // width, rest % width
+    data = values[channels].reshape(values[channels].shape[0], -1)
+
+    def at(zz: Tensor, yy: Tensor, xx: Tensor) -> Tensor:
+        return data[:, (zz * height + yy) * width + xx]
+
+    centre = at(z, y, x)
+    dx = (at(z, y, (x + 1).clamp_max(width - 1)) - centre) * (width / 256.0)
+    dy = (at(z, (y + 1).clamp_max(height - 1), x) - centre) * (height / 256.0)
+    dz = (at((z + 1).clamp_max(depth - 1), y, x) - centre) * (depth / 256.0)
+    return torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum() / count
+
+
+class StreamRFModel(Model):
+    """See the module doc."""
+
+    config: StreamRFModelConfig
+    frames_done: Tensor
+
+    def populate_modules(self) -> None:
+        metadata = self.kwargs.get("metadata") or {}
+        intrinsics = metadata.get("ndc_intrinsics")
+        if intrinsics is None:
+            raise ValueError(
+                "StreamRF needs the capture's intrinsics: train it on n3dv-data (metadata 'ndc_intrinsics')"
+            )
+        fx, fy, width, height = (float(v) for v in intrinsics)
+        self.ndc_coeffs = (2.0 * fx / width, 2.0 * fy / height)
+        radius = (
+            1.0 + 2.0 * self.config.grid_padding_px / width,
+            1.0 + 2.0 * self.config.grid_padding_px / height,
+            1.0,
+        )
+        self.num_frames = int(metadata.get("num_frames", 1))
+        self.full_spec = GridSpec(tuple(self.config.resolution), radius)  # type: ignore[arg-type]
+        self.pilot_spec = self.full_spec.scaled(1.0 / self.config.pilot_factor)
+        self.frame0_specs = [GridSpec(tuple(r), radius) for r in self.config.frame0_resolutions]  # type: ignore[arg-type]
+        if any(
+            self.frame0_specs[i].num_voxels > self.frame0_specs[i + 1].num_voxels
+            for i in range(len(self.frame0_specs) - 1)
+        ):
+            raise ValueError("frame0_resolutions must grow")
+        # Set up lazily on the model's device (the trainer moves the model after construction).
+        self.full: Optional[GridState] = None
+        self.pilot: Optional[GridState] = None
+        self.phase: Optional[Phase] = None
+        self.phase_frame = -1
+        self.phase_step = 0
+        self.update_mask: Optional[Tensor] = None
+        self.previous: Optional[tuple[Tensor, Tensor]] = None
+        self.guidance: Optional[PilotGuidance] = None
+        self.player: Optional[GridPlayer] = None
+        self.finished_frames = 0
+        """Frames of the full grid in the store (0..finished_frames-1); the live full grid is the newest."""
+        self._nerfacc: dict[GridSpec, NerfaccSampler] = {}
+        self.register_buffer("frames_done", torch.zeros((), dtype=torch.long))
+
+        from torchmetrics.functional import structural_similarity_index_measure
+        from torchmetrics.image import PeakSignalNoiseRatio
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = structural_similarity_index_measure
+        self.lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
+
+    # --- grids and phases -----------------------------------------------------------------------------------
+
+    def attach_player(self, player: GridPlayer) -> None:
+        self.player = player
+
+    def grid_of(self, phase: Phase) -> GridState:
+        grid = self.pilot if phase in (Phase.PILOT0, Phase.PILOT) else self.full
+        if grid is None:
+            raise RuntimeError(f"no grid for phase {phase.value}")
+        return grid
+
+    def restore(self, full: tuple[Tensor, Tensor], pilot: tuple[Tensor, Tensor] | None, finished_frames: int) -> None:
+        """Continue from stored grids (resume): ``full``/``pilot`` are frame ``finished_frames - 1``."""
+        device = self.device
+        self.full = GridState(self.full_spec, full[0].to(device), full[1].to(device))
+        self.pilot = None if pilot is None else GridState(self.pilot_spec, pilot[0].to(device), pilot[1].to(device))
+        self.finished_frames = finished_frames
+        self.frames_done.fill_(finished_frames)
+        self.phase = None
+
+    def start_phase(self, phase: Phase, frame: int) -> None:
+        """Prepare a grid for ``phase`` of ``frame``: initial grid, snapshot of the previous frame, update mask."""
+        config, device = self.config, self.device
+        self.phase, self.phase_frame, self.phase_step = phase, frame, 0
+        if phase is Phase.FRAME0:
+            values, occupancy = initial_grid(self.frame0_specs[0], config.init_density, device=device)
+            self.full = GridState(self.frame0_specs[0], values, occupancy)
+            self.update_mask = None
+        elif phase is Phase.PILOT0:
+            assert self.full is not None
+            values, occupancy = resample(
+                self.full.values.detach(),
+                self.full.spec,
+                self.pilot_spec,
+                config.density_threshold,
+                config.pilot_dilate_after,
+            )
+            self.pilot = GridState(self.pilot_spec, values, occupancy)
+            self.update_mask = None
+        elif phase is Phase.PILOT:
+            pilot = self.grid_of(phase)
+            self.previous = pilot.snapshot()
+            pilot.set(pilot.spec, pilot.values.detach(), masks.dilate(pilot.occupancy, config.pilot_dilate_before))
+            pilot.optimizer.reset()
+            self.update_mask = None  # the pilot trains every occupied voxel
+        else:
+            full = self.grid_of(phase)
+            self.previous = full.snapshot()
+            previous_occupancy = full.occupancy
+            band = (
+                masks.narrow_band(previous_occupancy, config.dilate_before, config.narrow_band_inner)
+                if config.narrow_band
+                else None
+            )
+            occupancy = masks.dilate(previous_occupancy, config.dilate_before)
+            values = full.values.detach().clone()
+            mask = band
+            if config.use_pilot and self.guidance is not None:
+                guidance = self.guidance
+                added = masks.upsample_mask(guidance.added, self.pilot_spec, self.full_spec) & ~previous_occupancy
+                removed = masks.upsample_mask(guidance.removed, self.pilot_spec, self.full_spec) & ~added
+                changed = masks.upsample_mask(guidance.changed, self.pilot_spec, self.full_spec)
+                pilot = self.grid_of(Phase.PILOT)
+                if added.any():
+                    centres = self.full_spec.voxel_centres(device)[added]
+                    values[:, added] = trilinear(pilot.values.detach(), centres).transpose(0, 1)
+                values[:, removed] = 0.0
+                occupancy = occupancy | added
+                student = masks.student_mask(changed)
+                mask = student if band is None else band & student
+            full.set(full.spec, values * occupancy, occupancy)
+            full.optimizer.reset()
+            self.update_mask = mask
+
+    def phase_learning_rates(self) -> tuple[float, float]:
+        config, step = self.config, self.phase_step
+        if self.phase is Phase.FRAME0:
+            density = exponential_lr(
+                step,
+                config.frame0_lr_density,
+                config.frame0_lr_density_final,
+                config.frame0_lr_decay_steps,
+                config.frame0_lr_density_delay_steps,
+                config.frame0_lr_density_delay_mult,
+            )
+            sh = exponential_lr(step, config.frame0_lr_sh, config.frame0_lr_sh_final, config.frame0_lr_decay_steps)
+            return density, sh
+        if self.phase in (Phase.PILOT0, Phase.PILOT):
+            stretch = (
+                max(1, round(config.pilot_frame0_steps / max(config.pilot_steps, 1)))
+                if self.phase is Phase.PILOT0
+                else 1
+            )
+            sh = exponential_lr(
+                step, config.pilot_lr_sh, config.pilot_lr_sh_final, config.pilot_lr_sh_decay_steps * stretch
+            )
+            return config.pilot_lr_density, sh
+        return config.lr_density, exponential_lr(step, config.lr_sh, config.lr_sh_final, config.lr_sh_decay_steps)
+
+    def optimizer_step(self) -> int:
+        """Masked RMSprop on the active grid (after the trainer's backward); returns the voxels updated."""
+        if self.phase is None:
+            return 0
+        grid = self.grid_of(self.phase)
+        updated = 0
+        if grid.values.grad is not None:
+            allowed = grid.occupancy if self.update_mask is None else grid.occupancy & self.update_mask
+            lr_density, lr_sh = self.phase_learning_rates()
+            updated = grid.optimizer.step(grid.values, grid.values.grad, allowed, lr_density, lr_sh)
+            grid.values.grad = None
+            with torch.no_grad():
+                grid.values.mul_(grid.occupancy)
+        self.phase_step += 1
+        if self.phase is Phase.FRAME0 and self.config.frame0_upsample_every > 0:
+            level = min(self.phase_step // self.config.frame0_upsample_every, len(self.frame0_specs) - 1)
+            if self.frame0_specs[level] != grid.spec:
+                values, occupancy = resample(
+                    grid.values.detach(), grid.spec, self.frame0_specs[level], self.config.density_threshold,
+                    self.config.frame0_dilation,
+                )  # fmt: skip
+                grid.set(self.frame0_specs[level], values, occupancy)
+        return updated
+
+    def _sparsify_and_prune(self, grid: GridState, dilation: int, prune_threshold: float | None) -> None:
+        """``sparsify_voxel_grid`` (density >= threshold, dilated) then ``preprune`` (new voxels with small SH)."""
+        values, occupancy = resample(
+            grid.values.detach(), grid.spec, grid.spec, self.config.density_threshold, dilation
+        )
+        if prune_threshold is not None and self.previous is not None:
+            new = occupancy & ~self.previous[1]
+            weak = new & (values[1:].abs().sum(0) < prune_threshold)
+            occupancy = occupancy & ~weak
+            values = values * occupancy
+        grid.set(grid.spec, values, occupancy)
+
+    def finish_phase(self) -> EncodedGrid | FrameDelta:
+        """End the current phase: re-sparsify, encode (whole grid or delta), continue from what a decoder rebuilds."""
+        config = self.config
+        phase = self.phase
+        assert phase is not None
+        grid = self.grid_of(phase)
+        if phase is Phase.FRAME0:
+            if grid.spec != self.full_spec:  # fewer steps than the upsampling schedule: finish at full resolution
+                values, occupancy = resample(
+                    grid.values.detach(), grid.spec, self.full_spec, config.density_threshold, config.frame0_dilation
+                )
+                grid.set(self.full_spec, values, occupancy)
+            self.previous = None
+            self._sparsify_and_prune(grid, config.dilate_after, None)
+            record, decoded = encode_grid(grid.values, grid.occupancy)
+            grid.set(grid.spec, decoded, grid.occupancy)
+        elif phase is Phase.PILOT0:
+            self.previous = None
+            self._sparsify_and_prune(grid, config.pilot_dilate_after, None)
+            record, decoded = encode_grid(grid.values, grid.occupancy)
+            grid.set(grid.spec, decoded, grid.occupancy)
+        else:
+            is_pilot = phase is Phase.PILOT
+            assert self.previous is not None
+            self._sparsify_and_prune(
+                grid,
+                config.pilot_dilate_after if is_pilot else config.dilate_after,
+                config.pilot_sh_prune_threshold if is_pilot else config.sh_prune_threshold,
+            )
+            previous_values, previous_occupancy = self.previous
+            record, decoded = encode_delta(
+                previous_values,
+                previous_occupancy,
+                grid.values,
+                grid.occupancy,
+                config.pilot_sh_keep_threshold if is_pilot else config.sh_keep_threshold,
+            )
+            if is_pilot:
+                kept = previous_occupancy & grid.occupancy
+                sh_change = (decoded[1:] - previous_values[1:]).abs().sum(0)
+                self.guidance = PilotGuidance(
+                    changed=(grid.occupancy & ~previous_occupancy) | (kept & (sh_change > 0)),
+                    added=grid.occupancy & ~previous_occupancy,
+                    removed=previous_occupancy & ~grid.occupancy,
+                )
+            grid.set(grid.spec, decoded, grid.occupancy)
+        grid.optimizer.reset()
+        self.previous = None
+        self.phase = None
+        self.update_mask = None
+        return record
+
+    def mark_frame_finished(self, frame: int) -> None:
+        self.finished_frames = frame + 1
+        self.frames_done.fill_(frame + 1)
+
+    # --- rendering -----------------------------------------------------------------------------------------
+
+    def frame_of_times(self, times: Optional[Tensor], count: int) -> Tensor:
+        """Frame index of each ray: ``round(time * (T - 1))``, clamped; ``default_time`` for rays without times."""
+        if times is None:
+            times = torch.full((count,), self.config.default_time, device=self.device)
+        frames = torch.round(times.reshape(-1).float() * max(self.num_frames - 1, 0)).long()
+        return frames.clamp(0, max(self.num_frames - 1, 0))
+
+    def grid_for_frame(self, frame: int) -> tuple[GridSpec, Tensor, Tensor]:
+        """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame); the live grid
+        for frames not stored yet (mid-training), else the newest stored frame."""
+        stored = self.player.store.num_finished() if self.player is not None else 0
+        live = None if self.full is None else (self.full.spec, self.full.values.detach(), self.full.occupancy)
+        live_is_stored = live is not None and self.phase not in (Phase.FRAME0, Phase.FULL) and self.finished_frames > 0
+        if frame < stored and not (live_is_stored and frame == self.finished_frames - 1):
+            assert self.player is not None
+            values, occupancy = self.player.grid(frame)
+            return self.full_spec, values.to(self.device), occupancy.to(self.device)
+        if live is not None:
+            return live
+        if self.player is not None and stored > 0:
+            values, occupancy = self.player.grid(stored - 1)
+            return self.full_spec, values.to(self.device), occupancy.to(self.device)
+        raise RuntimeError("StreamRF has no trained frame to render yet")
+
+    def render_grid(
+        self, spec: GridSpec, values: Tensor, occupancy: Tensor, origins: Tensor, directions: Tensor, stop_thresh: float
+    ) -> Dict[str, Tensor]:
+        ndc_origins, ndc_directions, valid = ndc_rays(origins, directions, self.ndc_coeffs)
+        use_nerfacc = self.config.sampler == "nerfacc" or (
+            self.config.sampler == "auto" and NerfaccSampler.available(values.device)
+        )
+        if use_nerfacc:
+            sampler = self._nerfacc.get(spec)
+            if sampler is None:
+                sampler = self._nerfacc[spec] = NerfaccSampler(spec, values.device)
+            sampler.set_occupancy(occupancy)
+            return sampler.render(
+                values, ndc_origins, ndc_directions, valid, self.config.step_size,
+                self.config.background_brightness, stop_thresh,
+            )  # fmt: skip
+        return render_rays_torch(
+            values, occupancy, spec, ndc_origins, ndc_directions, valid,
+            self.config.step_size, self.config.background_brightness, stop_thresh,
+        )  # fmt: skip
+
+    def get_outputs(self, ray_bundle: Union[RayBundle, Cameras]) -> Dict[str, Union[Tensor, List]]:
+        if not isinstance(ray_bundle, RayBundle):
+            raise TypeError("StreamRF renders ray bundles")
+        shape = ray_bundle.shape
+        origins = ray_bundle.origins.reshape(-1, 3)
+        directions = ray_bundle.directions.reshape(-1, 3)
+        if self.training and self.phase is not None:
+            grid = self.grid_of(self.phase)
+            stop = {
+                Phase.FRAME0: self.config.frame0_stop_thresh,
+                Phase.PILOT0: self.config.pilot_stop_thresh,
+                Phase.PILOT: self.config.pilot_stop_thresh,
+            }.get(self.phase, self.config.stop_thresh)
+            outputs = self.render_grid(grid.spec, grid.values, grid.occupancy, origins, directions, stop)
+        else:
+            frames = self.frame_of_times(ray_bundle.times, origins.shape[0])
+            pieces: list[tuple[Tensor, Dict[str, Tensor]]] = []
+            for frame in torch.unique(frames).tolist():
+                index = torch.nonzero(frames == frame)[:, 0]
+                spec, values, occupancy = self.grid_for_frame(int(frame))
+                stop = self.config.frame0_stop_thresh if int(frame) == 0 else self.config.stop_thresh
+                pieces.append(
+                    (index, self.render_grid(spec, values, occupancy, origins[index], directions[index], stop))
+                )
+            outputs: Dict[str, Tensor] = {}
+            for key in pieces[0][1]:
+                merged = pieces[0][1][key].new_zeros((origins.shape[0], *pieces[0][1][key].shape[1:]))
+                for index, piece in pieces:
+                    merged[index] = piece[key]
+                outputs[key] = merged
+        return {key: value.reshape(*shape, *value.shape[1:]) for key, value in outputs.items()}
+
+    # --- losses and metrics --------------------------------------------------------------------------------
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        image = batch["image"].to(self.device)[..., :3]
+        metrics = {"psnr": self.psnr(outputs["rgb"].detach(), image)}
+        metrics["samples_per_ray"] = outputs["num_samples"].float().mean()
+        return metrics
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        image = batch["image"].to(self.device)[..., :3]
+        losses = {"rgb_loss": torch.mean((outputs["rgb"] - image) ** 2)}
+        if self.training and self.phase is not None:
+            grid = self.grid_of(self.phase).values
+            if self.config.tv_density > 0:
+                losses["tv_density_loss"] = self.config.tv_density * total_variation(
+                    grid, slice(0, 1), self.config.tv_sparsity
+                )
+            if self.config.tv_sh > 0:
+                losses["tv_sh_loss"] = self.config.tv_sh * total_variation(
+                    grid, slice(1, None), self.config.tv_sparsity
+                )
+        return losses
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        image = batch["image"].to(outputs["rgb"].device)[..., :3]
+        rgb = outputs["rgb"].clamp(0.0, 1.0)
+        acc = colormaps.apply_colormap(outputs["accumulation"])
+        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        gt, pred = image.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]
+        metrics = {
+            "psnr": float(self.psnr(pred, gt).item()),
+            "ssim": float(self.ssim(pred, gt)),  # type: ignore[arg-type]
+            "lpips": float(self.lpips(pred, gt)),
+        }
+        if not math.isfinite(metrics["lpips"]):
+            metrics["lpips"] = math.nan
+        images = {"img": torch.cat([image, rgb], dim=1), "accumulation": acc, "depth": depth}
+        return metrics, images
+
+    def get_param_groups(self) -> Dict[str, List[torch.nn.Parameter]]:
+        # The grids are stepped by MaskedRMSprop (optimizer_step), not by nerfstudio's optimizers.
+        return {}

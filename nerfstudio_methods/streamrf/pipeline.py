@@ -1,0 +1,362 @@
+"""``StreamRFPipeline``: the whole video in one ``ns-train`` run, within nerfstudio's trainer loop.
+
+The trainer calls one training step after another; this pipeline maps them onto StreamRF's per-frame loop (brief
+§1.3, "true streaming" order: the pilot trains frame t just before the full grid does):
+
+    frame 0:   FRAME0 (frame0_steps) -> PILOT0 (pilot_frame0_steps)
+    frame t:   PILOT (pilot_steps)   -> FULL (steps_per_frame)
+
+A training-callback before each step starts the next phase when needed (model grid, datamanager frame, batch size);
+one after each step applies the masked RMSprop update and, when a phase has had its steps, finishes it: the model
+re-sparsifies and encodes the grid, and the record is written atomically to the run's frame store (frame 0 whole,
+later frames as deltas; :mod:`.store`). A frame is finished when its last phase is stored; a progress line reports
+its time, its delta size and the held-out camera's PSNR.
+
+Resuming: the stores are the source of truth. At start-up (and, with ``--load-dir``, after :class:`.StreamRFTrainer`
+copied the earlier run's stores into this run) the pipeline replays the finished frames and continues with the first
+unfinished one; the partly trained frame is retrained. Checkpoints hold no grids, only the frame counter.
+
+Evaluation (``ns-eval``): the held-out camera at every frame; ``get_average_eval_image_metrics`` returns the means
+over frames plus ``psnr_frame_XXXX`` / ``ssim_frame_XXXX`` per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Type
+
+import torch
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from nerfstudio_methods import compat
+from nerfstudio_methods.streamrf.codec import FrameDelta, encode_grid
+from nerfstudio_methods.streamrf.datamanager import StreamRFDataManager, StreamRFDataManagerConfig
+from nerfstudio_methods.streamrf.model import Phase, StreamRFModel, StreamRFModelConfig
+from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer, write_atomically
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    frame: int
+    phase: Phase
+    steps: int
+
+
+def build_schedule(num_frames: int, config: StreamRFModelConfig) -> list[PhaseRun]:
+    """The phases of a whole sequence, in training order (see the module doc)."""
+    runs = [PhaseRun(0, Phase.FRAME0, config.frame0_steps)]
+    if config.use_pilot:
+        runs.append(PhaseRun(0, Phase.PILOT0, config.pilot_frame0_steps))
+    for frame in range(1, num_frames):
+        if config.use_pilot:
+            runs.append(PhaseRun(frame, Phase.PILOT, config.pilot_steps))
+        runs.append(PhaseRun(frame, Phase.FULL, config.steps_per_frame))
+    return runs
+
+
+@dataclass
+class StreamRFPipelineConfig(VanillaPipelineConfig):
+    """Frame schedule, frame store and playback settings of a StreamRF run."""
+
+    _target: Type = field(default_factory=lambda: StreamRFPipeline)
+    datamanager: StreamRFDataManagerConfig = field(default_factory=StreamRFDataManagerConfig)
+    model: StreamRFModelConfig = field(default_factory=StreamRFModelConfig)
+    frame_store: Optional[Path] = None
+    """Folder of this run's stored frames; set by the trainer to <run>/streamrf_frames (kept in config.yml so
+    ns-eval, ns-render and ns-viewer find the frames)."""
+    keyframe_every: int = 30
+    """Also store a whole grid every this many frames, so seeking replays at most this many deltas (0: never)."""
+    heldout_psnr_per_frame: bool = True
+    """Render the held-out camera after each frame for the progress line (and log.jsonl)."""
+
+
+class StreamRFPipeline(VanillaPipeline):
+    """See the module doc."""
+
+    config: StreamRFPipelineConfig
+    datamanager: StreamRFDataManager
+    _model: StreamRFModel
+
+    def __init__(
+        self,
+        config: StreamRFPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[Any] = None,
+    ) -> None:
+        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        if world_size > 1:
+            raise ValueError("StreamRF trains one frame after another on a single device; use --machine.num-devices 1")
+        self.num_frames = int(self.datamanager.train_dataparser_outputs.metadata["num_frames"])
+        self.schedule = build_schedule(self.num_frames, self.model.config)
+        self.position = 0
+        self.started = False
+        self.frame_started_at = 0.0
+        self.frame_log: list[dict[str, Any]] = []
+        self.trainer: Any = None
+        self.full_store: Optional[FrameStore] = None
+        self.pilot_store: Optional[FrameStore] = None
+        if config.frame_store is not None:
+            self.attach_store(Path(config.frame_store), training=test_mode == "val")
+
+    @property
+    def model(self) -> StreamRFModel:
+        return self._model
+
+    # --- frame store and resume ----------------------------------------------------------------------------
+
+    def store_meta(self, pilot: bool) -> dict[str, Any]:
+        model = self.model
+        spec = model.pilot_spec if pilot else model.full_spec
+        metadata = self.datamanager.train_dataparser_outputs.metadata
+        return {
+            "resolution": list(spec.resolution),
+            "radius": [round(r, 9) for r in spec.radius],
+            "num_frames": self.num_frames,
+            "frame_numbers": list(metadata.get("frame_numbers", [])),
+        }
+
+    def attach_store(self, root: Path, training: bool) -> None:
+        """Use ``root`` as the frame store; in training, check it and resume from its finished frames."""
+        self.full_store = FrameStore(root)
+        self.pilot_store = FrameStore(root / "pilot") if self.model.config.use_pilot else None
+        self.model.attach_player(GridPlayer(self.full_store, self.model.device))
+        if not training:
+            if self.full_store.num_finished() == 0:
+                CONSOLE.print(f"[yellow]StreamRF: no stored frames in {root}; renders need a trained run")
+            self.model.finished_frames = self.full_store.num_finished()
+            return
+        self.full_store.ensure_meta(self.store_meta(pilot=False))
+        if self.pilot_store is not None:
+            self.pilot_store.ensure_meta(self.store_meta(pilot=True))
+        self.write_heldout_camera_path(root.parent / "camera_paths" / "heldout_camera.json")
+        self.resume_from_store()
+
+    def resume_from_store(self) -> int:
+        """Replay the finished frames into the model and continue with the first unfinished one; returns it."""
+        assert self.full_store is not None
+        finished = self.full_store.num_finished()
+        if self.pilot_store is not None:
+            finished = min(finished, self.pilot_store.num_finished())
+            self.pilot_store.remove_frames_from(finished)
+        self.full_store.remove_frames_from(finished)  # frames whose pilot or full pass did not finish are redone
+        self.started = False
+        if finished == 0:
+            self.position = 0
+            return 0
+        finished = min(finished, self.num_frames)
+        device = self.model.device
+        full = GridPlayer(self.full_store, device).grid(finished - 1)
+        pilot = None if self.pilot_store is None else GridPlayer(self.pilot_store, device).grid(finished - 1)
+        self.model.restore(full, pilot, finished)
+        self.position = next((i for i, run in enumerate(self.schedule) if run.frame >= finished), len(self.schedule))
+        CONSOLE.print(
+            f"StreamRF: resuming after {finished} finished frame(s) of {self.num_frames} from {self.full_store.root}"
+        )
+        return finished
+
+    def remaining_steps(self) -> int:
+        return sum(run.steps for run in self.schedule[self.position :])
+
+    def write_heldout_camera_path(self, path: Path) -> None:
+        """A viewer-style camera path: the held-out camera at every frame's time, for ``ns-render camera-path``."""
+        cameras = self.datamanager.eval_dataset.cameras
+        metadata = self.datamanager.train_dataparser_outputs.metadata
+        fps = float(metadata.get("fps", 30.0))
+        keyframes = []
+        for index in range(len(cameras)):
+            camera = cameras[index]
+            matrix = torch.eye(4)
+            matrix[:3, :4] = camera.camera_to_worlds.detach().cpu()
+            height, width, fy = float(camera.height), float(camera.width), float(camera.fy)
+            keyframes.append(
+                {
+                    "camera_to_world": matrix.reshape(-1).tolist(),
+                    "fov": math.degrees(2.0 * math.atan(height / (2.0 * fy))),
+                    "aspect": width / height,
+                    "render_time": float(camera.times) if camera.times is not None else 0.0,
+                }
+            )
+        keyframes.sort(key=lambda keyframe: keyframe["render_time"])
+        first = cameras[0]
+        path_json = {
+            "camera_type": "perspective",
+            "render_height": int(first.height),
+            "render_width": int(first.width),
+            "fps": fps,
+            "seconds": len(keyframes) / fps,
+            "camera_path": keyframes,
+        }
+        write_atomically(path, json.dumps(path_json, indent=1).encode())
+
+    # --- the per-frame loop --------------------------------------------------------------------------------
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
+        self.trainer = training_callback_attributes.trainer
+        return [
+            *super().get_training_callbacks(training_callback_attributes),
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.before_step),
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.after_step),
+        ]
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.schedule)
+
+    def before_step(self, step: int) -> None:
+        if self.done or self.started:
+            return
+        run = self.schedule[self.position]
+        if self.position == 0 or self.schedule[self.position - 1].frame != run.frame:
+            self.frame_started_at = time.perf_counter()  # first phase of a frame
+        if self.full_store is None:
+            raise RuntimeError("StreamRF needs a frame store: run it with ns-train (StreamRFTrainer sets one)")
+        self.datamanager.set_frame(run.frame)
+        if run.phase is not Phase.FRAME0:
+            self.datamanager.set_rays_per_batch(self.datamanager.config.train_num_rays_per_batch)
+        self.model.start_phase(run.phase, run.frame)
+        self.phase_started_at = time.perf_counter()
+        self.started = True
+        if run.steps == 0:  # nothing to train: store it as it is
+            self.finish_current_phase()
+            self.before_step(step)
+
+    def after_step(self, step: int) -> None:
+        if self.done or not self.started:
+            return
+        self.model.optimizer_step()
+        if self.model.phase_step >= self.schedule[self.position].steps:
+            self.finish_current_phase()
+            if self.done and self.trainer is not None:
+                self.trainer.stop_training = True
+
+    def finish_current_phase(self) -> None:
+        run = self.schedule[self.position]
+        record = self.model.finish_phase()
+        seconds = time.perf_counter() - self.phase_started_at
+        is_pilot = run.phase in (Phase.PILOT0, Phase.PILOT)
+        store = self.pilot_store if is_pilot else self.full_store
+        assert store is not None
+        size = store.write_frame(run.frame, record)
+        grid = self.model.grid_of(run.phase)
+        entry: dict[str, Any] = {
+            "frame": run.frame,
+            "phase": run.phase.value,
+            "steps": run.steps,
+            "seconds": seconds,
+            "bytes": size,
+            "occupied": int(grid.occupancy.sum()),
+        }
+        if isinstance(record, FrameDelta):
+            entry.update(added=record.num_added, changed=record.num_changed)
+        self.frame_log.append(entry)
+        self.position += 1
+        self.started = False
+        last_of_frame = self.done or self.schedule[self.position].frame != run.frame
+        if last_of_frame:
+            self.finish_frame(run.frame)
+
+    def finish_frame(self, frame: int) -> None:
+        assert self.full_store is not None
+        self.model.mark_frame_finished(frame)
+        if self.config.keyframe_every > 0 and frame > 0 and frame % self.config.keyframe_every == 0:
+            full = self.model.grid_of(Phase.FULL)
+            self.full_store.write_keyframe(frame, encode_grid(full.values, full.occupancy)[0])
+        entries = [e for e in self.frame_log if e["frame"] == frame]
+        total = time.perf_counter() - self.frame_started_at
+        summary: dict[str, Any] = {
+            "frame": frame,
+            "seconds": total,
+            "phases": {e["phase"]: {k: v for k, v in e.items() if k not in ("frame", "phase")} for e in entries},
+            "bytes": sum(e["bytes"] for e in entries if e["phase"] in ("frame0", "full")),
+        }
+        if self.config.heldout_psnr_per_frame:
+            summary["heldout_psnr"] = self.heldout_psnr(frame)
+        with open(self.full_store.root / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(summary) + "\n")
+        psnr = f" | held-out PSNR {summary['heldout_psnr']:.2f} dB" if "heldout_psnr" in summary else ""
+        full_entry = next((e for e in entries if e["phase"] in ("frame0", "full")), {})
+        changes = (
+            f", {full_entry['added']} added + {full_entry['changed']} changed voxels" if "added" in full_entry else ""
+        )
+        CONSOLE.print(
+            f"[bold]StreamRF frame {frame + 1}/{self.num_frames}[/bold]: {total:.1f} s, "
+            f"{summary['bytes'] / 1024:.1f} KB stored{changes}{psnr}"
+        )
+
+    @torch.no_grad()
+    def heldout_psnr(self, frame: int) -> float:
+        """PSNR of the held-out camera at ``frame`` (the first eval image of that frame)."""
+        dataset = self.datamanager.eval_dataset
+        frame_index = dataset.metadata["frame_index"] if "frame_index" in dataset.metadata else None
+        if frame_index is None:
+            return math.nan
+        matches = torch.nonzero(frame_index == frame)[:, 0]
+        if matches.numel() == 0:
+            return math.nan
+        index = int(matches[0])
+        camera = dataset.cameras[index : index + 1].to(self.device)
+        was_training = self.model.training
+        self.model.eval()
+        outputs = self.model.get_outputs_for_camera(camera)
+        if was_training:
+            self.model.train()
+        image = dataset.get_image_float32(index)[..., :3].to(self.device)
+        mse = torch.mean((outputs["rgb"].clamp(0, 1) - image) ** 2)
+        return float(-10.0 * torch.log10(mse.clamp_min(1e-10)))
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ) -> Dict[str, float]:
+        """Mean (and std over frames) of PSNR/SSIM on the held-out camera at every frame, plus per-frame values."""
+        import torchvision.utils as vutils
+
+        self.eval()
+        dataset = self.datamanager.eval_dataset
+        frame_index = dataset.metadata["frame_index"]
+        per_image: list[dict[str, float]] = []
+        frames: list[int] = []
+        if output_path is not None:
+            output_path.mkdir(parents=True, exist_ok=True)
+        for position, (camera, batch) in enumerate(self.datamanager.fixed_indices_eval_dataloader):
+            started = time.perf_counter()
+            outputs = self.model.get_outputs_for_camera(camera=camera)
+            metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
+            seconds = max(time.perf_counter() - started, 1e-9)
+            metrics["num_rays_per_sec"] = float(camera.height * camera.width) / seconds
+            metrics["fps"] = 1.0 / seconds
+            image_index = int(batch["image_idx"]) if "image_idx" in batch else position
+            frame = int(frame_index[image_index])
+            frames.append(frame)
+            per_image.append(metrics)
+            if output_path is not None:
+                for key, image in images.items():
+                    vutils.save_image(image.permute(2, 0, 1).cpu(), output_path / f"eval_{key}_frame{frame:04d}.png")
+        self.train()
+        result: Dict[str, float] = {}
+        for key in per_image[0]:
+            values = torch.tensor([metrics[key] for metrics in per_image], dtype=torch.float64)
+            result[key] = float(values.mean())
+            if get_std:
+                result[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
+        for key in ("psnr", "ssim", "lpips"):
+            for frame in sorted(set(frames)):
+                values = [
+                    m[key] for m, f in zip(per_image, frames) if f == frame and key in m and math.isfinite(m[key])
+                ]
+                if values:
+                    result[f"{key}_frame_{frame:04d}"] = float(sum(values) / len(values))
+        result["num_frames"] = float(len(set(frames)))
+        return compat.drop_nan_lpips(result)

@@ -1,0 +1,457 @@
+"""StreamRF's building blocks against hand-computed values and brute-force references.
+
+SH against values worked out by hand and orthonormality on the sphere; trilinear lookup against an 8-corner loop;
+dilation, erosion, narrow band and mask upsampling on small grids against hand-drawn masks; the delta codec's exact
+replay (also through the on-disk store, keyframes and an interrupted write); svox2's RMSprop step; NDC rays and the
+renderer against closed-form volume rendering.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nerfstudio_methods.streamrf import masks
+from nerfstudio_methods.streamrf.codec import (
+    apply_delta,
+    decode_grid,
+    encode_delta,
+    encode_grid,
+    read_record,
+    to_bytes,
+)
+from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, GridSpec, resample, trilinear
+from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
+from nerfstudio_methods.streamrf.render import ndc_rays, ray_box, render_rays_torch
+from nerfstudio_methods.streamrf.sh import C0, C1, SH_BASES, sh_bases, sh_to_rgb
+from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
+
+# ----------------------------------------------------------------------------------------------- spherical harmonics
+
+C2_ZZ = 0.31539156525252005  # (1/4) sqrt(5/pi)
+C2_XY = 1.0925484305920792  # (1/2) sqrt(15/pi)
+C2_XX_YY = 0.5462742152960396  # (1/4) sqrt(15/pi)
+
+
+def test_sh_bases_match_hand_values_on_the_axes() -> None:
+    directions = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    expected = torch.tensor(
+        [
+            # svox2: [C0, -C1 y, C1 z, -C1 x, C2 xy, -C2 yz, C2' (2zz - xx - yy), -C2 xz, C2'' (xx - yy)]
+            [C0, 0, C1, 0, 0, 0, 2 * C2_ZZ, 0, 0],
+            [C0, 0, 0, -C1, 0, 0, -C2_ZZ, 0, C2_XX_YY],
+            [C0, -C1, 0, 0, 0, 0, -C2_ZZ, 0, -C2_XX_YY],
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(sh_bases(directions), expected)
+    diagonal = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64) / math.sqrt(3)
+    s = 1 / 3  # every product of two coordinates
+    torch.testing.assert_close(
+        sh_bases(diagonal)[0],
+        torch.tensor(
+            [C0, -C1 / 3**0.5, C1 / 3**0.5, -C1 / 3**0.5, C2_XY * s, -C2_XY * s, 0, -C2_XY * s, 0], dtype=torch.float64
+        ),
+    )
+
+
+def test_sh_bases_are_orthonormal_on_the_sphere() -> None:
+    # Gauss-Legendre in cos(theta) x uniform phi integrates polynomials of degree <= 4 exactly.
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    phi = np.arange(16) * 2 * np.pi / 16
+    cos_t, ph = np.meshgrid(nodes, phi, indexing="ij")
+    sin_t = np.sqrt(1 - cos_t**2)
+    dirs = torch.from_numpy(np.stack([sin_t * np.cos(ph), sin_t * np.sin(ph), cos_t], -1).reshape(-1, 3))
+    w = torch.from_numpy(np.repeat(weights, 16) * (2 * np.pi / 16))
+    bases = sh_bases(dirs)
+    gram = (bases * w[:, None]).T @ bases
+    torch.testing.assert_close(gram, torch.eye(SH_BASES, dtype=torch.float64), atol=1e-10, rtol=0)
+
+
+def test_sh_colour_is_relu_of_the_sh_sum_plus_half() -> None:
+    direction = torch.tensor([[0.0, 0.0, 1.0]])
+    coefficients = torch.zeros(1, 27)
+    coefficients[0, 0] = 1.0  # red DC
+    coefficients[0, 9 + 2] = 2.0  # green, Y1_0 = C1 z
+    coefficients[0, 18] = -5.0  # blue DC, clipped by the relu
+    rgb = sh_to_rgb(coefficients, sh_bases(direction))
+    torch.testing.assert_close(rgb, torch.tensor([[C0 + 0.5, 2 * C1 + 0.5, 0.0]]))
+
+
+# ----------------------------------------------------------------------------------------------- trilinear
+
+
+def brute_force_trilinear(values: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Voxel centres at (i + 0.5) / n of [-1, 1], positions clamped to the outer centres, 8 corners by hand."""
+    channels, depth, height, width = values.shape
+    out = torch.zeros(coords.shape[0], channels, dtype=values.dtype)
+    for n, (x, y, z) in enumerate(coords.tolist()):
+        u = [min(max((c + 1) / 2 * size - 0.5, 0.0), size - 1.0) for c, size in ((x, width), (y, height), (z, depth))]
+        base = [min(int(math.floor(c)), size - 2) if size > 1 else 0 for c, size in zip(u, (width, height, depth))]
+        frac = [c - b for c, b in zip(u, base)]
+        for dx in (0, 1):
+            for dy in (0, 1):
+                for dz in (0, 1):
+                    weight = (
+                        (frac[0] if dx else 1 - frac[0])
+                        * (frac[1] if dy else 1 - frac[1])
+                        * (frac[2] if dz else 1 - frac[2])
+                    )
+                    out[n] += weight * values[:, base[2] + dz, base[1] + dy, base[0] + dx]
+    return out
+
+
+def test_trilinear_matches_brute_force_inside_and_at_the_border() -> None:
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(5, 4, 5, 6, generator=generator, dtype=torch.float64)
+    coords = torch.rand(200, 3, generator=generator, dtype=torch.float64) * 2.2 - 1.1  # some beyond the outer centres
+    coords[:3] = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(trilinear(values, coords), brute_force_trilinear(values, coords))
+
+
+def test_trilinear_at_a_voxel_centre_returns_that_voxel() -> None:
+    spec = GridSpec((6, 5, 4), (2.0, 1.5, 1.0))
+    values = torch.arange(120, dtype=torch.float32).reshape(1, 4, 5, 6)
+    centres = spec.voxel_centres()
+    torch.testing.assert_close(trilinear(values, centres.reshape(-1, 3))[:, 0], values.reshape(-1))
+
+
+# ----------------------------------------------------------------------------------------------- masks
+
+
+def cube(shape: tuple[int, int, int], low: int, high: int) -> torch.Tensor:
+    mask = torch.zeros(shape, dtype=torch.bool)
+    mask[low : high + 1, low : high + 1, low : high + 1] = True
+    return mask
+
+
+def test_dilation_is_the_26_neighbourhood_clamped_at_the_border() -> None:
+    centre = torch.zeros(5, 5, 5, dtype=torch.bool)
+    centre[2, 2, 2] = True
+    assert torch.equal(masks.dilate(centre, 1), cube((5, 5, 5), 1, 3))  # 3x3x3
+    assert torch.equal(masks.dilate(centre, 2), torch.ones(5, 5, 5, dtype=torch.bool))
+    corner = torch.zeros(5, 5, 5, dtype=torch.bool)
+    corner[0, 0, 0] = True
+    assert torch.equal(masks.dilate(corner, 1), cube((5, 5, 5), 0, 1))  # 2x2x2: no wrap-around
+    assert int(masks.dilate(corner, 3).sum()) == 4**3
+
+
+def test_erosion_counts_outside_neighbours_as_occupied() -> None:
+    full = torch.ones(4, 4, 4, dtype=torch.bool)
+    assert torch.equal(masks.erode(full, 2), full)
+    block = cube((9, 9, 9), 1, 7)
+    assert torch.equal(masks.erode(block, 1), cube((9, 9, 9), 2, 6))
+    assert torch.equal(masks.erode(block, 3), cube((9, 9, 9), 4, 4))
+    assert not masks.erode(block, 4).any()
+
+
+def test_narrow_band_is_the_shell_between_dilation_and_erosion() -> None:
+    block = cube((11, 11, 11), 2, 8)  # 7^3 occupied
+    band = masks.narrow_band(block, outer=1, inner=2)
+    expected = cube((11, 11, 11), 1, 9) & ~cube((11, 11, 11), 4, 6)  # 9^3 minus 3^3
+    assert torch.equal(band, expected)
+    assert int(band.sum()) == 9**3 - 3**3
+    # StreamRF's defaults (outer 2, inner 6): a 7^3 block has no interior deeper than 6, so all of it is in the band
+    assert torch.equal(masks.narrow_band(block, outer=2), cube((11, 11, 11), 0, 10))
+
+
+def test_student_mask_drops_specks_and_grows_blocks() -> None:
+    speck = torch.zeros(9, 9, 9, dtype=torch.bool)
+    speck[4, 4, 4] = True
+    assert not masks.student_mask(speck).any()
+    assert torch.equal(masks.student_mask(cube((9, 9, 9), 3, 5)), cube((9, 9, 9), 2, 6))  # erode to 1 voxel, +2
+
+
+def test_upsampled_mask_covers_the_full_voxels_the_pilot_voxel_touches() -> None:
+    low = torch.zeros(2, 2, 2, dtype=torch.bool)
+    low[0, 0, 0] = True
+    # full centres in pilot index space: -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1); the weight of pilot
+    # voxel 0 is 1 - u: 1, 0.75, 0.25, 0 -> the first three full voxels on each axis.
+    up = masks.upsample_mask(low, GridSpec((2, 2, 2), (1.0, 1.0, 1.0)), GridSpec((4, 4, 4), (1.0, 1.0, 1.0)))
+    assert torch.equal(up, cube((4, 4, 4), 0, 2))
+
+
+def test_resample_keeps_dense_voxels_dilated_and_zeroes_the_rest() -> None:
+    spec = GridSpec((5, 5, 5), (1.0, 1.0, 1.0))
+    values = torch.zeros(GRID_CHANNELS, 5, 5, 5)
+    values[:, 2, 2, 2] = 10.0
+    values[:, 0, 0, 0] = 3.0  # below the density threshold 5: dropped
+    kept, occupancy = resample(values, spec, spec, density_threshold=5.0, dilation=1)
+    assert torch.equal(occupancy, cube((5, 5, 5), 1, 3))
+    assert float(kept[:, 0, 0, 0].abs().sum()) == 0.0 and float(kept[0, 2, 2, 2]) == 10.0
+
+
+# ----------------------------------------------------------------------------------------------- delta codec
+
+
+def random_grid(generator: torch.Generator, shape: tuple[int, int, int] = (6, 7, 8), fill: float = 0.5):
+    occupancy = torch.rand(shape, generator=generator) < fill
+    values = torch.randn(GRID_CHANNELS, *shape, generator=generator) * occupancy
+    return values, occupancy
+
+
+def test_delta_encode_then_decode_is_exact_and_reverts_small_changes(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(1)
+    previous, previous_occupancy = random_grid(generator)
+    _, previous = encode_grid(previous, previous_occupancy)  # frame 0 as the decoder has it (fp16 values)
+    occupancy = previous_occupancy.clone()
+    occupancy[0] = ~occupancy[0]  # voxels added and removed
+    current = previous.clone()
+    current[:, ~previous_occupancy & occupancy] = torch.randn(
+        GRID_CHANNELS, int((~previous_occupancy & occupancy).sum()), generator=generator
+    )
+    kept = previous_occupancy & occupancy
+    big = kept.clone()
+    big[:3] = False  # z < 3: small changes, reverted; z >= 3: SH moved by 0.1 on each of 27 channels = 2.7 > 1.0
+    current[1:, big] += 0.1
+    small = kept & ~big
+    current[1:, small] += 0.01  # sum |dSH| = 0.27 < 1.0
+    current[0, kept] += 3.0  # density alone never triggers a save
+    current = current * occupancy
+    delta, encoder_grid = encode_delta(previous, previous_occupancy, current, occupancy, sh_keep_threshold=1.0)
+
+    assert delta.num_added == int((~previous_occupancy & occupancy).sum())
+    assert delta.num_changed == int(big.sum())
+    assert delta.occupancy_bits.size == math.ceil(occupancy.numel() / 8)
+    assert delta.changed_bits.size == math.ceil(int(kept.sum()) / 8)
+    assert delta.added_values.dtype == np.float16 and delta.changed_values.dtype == np.float16
+    decoded, decoded_occupancy = apply_delta(previous, previous_occupancy, through_disk(delta, tmp_path))
+    assert torch.equal(decoded_occupancy, occupancy)
+    assert torch.equal(decoded, encoder_grid)  # bit-exact
+    assert torch.equal(decoded[:, small], previous[:, small])  # reverted, density change included
+    assert torch.equal(decoded[:, big], current[:, big].half().float())
+    assert not decoded[:, ~occupancy].any()
+
+
+def through_disk(record, folder: Path):
+    """The record as a decoder gets it: written as npz bytes, read back."""
+    path = folder / "record.npz"
+    path.write_bytes(to_bytes(record))
+    return read_record(path)
+
+
+def test_store_replays_a_sequence_bit_exactly_with_and_without_keyframes(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(2)
+    values, occupancy = random_grid(generator)
+    store, keyed = FrameStore(tmp_path / "plain"), FrameStore(tmp_path / "keyed")
+    base, values = encode_grid(values, occupancy)
+    store.write_frame(0, base)
+    keyed.write_frame(0, base)
+    truth = [values]
+    for frame in range(1, 7):
+        new_occupancy = masks.dilate(occupancy, 1) & (torch.rand(occupancy.shape, generator=generator) < 0.7)
+        new_values = (values + 0.3 * torch.randn(values.shape, generator=generator)) * new_occupancy
+        delta, values = encode_delta(values, occupancy, new_values, new_occupancy, sh_keep_threshold=2.0)
+        occupancy = new_occupancy
+        store.write_frame(frame, delta)
+        keyed.write_frame(frame, delta)
+        if frame % 3 == 0:
+            keyed.write_keyframe(frame, encode_grid(values, occupancy)[0])
+        truth.append(values)
+    assert store.num_finished() == 7 and keyed.keyframes() == [3, 6]
+    plain_player, keyed_player = GridPlayer(store), GridPlayer(keyed)
+    for frame in (6, 2, 0, 5, 5, 1, 4):  # random access, backwards included
+        assert torch.equal(plain_player.grid(frame)[0], truth[frame])
+        assert torch.equal(keyed_player.grid(frame)[0], truth[frame])
+    fresh = GridPlayer(keyed)
+    fresh.grid(5)
+    assert fresh.deltas_applied == 2  # from keyframe 3, not from frame 0
+    assert isinstance(read_record(store.frame_path(0)), type(base))
+    torch.testing.assert_close(decode_grid(base)[0], truth[0])
+
+
+def test_an_interrupted_write_leaves_the_finished_frames_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator = torch.Generator().manual_seed(3)
+    values, occupancy = random_grid(generator)
+    store = FrameStore(tmp_path)
+    base, values = encode_grid(values, occupancy)
+    store.write_frame(0, base)
+    delta, _ = encode_delta(values, occupancy, values * 0.5, occupancy, 0.1)
+    store.write_frame(1, delta)
+    before = [store.frame_path(t).read_bytes() for t in range(2)]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while renaming")
+
+    import nerfstudio_methods.streamrf.store as store_module
+
+    monkeypatch.setattr(store_module.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_frame(2, delta)
+    monkeypatch.undo()
+    assert store.num_finished() == 2 and not store.frame_path(2).exists()
+    assert [store.frame_path(t).read_bytes() for t in range(2)] == before
+    assert torch.equal(GridPlayer(store).grid(1)[0], apply_delta(values, occupancy, delta)[0])
+    store.frame_path(1).write_bytes(before[1][:100])  # a damaged file (not our writes) is reported by name
+    from dataparsers._common import DatasetFormatError
+
+    with pytest.raises(DatasetFormatError, match="frame_00001.npz: unreadable StreamRF frame"):
+        GridPlayer(store).grid(1)
+
+
+# ----------------------------------------------------------------------------------------------- optimiser
+
+
+def test_masked_rmsprop_first_step_is_lr_sign_and_respects_the_mask() -> None:
+    values = torch.zeros(GRID_CHANNELS, 2, 2, 2)
+    grad = torch.zeros_like(values)
+    grad[:, 0, 0, 0] = torch.linspace(-2, 2, GRID_CHANNELS) + 0.01  # no zero entries
+    grad[:, 1, 1, 1] = 1.0  # touched but masked out
+    mask = torch.ones(2, 2, 2, dtype=torch.bool)
+    mask[1, 1, 1] = False
+    optimizer = MaskedRMSprop(tuple(values.shape), "cpu")
+    assert optimizer.step(values, grad, mask, lr_density=30.0, lr_sh=0.01) == 1
+    torch.testing.assert_close(values[0, 0, 0, 0], -30.0 * torch.sign(grad[0, 0, 0, 0]), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(values[1:, 0, 0, 0], -0.01 * torch.sign(grad[1:, 0, 0, 0]), rtol=1e-5, atol=1e-7)
+    assert not values[:, 1, 1, 1].any() and not values[:, 0, 1, 0].any()
+    # second step: rms = 0.95 g1^2 + 0.05 g2^2
+    g1, g2 = grad[3, 0, 0, 0].item(), 0.5
+    before = values[3, 0, 0, 0].item()
+    grad2 = torch.zeros_like(values)
+    grad2[3, 0, 0, 0] = g2
+    optimizer.step(values, grad2, mask, 30.0, 0.01)
+    expected = before - 0.01 * g2 / (math.sqrt(0.95 * g1 * g1 + 0.05 * g2 * g2) + 1e-8)
+    assert values[3, 0, 0, 0].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_exponential_lr_schedule() -> None:
+    assert exponential_lr(0, 1e-2, 3e-3, 300) == pytest.approx(1e-2)
+    assert exponential_lr(300, 1e-2, 3e-3, 300) == pytest.approx(3e-3)
+    assert exponential_lr(150, 1e-2, 1e-4, 300) == pytest.approx(1e-3)  # log-linear midpoint
+    assert exponential_lr(0, 30, 0.05, 250000, 15000, 1e-2) == pytest.approx(0.3)  # warm-up starts at 1e-2 x
+    assert exponential_lr(10**6, 1.0, 1.0, 0) == 1.0
+
+
+# ----------------------------------------------------------------------------------------------- NDC and rendering
+
+
+def test_ndc_rays_follow_the_projection_of_world_points() -> None:
+    coeffs = (1.5, 2.0)
+    origins = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.2, 0.05]])
+    directions = torch.tensor([[0.0, 0.0, -1.0], [0.2, 0.1, -1.0]])
+    ndc_o, ndc_d, valid = ndc_rays(origins, directions, coeffs)
+    assert valid.all()
+    torch.testing.assert_close(ndc_o[0], torch.tensor([0.0, 0.0, -1.0]))
+    torch.testing.assert_close(ndc_d[0], torch.tensor([0.0, 0.0, 1.0]))
+    for depth in (1.5, 3.0, 20.0):  # world points on ray 1 project onto its NDC ray
+        point = origins[1] + directions[1] * depth
+        projected = torch.tensor([-coeffs[0] * point[0] / point[2], -coeffs[1] * point[1] / point[2], 1 + 2 / point[2]])
+        offset = projected - ndc_o[1]
+        torch.testing.assert_close(offset / offset.norm(), ndc_d[1], atol=1e-5, rtol=0)
+    _, _, backwards = ndc_rays(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]), coeffs)
+    assert not backwards.any()
+
+
+def test_rendering_a_uniform_grid_matches_closed_form_volume_rendering() -> None:
+    spec = GridSpec((8, 8, 16), (1.0, 1.0, 1.0))
+    sigma, red_dc = 1.5, 1.0
+    values = torch.zeros(GRID_CHANNELS, *spec.shape)
+    values[0] = sigma
+    values[1] = red_dc
+    occupancy = torch.ones(spec.shape, dtype=torch.bool)
+    origins = torch.tensor([[0.0, 0.0, -1.0], [0.3, -0.2, -1.0]])
+    directions = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    out = render_rays_torch(
+        values, occupancy, spec, origins, directions, torch.ones(2, dtype=torch.bool), 0.5, 0.5, 0.0
+    )
+    # along z the box is 2 long; steps of 0.5 voxel = 1/16 tile it exactly
+    opacity = 1 - math.exp(-sigma * 2.0)
+    colour = torch.tensor([C0 * red_dc + 0.5, 0.5, 0.5])
+    expected = opacity * colour + (1 - opacity) * 0.5
+    torch.testing.assert_close(out["rgb"], expected.expand(2, 3), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["accumulation"][:, 0], torch.full((2,), opacity), rtol=1e-5, atol=1e-5)
+    assert out["num_samples"].tolist() == [32.0, 32.0]
+    # early stop: once transmittance < 0.5 the rest of the ray shows background
+    stopped = render_rays_torch(
+        values, occupancy, spec, origins[:1], directions[:1], torch.ones(1, dtype=torch.bool), 0.5, 0.5, 0.5
+    )
+    dt = 1 / 16
+    kept = math.ceil(math.log(0.5) / (-sigma * dt))  # samples whose transmittance before them is >= 0.5
+    torch.testing.assert_close(
+        stopped["accumulation"][0, 0], torch.tensor(1 - math.exp(-sigma * dt * kept)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_empty_space_skipping_changes_nothing() -> None:
+    generator = torch.Generator().manual_seed(4)
+    spec = GridSpec((8, 6, 10), (1.2, 1.1, 1.0))
+    occupancy = torch.zeros(spec.shape, dtype=torch.bool)
+    occupancy[3:7, 2:5, 2:6] = True
+    values = torch.randn(GRID_CHANNELS, *spec.shape, generator=generator).abs() * occupancy
+    origins = torch.cat([torch.rand(64, 2, generator=generator) * 1.6 - 0.8, -torch.ones(64, 1)], 1)
+    directions = torch.cat([torch.randn(64, 2, generator=generator) * 0.2, torch.ones(64, 1)], 1)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    valid = torch.ones(64, dtype=torch.bool)
+    skipped = render_rays_torch(values, occupancy, spec, origins, directions, valid, stop_thresh=0.0)
+    dense = render_rays_torch(values, torch.ones_like(occupancy), spec, origins, directions, valid, stop_thresh=0.0)
+    torch.testing.assert_close(skipped["rgb"], dense["rgb"])
+    assert skipped["num_samples"].sum() < dense["num_samples"].sum()
+    t_near, t_far = ray_box(origins, directions, spec.radius)
+    assert (t_near == 0).all() and (t_far > 1.5).all()
+
+
+# ----------------------------------------------------------------------------------------------- the model's frame loop
+
+
+def make_model(**overrides):
+    from nerfstudio.data.scene_box import SceneBox
+
+    from nerfstudio_methods import compat
+    from nerfstudio_methods.streamrf.model import StreamRFModelConfig
+
+    compat.install()  # offline LPIPS, as when nerfstudio loads the plugin
+
+    options = {"frame0_resolutions": ((8, 8, 8),), "density_threshold": 5.0, "dilate_before": 1, "dilate_after": 1}
+    config = StreamRFModelConfig(**{**options, **overrides})
+    metadata = {"ndc_intrinsics": torch.tensor([20.0, 20.0, 32.0, 32.0]), "num_frames": 5}
+    return config.setup(scene_box=SceneBox(torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, metadata=metadata)
+
+
+def test_times_select_frames_and_rays_without_times_use_the_default() -> None:
+    model = make_model(default_time=0.5)
+    frames = model.frame_of_times(torch.tensor([0.0, 0.12, 0.13, 0.99, 1.0, 7.0]), 6)
+    assert frames.tolist() == [0, 0, 1, 4, 4, 4]  # round(t * 4), clamped
+    assert model.frame_of_times(None, 3).tolist() == [2, 2, 2]
+
+
+def test_a_later_frame_trains_only_band_and_pilot_guided_voxels_and_replays_exactly() -> None:
+    from nerfstudio_methods.streamrf.model import GridState, Phase
+
+    model = make_model()
+    model.start_phase(Phase.FRAME0, 0)
+    values = torch.zeros(GRID_CHANNELS, 8, 8, 8)
+    values[0, 2:5, 2:5, 2:5] = 10.0  # a dense 3^3 block (5^3 occupied after dilation)
+    occupancy = values[0] > 0
+    assert model.full is not None
+    model.full = GridState(model.full_spec, values, occupancy)
+    base = model.finish_phase()
+    model.start_phase(Phase.PILOT0, 0)
+    model.finish_phase()
+    model.mark_frame_finished(0)
+    # the pilot "sees" the voxel at pilot (1, 1, 1) change colour
+    model.start_phase(Phase.PILOT, 1)
+    assert model.pilot is not None
+    with torch.no_grad():
+        model.pilot.values[1:, 1, 1, 1] += 1.0
+    model.finish_phase()
+    assert model.guidance is not None and model.guidance.changed[1, 1, 1] and int(model.guidance.changed.sum()) == 1
+    model.start_phase(Phase.FULL, 1)
+    assert model.previous is not None and model.update_mask is not None
+    previous_values, previous_occupancy = model.previous
+    changed_full = masks.upsample_mask(model.guidance.changed, model.pilot_spec, model.full_spec)
+    expected_mask = masks.narrow_band(previous_occupancy, 1) & masks.student_mask(changed_full)
+    assert torch.equal(model.update_mask, expected_mask) and expected_mask.any()
+    full = model.full
+    full.values.grad = torch.ones_like(full.values)
+    model.optimizer_step()
+    moved = (full.values.detach() != previous_values).any(0)
+    assert torch.equal(moved, expected_mask & full.occupancy)  # nothing outside band AND pilot guidance
+    delta = model.finish_phase()
+    replayed, replayed_occupancy = apply_delta(*decode_grid(base), delta)  # type: ignore[arg-type]
+    assert torch.equal(replayed, full.values.detach()) and torch.equal(replayed_occupancy, full.occupancy)

@@ -1,0 +1,148 @@
+"""StreamRF end to end on a generated N3DV video, as a user runs it: an ``ns-train streamrf`` run that is interrupted
+mid-sequence, resumed with ``--load-dir``, then ``ns-eval`` (per-frame and mean metrics) and ``ns-render
+camera-path`` across time from the held-out camera.
+
+A 16^3 grid, 3 training cameras + cam00 held out, 3 frames of 32x32 and a few steps per phase keep each command to
+nerfstudio's ~15-20 s of imports plus seconds of work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+from tests.conftest import assert_succeeded, generate_scene, run_command, run_folder
+
+pytestmark = pytest.mark.slow
+
+FRAMES = 3
+FRAME0_STEPS, PILOT0_STEPS, PILOT_STEPS, FULL_STEPS = 12, 4, 3, 3
+TOTAL_STEPS = FRAME0_STEPS + PILOT0_STEPS + (FRAMES - 1) * (PILOT_STEPS + FULL_STEPS)
+TINY = [
+    "--machine.device-type", "cpu",
+    "--vis", "tensorboard",
+    "--viewer.quit-on-train-completion", "True",
+    "--steps-per-save", "1000",
+    "--pipeline.model.frame0-resolutions", "8", "8", "8", "16", "16", "16",
+    "--pipeline.model.frame0-upsample-every", "6",
+    "--pipeline.model.frame0-steps", str(FRAME0_STEPS),
+    "--pipeline.model.pilot-frame0-steps", str(PILOT0_STEPS),
+    "--pipeline.model.pilot-steps", str(PILOT_STEPS),
+    "--pipeline.model.steps-per-frame", str(FULL_STEPS),
+    # no density warm-up, so a dozen frame-0 steps leave empty voxels below StreamRF's threshold 5 (a narrow band)
+    "--pipeline.model.frame0-lr-density-delay-steps", "0",
+    "--pipeline.model.dilate-after", "1",
+    # 3 steps per frame: a large SH rate makes each frame's changes visible in an 8-bit video
+    "--pipeline.model.lr-sh", "0.3",
+    "--pipeline.model.lr-sh-final", "0.3",
+    "--pipeline.keyframe-every", "2",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128",
+    "--pipeline.datamanager.frame0-num-rays-per-batch", "128",
+    "--pipeline.model.eval-num-rays-per-chunk", "1024",
+    "--experiment-name", "e2e",
+]  # fmt: skip
+
+
+# Tensors this small run fastest on one thread, and the CI machine's 2 cores are shared by the suite.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def store(work: Path, timestamp: str) -> Path:
+    return work / "outputs" / "e2e" / "streamrf" / timestamp / "streamrf_frames"
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run 1 stops after frame 0 and part of frame 1 (as if killed); run 2 resumes it; returns run 2's config.yml."""
+    work = tmp_path_factory.mktemp("streamrf_e2e")
+    scene = generate_scene("n3dv", work / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
+                           "--num-frames", str(FRAMES))  # fmt: skip
+    data = ["n3dv-data", "--data", str(scene), "--downscale-factor", "1"]
+    interrupted_at = FRAME0_STEPS + PILOT0_STEPS + PILOT_STEPS + 1  # inside frame 1's full pass
+    first = run_command(
+        ["ns-train", "streamrf", *TINY, "--timestamp", "first", "--max-num-iterations", str(interrupted_at), *data],
+        cwd=work,
+        env=ONE_THREAD,
+    )
+    assert_succeeded(first)
+    assert "StreamRF frame 1/3" in first.stdout and "StreamRF frame 2/3" not in first.stdout
+    first_store = store(work, "first")
+    assert sorted(p.name for p in first_store.glob("frame_*.npz")) == ["frame_00000.npz"]
+    # frame 1's pilot pass finished but its full pass did not: the pilot delta is there, frame 1 is not finished
+    assert (first_store / "pilot" / "frame_00001.npz").is_file()
+    frame0 = (first_store / "frame_00000.npz").read_bytes()
+
+    second = run_command(
+        ["ns-train", "streamrf", *TINY, "--timestamp", "second",
+         "--load-dir", str(work / "outputs" / "e2e" / "streamrf" / "first" / "nerfstudio_models"), *data],
+        cwd=work,
+        env=ONE_THREAD,
+    )  # fmt: skip
+    assert_succeeded(second)
+    assert "1 finished frame(s) taken over" in second.stdout
+    assert f"{TOTAL_STEPS - FRAME0_STEPS - PILOT0_STEPS} training step(s) to go" in second.stdout
+    assert "StreamRF frame 1/3" not in second.stdout and "StreamRF frame 3/3" in second.stdout
+    second_store = store(work, "second")
+    assert sorted(p.name for p in second_store.glob("frame_*.npz")) == [f"frame_{t:05d}.npz" for t in range(FRAMES)]
+    assert (second_store / "frame_00000.npz").read_bytes() == frame0  # the finished frame is kept, not retrained
+    assert (first_store / "frame_00000.npz").read_bytes() == frame0  # and the earlier run is left as it was
+    assert (second_store / "keyframe_00002.npz").is_file()
+    config = second_store.parent / "config.yml"
+    text = config.read_text()
+    for name in ("nerfstudio_methods.streamrf.trainer.StreamRFTrainerConfig",
+                 "nerfstudio_methods.streamrf.pipeline.StreamRFPipelineConfig",
+                 "nerfstudio_methods.streamrf.model.StreamRFModelConfig",
+                 "dataparsers.n3dv.N3dvDataParserConfig"):  # fmt: skip
+        assert name in text
+    return config
+
+
+def test_ns_eval_reports_every_frame_and_the_mean(resumed_run: Path) -> None:
+    work = run_folder(resumed_run)
+    result = run_command(
+        ["ns-eval", "--load-config", str(resumed_run), "--output-path", "metrics.json",
+         "--render-output-path", "eval_renders"],
+        cwd=work,
+        env=ONE_THREAD,
+    )  # fmt: skip
+    assert_succeeded(result)
+    report = json.loads((work / "metrics.json").read_text())
+    assert report["method_name"] == "streamrf"
+    results = report["results"]
+    per_frame = [results[f"psnr_frame_{t:04d}"] for t in range(FRAMES)]
+    assert all(math.isfinite(p) and 5 < p < 60 for p in per_frame)
+    assert results["psnr"] == pytest.approx(sum(per_frame) / FRAMES, rel=1e-6)
+    ssim = [results[f"ssim_frame_{t:04d}"] for t in range(FRAMES)]
+    assert results["ssim"] == pytest.approx(sum(ssim) / FRAMES, rel=1e-6)
+    assert results["num_frames"] == FRAMES and "lpips" not in results
+    # replaying the stored deltas reproduces what training saw after each frame
+    log = [json.loads(line) for line in (resumed_run.parent / "streamrf_frames" / "log.jsonl").read_text().splitlines()]
+    for entry in log:
+        assert results[f"psnr_frame_{entry['frame']:04d}"] == pytest.approx(entry["heldout_psnr"], abs=1e-3)
+    assert all(entry["phases"]["full"]["changed"] > 0 for entry in log if entry["frame"] > 0)
+    # each frame is rendered from its own grid (lossless PNGs: ground truth | render)
+    renders = [
+        iio.imread(work / "eval_renders" / f"eval_img_frame{t:04d}.png")[:, 32:].astype(float) for t in range(FRAMES)
+    ]
+    assert all(abs(renders[0] - later).max() > 0 for later in renders[1:])
+
+
+def test_ns_render_renders_the_held_out_camera_across_time(resumed_run: Path) -> None:
+    work = run_folder(resumed_run)
+    path = resumed_run.parent / "camera_paths" / "heldout_camera.json"
+    camera_path = json.loads(path.read_text())
+    assert [k["render_time"] for k in camera_path["camera_path"]] == [0.0, 0.5, 1.0]
+    video = work / "renders" / "heldout.mp4"
+    result = run_command(
+        ["ns-render", "camera-path", "--load-config", str(resumed_run), "--camera-path-filename", str(path),
+         "--output-path", str(video)],
+        cwd=work,
+        env=ONE_THREAD,
+    )  # fmt: skip
+    assert_succeeded(result)
+    frames = iio.imread(video, plugin="pyav")
+    assert frames.shape == (FRAMES, 32, 32, 3)  # one video frame per time step (small changes may not survive h264)
