@@ -51,6 +51,8 @@ VARIANTS = {
     "soft-mining": "nerfacto + soft mining, preset defaults (continuous positions, edge re-init, alpha 0.6/0.8), drift a "
     "scaled to keep the released code's drift/noise balance at this resolution and N",
     "soft-mining-unscaled": "soft mining with the released a = 20 unscaled (much stronger drift at this resolution and N)",
+    "soft-mining-no-upper-clamp": "soft mining without the released code's upper weight clamp at mean + std (weights "
+    "sg(Q)^-alpha as the paper's Eq. 10)",
     "soft-mining-hard": "soft mining with alpha 0 (hard mining: Langevin sampling, no loss re-weighting)",
     "soft-mining-released": "soft mining as the released code: integer pixels, no target gradient, warm-up 1000*alpha",
 }
@@ -130,6 +132,8 @@ def scene_config(scene: str, variant: str, args: argparse.Namespace):
     pipeline.alpha_warmup_steps = args.warmup
     if variant == "soft-mining-hard":
         pipeline.alpha = 0.0
+    elif variant == "soft-mining-no-upper-clamp":
+        pipeline.weight_clamp_mean_plus_std = False
     elif variant == "soft-mining-released":
         datamanager.soft_mining.continuous_positions = False
         datamanager.soft_mining.drift_through_target = False
@@ -140,18 +144,20 @@ def scene_config(scene: str, variant: str, args: argparse.Namespace):
 
 
 class Timer:
-    """Wraps a bound method and accumulates its wall-clock time."""
+    """Wraps a bound method, accumulates its wall-clock time and keeps its last result."""
 
     def __init__(self, owner: Any, name: str) -> None:
         self.seconds = 0.0
         self.calls = 0
+        self.last: Any = None
         original = getattr(owner, name)
 
         @functools.wraps(original)  # keeps the signature: nerfstudio's callbacks check for a `step` argument
         def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
-                return original(*args, **kwargs)
+                self.last = original(*args, **kwargs)
+                return self.last
             finally:
                 self.seconds += time.perf_counter() - start
                 self.calls += 1
@@ -168,6 +174,24 @@ def batch_squared_error(pipeline, loss_dict: dict) -> float:
     if isinstance(pipeline, SoftMiningPipeline) and pipeline._pending is not None:
         return float(pipeline._pending.terms[-1].squared_error.mean())
     return float(loss_dict["rgb_loss"])  # uniform: nerfacto's plain MSE over the batch
+
+
+@torch.no_grad()
+def background_shares(pipeline, batch: dict) -> dict[str, float]:
+    """Where this step's rays went on lego: the share of rays on background pixels and the share of the loss weight
+    they carry (uniform: every ray weighs 1). nerfstudio composites lego's alpha onto white when it loads the
+    images, so background is taken as "every channel above 0.98" (lego's own surfaces are yellow, grey and black)."""
+    from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline
+
+    image = batch["image"][:, :3]
+    background = image.min(dim=-1).values > 0.98
+    weights = torch.ones_like(image[:, 0])
+    if isinstance(pipeline, SoftMiningPipeline) and pipeline._pending is not None:
+        weights = pipeline._pending.terms[-1].weights.detach()
+    return {
+        "background_ray_share": float(background.float().mean()),
+        "background_weight_share": float(weights[background].sum() / weights.sum()),
+    }
 
 
 @torch.no_grad()
@@ -214,6 +238,7 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
     curve = [{"step": 0, "seconds": 0.0, "psnr": held_out_psnr(pipeline, views)}]
     step_seconds: list[float] = []
     batch_errors: list[float] = []
+    shares: list[dict[str, float]] = []
     for step in range(args.steps):
         start = time.perf_counter()
         for callback in callbacks:
@@ -222,6 +247,8 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
         loss = sum(loss_dict.values())
         batch_errors.append(batch_squared_error(pipeline, loss_dict))
+        if scene == "lego":
+            shares.append(background_shares(pipeline, batch_timer.last[1]))
         loss.backward()  # type: ignore[union-attr]
         optimizers.optimizer_step_all()
         for callback in callbacks:
@@ -231,14 +258,15 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             psnr = held_out_psnr(pipeline, views)
             recent = batch_errors[-args.eval_every :]
-            curve.append(
-                {
-                    "step": step + 1,
-                    "seconds": float(sum(step_seconds)),
-                    "psnr": psnr,
-                    "batch_mse": float(np.mean(recent)),
-                }
-            )
+            point = {
+                "step": step + 1,
+                "seconds": float(sum(step_seconds)),
+                "psnr": psnr,
+                "batch_mse": float(np.mean(recent)),
+            }
+            for key in shares[-1] if shares else ():
+                point[key] = float(np.mean([share[key] for share in shares[-args.eval_every :]]))
+            curve.append(point)
             print(
                 f"[{scene}/{variant}] step {step + 1}/{args.steps}  train {sum(step_seconds):.0f} s  "
                 f"PSNR {psnr:.2f} dB  loss {float(loss):.4f}",
@@ -345,11 +373,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=REPO / "bench_results")
     parser.add_argument("--tag", default="", help="suffix for the output file names")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
     args = parser.parse_args()
     for scene in args.scenes:
         if not SCENES[scene].is_dir():
             sys.exit(f"missing dataset: {SCENES[scene]}")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, args.threads))
 
     import nerfstudio_methods.soft_mining.config  # noqa: F401  (installs the compat fixes: offline LPIPS)
 

@@ -402,6 +402,27 @@ def test_pipeline_refuses_a_plain_datamanager(blender_scene: Path) -> None:
         config.setup(device="cpu", test_mode="val")
 
 
+def test_soft_mining_starts_from_the_same_weights_as_uniform_sampling(blender_scene: Path) -> None:
+    """Same seed, same model: the population's first draw happens before the model is built, and must not shift the
+    global RNG, or a uniform-vs-soft-mining comparison would compare two initialisations as well as two samplers."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    soft = tiny_pipeline_config(blender_scene)
+    uniform = VanillaPipelineConfig(
+        datamanager=VanillaDataManagerConfig(dataparser=soft.datamanager.dataparser, data=blender_scene),
+        model=soft.model,
+    )
+    weights = []
+    for config in (soft, uniform):
+        torch.manual_seed(7)
+        pipeline = config.setup(device="cpu", test_mode="val")
+        weights.append({name: value.detach().clone() for name, value in pipeline.model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], msg=name)
+
+
 def test_batch_keys(blender_scene: Path) -> None:
     pipeline = tiny_pipeline_config(blender_scene).setup(device="cpu", test_mode="val")
     _, batch = pipeline.datamanager.next_train(0)

@@ -90,14 +90,18 @@ class SoftMiningDataManagerMixin:
         images = self.train_images["image"]
         mask = self.train_images.get("mask")
         config = self.config.soft_mining
-        self.soft_mining_sampler = config.setup(
-            num_samples=self.config.train_num_rays_per_batch,
-            image_size=(images.shape[1], images.shape[2]),
-            num_images=images.shape[0],
-            edge_pdf=sobel_edge_pdf(images) if config.reinit_distribution == "edge" else None,
-            mask=None if mask is None else mask[..., 0],
-            device=self.device,
-        )
+        # The population's first draw must not advance the global RNG: the model is built after the data manager,
+        # so a run with soft mining would otherwise start from other weights than the same run with uniform pixels.
+        device = torch.device(self.device)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            self.soft_mining_sampler = config.setup(
+                num_samples=self.config.train_num_rays_per_batch,
+                image_size=(images.shape[1], images.shape[2]),
+                num_images=images.shape[0],
+                edge_pdf=sobel_edge_pdf(images) if config.reinit_distribution == "edge" else None,
+                mask=None if mask is None else mask[..., 0],
+                device=self.device,
+            )
         CONSOLE.print(
             f"Soft mining: {self.config.train_num_rays_per_batch} samples over {images.shape[0]} images of "
             f"{images.shape[2]}x{images.shape[1]} px"
