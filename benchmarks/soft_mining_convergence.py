@@ -358,11 +358,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", nargs="+", default=["lego", "fern"], choices=sorted(SCENES))
     parser.add_argument("--variants", nargs="+", default=["uniform", "soft-mining"], choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--eval-views", type=int, default=2)
     parser.add_argument("--rays", type=int, default=512)
-    parser.add_argument("--warmup", type=int, default=20, help="alpha warm-up steps (paper: 1000 of 20000)")
+    parser.add_argument("--warmup", type=int, default=50, help="alpha warm-up steps (paper: 1000 of 20000)")
     parser.add_argument("--lego-scale", type=float, default=0.125)
     parser.add_argument("--fern-scale", type=float, default=0.25)
     parser.add_argument("--hash-levels", type=int, default=8)
@@ -388,7 +388,7 @@ def main() -> None:
     configuration = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()} | {
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
-        "model": "nerfacto (torch implementation), camera optimiser SO3xR3, white background for lego",
+        "model": "nerfacto (torch implementation); lego: the soft-mining Blender preset (white background, no camera optimiser, initial density 1); fern: the LLFF preset (camera optimiser SO3xR3)",
         "variants": {name: VARIANTS[name] for name in args.variants},
         "eval": "mean PSNR over eval views rendered in full (lego: val split; fern: every 8th image held out)",
     }
