@@ -196,13 +196,14 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4, help="depth of the coarse and fine MLPs (paper: 8)")
     parser.add_argument("--density-activation", choices=["relu", "softplus"], default="relu", help="paper: relu")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
     parser.add_argument("--output", type=Path, default=REPO / "bench_results")
     args = parser.parse_args()
     if not LEGO.is_dir():
         print(f"error: {LEGO}: lego not found (expected ../shared/data beside the repo)", file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, args.threads))
 
     results: dict[str, Any] = {
         "benchmark": "infonerf few-shot lego (4 views: 26, 86, 2, 55)",

@@ -423,6 +423,25 @@ def test_eval_batches_and_full_images_need_no_extra_rays(scene: Path) -> None:
     assert images["img"].shape == (20, 72, 3)
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_evaluation_rays_keep_the_training_near_plane(scene: Path, keep: bool) -> None:
+    """Held-out views are rendered between the training near/far planes (nerf-pytorch's test renders); the option
+    off gives nerfstudio's behaviour, near plane 0 outside training (the control)."""
+    datamanager = make_datamanager(scene)
+    model = make_model(datamanager, keep_near_plane_at_eval=keep, collider_params={"near_plane": 2.0, "far_plane": 6.0})
+    rays, _ = datamanager.next_eval(step=0)
+    model.train()
+    assert torch.all(model.collider(rays).nears == 2.0)
+    model.eval()
+    rays, _ = datamanager.next_eval(step=0)
+    nears = model.collider(rays).nears
+    assert nears is not None and torch.all(nears == (2.0 if keep else 0.0))
+    with torch.no_grad():
+        outputs = model(rays)
+    # every coarse sample of an evaluation ray lies in [near, far]
+    assert outputs["depth_coarse"].min() >= (2.0 if keep else 0.0)
+
+
 def test_dtu_preset_fields() -> None:
     dtu = infonerf_config.infonerf_dtu.config
     model = dtu.pipeline.model

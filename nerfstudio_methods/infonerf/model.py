@@ -37,6 +37,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.field_components.field_heads import DensityFieldHead, FieldHeadNames
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor, nn
@@ -88,6 +89,11 @@ class InfoNeRFModelConfig(VanillaModelConfig):
     """InfoNeRF: vanilla NeRF with the ray entropy and information-gain (KL) losses."""
 
     _target: Type = field(default_factory=lambda: InfoNeRFModel)
+    keep_near_plane_at_eval: bool = True
+    """Render evaluation and viewer rays between the same near and far planes as training, as nerf-pytorch (and so
+    InfoNeRF) renders its test views. nerfstudio's collider otherwise resets the near plane to 0 outside training,
+    which spreads the coarse samples over [0, far] (for Blender, a third of them in front of the 2-6 range the
+    fields were trained on) and costs held-out PSNR."""
     entropy_lambda: float = 0.001
     """Weight of the ray entropy loss (``entropy_ray_zvals_lambda``; Blender 0.001, DTU 0.002)."""
     entropy_acc_threshold: float = 0.1
@@ -129,6 +135,8 @@ class InfoNeRFModel(NeRFModel):
 
     def populate_modules(self) -> None:
         super().populate_modules()
+        if isinstance(self.collider, NearFarCollider):
+            self.collider.reset_near_plane = not self.config.keep_near_plane_at_eval
         position_encoding = NeRFEncoding(
             in_dim=3, num_frequencies=10, min_freq_exp=0.0, max_freq_exp=8.0, include_input=True
         )
