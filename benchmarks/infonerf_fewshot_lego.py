@@ -46,7 +46,14 @@ def prepare_lego(destination: Path, size: int) -> Path:
 
 
 def variant_config(
-    data: Path, output: Path, name: str, steps: int, seed: int, regularized: bool, args: argparse.Namespace
+    data: Path,
+    output: Path,
+    name: str,
+    steps: int,
+    seed: int,
+    regularized: bool,
+    args: argparse.Namespace,
+    entropy_lambda: float | None = None,
 ):
     from nerfstudio_methods.infonerf.config import infonerf
 
@@ -81,6 +88,8 @@ def variant_config(
     if not regularized:
         model.entropy_lambda = 0.0
         model.kl_lambda = 0.0
+    elif entropy_lambda is not None:
+        model.entropy_lambda = entropy_lambda
     return config
 
 
@@ -188,6 +197,13 @@ def main() -> int:
         default=2e-3,
         help="Adam learning rate (paper: 5e-4 for 8x256 MLPs; the 4x64 MLPs here leave the fog stage sooner at 2e-3)",
     )
+    parser.add_argument(
+        "--extra-entropy-weights",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also train infonerf with these entropy weights (the preset's is 0.001)",
+    )
     parser.add_argument("--eval-every", type=int, default=100, help="steps between held-out PSNR/opacity snapshots")
     parser.add_argument("--rays", type=int, default=256, help="seen rays per step (and as many unseen rays)")
     parser.add_argument("--coarse-samples", type=int, default=32)
@@ -227,9 +243,14 @@ def main() -> int:
     renders = {}
     with tempfile.TemporaryDirectory(prefix="lego_fewshot_") as tmp:
         data = prepare_lego(Path(tmp) / "lego", args.size)
-        for name, regularized in (("nerf_no_regularizers", False), ("infonerf", True)):
+        variants: list[tuple[str, bool, float | None]] = [
+            ("nerf_no_regularizers", False, None),
+            ("infonerf", True, None),
+        ]
+        variants += [(f"infonerf_entropy_{weight:g}", True, weight) for weight in args.extra_entropy_weights]
+        for name, regularized, weight in variants:
             print(f"[bench] training {name} for {args.steps} steps", flush=True)
-            config = variant_config(data, args.output, name, args.steps, args.seed, regularized, args)
+            config = variant_config(data, args.output, name, args.steps, args.seed, regularized, args, weight)
             run = train_and_evaluate(config, args.eval_every)
             results["variants"][name] = {
                 "entropy_lambda": config.pipeline.model.entropy_lambda,
@@ -245,24 +266,24 @@ def main() -> int:
             results["variants"][name]["view0_mean_accumulation"] = float(renders[name]["accumulation"].mean())
             print(f"[bench] {name}: {json.dumps(run['metrics'])}", flush=True)
 
-    base, info = (results["variants"][k]["metrics"] for k in ("nerf_no_regularizers", "infonerf"))
-    results["infonerf_minus_baseline"] = {
-        key: info[key] - base[key] for key in ("psnr", "ssim", "lpips") if key in base and key in info
-    }
+    base = results["variants"]["nerf_no_regularizers"]["metrics"]
+    for name in list(results["variants"])[1:]:
+        info = results["variants"][name]["metrics"]
+        key_name = "infonerf_minus_baseline" if name == "infonerf" else f"{name}_minus_baseline"
+        results[key_name] = {
+            key: info[key] - base[key] for key in ("psnr", "ssim", "lpips") if key in base and key in info
+        }
     json_path = args.output / "infonerf_fewshot_lego.json"
     json_path.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
     os.replace(json_path.with_suffix(".tmp"), json_path)
 
     gt = renders["infonerf"]["gt"]
-    rows = [
-        np.concatenate([gt, renders[k]["rgb"], renders[k]["depth"]], axis=1)
-        for k in ("nerf_no_regularizers", "infonerf")
-    ]
+    rows = [np.concatenate([gt, renders[k]["rgb"], renders[k]["depth"]], axis=1) for k in renders]
     figure = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
     figure = np.kron(figure, np.ones((4, 4, 1), dtype=np.uint8))  # enlarge tiny renders for viewing
     png_path = args.output / "infonerf_fewshot_lego.png"
     Image.fromarray(figure).save(png_path)
-    print(f"[bench] rows: no regularizers / infonerf; columns: ground truth, RGB, depth -> {png_path}")
+    print(f"[bench] rows: {', '.join(renders)}; columns: ground truth, RGB, depth -> {png_path}")
     plot_curves(
         results["variants"], results["reference_all_white_psnr"], args.output / "infonerf_fewshot_lego_curves.png"
     )

@@ -120,6 +120,12 @@ class InfoNeRFModelConfig(VanillaModelConfig):
     """Depth of the coarse field's base MLP (``netdepth``; DTU uses 4)."""
     fine_mlp_num_layers: int = 8
     """Depth of the fine field's base MLP (``netdepth_fine``)."""
+    position_encoding_frequencies: int = 10
+    """Frequencies of the positional encoding of positions (NeRF: 10)."""
+    position_encoding_max_freq_exp: float = 8.0
+    """log2 of the highest positional-encoding frequency (nerfstudio's vanilla NeRF: 8). Lower it with the image
+    resolution: frequencies far above what the training pixels resolve let each training ray be fitted on its own
+    (no multi-view consistency), which at low resolution turns novel views into noise."""
     mlp_layer_width: int = 256
     """Width of both base MLPs (``netwidth``)."""
     density_activation: Literal["relu", "softplus"] = "relu"
@@ -138,7 +144,11 @@ class InfoNeRFModel(NeRFModel):
         if isinstance(self.collider, NearFarCollider):
             self.collider.reset_near_plane = not self.config.keep_near_plane_at_eval
         position_encoding = NeRFEncoding(
-            in_dim=3, num_frequencies=10, min_freq_exp=0.0, max_freq_exp=8.0, include_input=True
+            in_dim=3,
+            num_frequencies=self.config.position_encoding_frequencies,
+            min_freq_exp=0.0,
+            max_freq_exp=self.config.position_encoding_max_freq_exp,
+            include_input=True,
         )
         direction_encoding = NeRFEncoding(
             in_dim=3, num_frequencies=4, min_freq_exp=0.0, max_freq_exp=4.0, include_input=True
