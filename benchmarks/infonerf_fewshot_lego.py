@@ -187,24 +187,15 @@ def render_view(pipeline, index: int) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CPU-sized scene and model options, shared with ``infonerf_gradient_ratio.py``."""
     parser.add_argument("--size", type=int, default=32, help="image side after downscaling 800x800 lego")
-    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument(
         "--lr",
         type=float,
         default=2e-3,
         help="Adam learning rate (paper: 5e-4 for 8x256 MLPs; the 4x64 MLPs here leave the fog stage sooner at 2e-3)",
     )
-    parser.add_argument(
-        "--extra-entropy-weights",
-        type=float,
-        nargs="*",
-        default=[],
-        help="also train infonerf with these entropy weights (the preset's is 0.001)",
-    )
-    parser.add_argument("--eval-every", type=int, default=100, help="steps between held-out PSNR/opacity snapshots")
     parser.add_argument("--rays", type=int, default=256, help="seen rays per step (and as many unseen rays)")
     parser.add_argument("--coarse-samples", type=int, default=32)
     parser.add_argument("--fine-samples", type=int, default=32)
@@ -214,6 +205,20 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
     parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument(
+        "--extra-entropy-weights",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also train infonerf with these entropy weights (the preset's is 0.001)",
+    )
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between held-out PSNR/opacity snapshots")
     args = parser.parse_args()
     if not LEGO.is_dir():
         print(f"error: {LEGO}: lego not found (expected ../shared/data beside the repo)", file=sys.stderr)

@@ -32,20 +32,10 @@ def gradient_norm(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=32)
+    fewshot.add_model_arguments(parser)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--entropy-lambda", type=float, default=0.001)
-    parser.add_argument("--rays", type=int, default=256)
-    parser.add_argument("--coarse-samples", type=int, default=32)
-    parser.add_argument("--fine-samples", type=int, default=32)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--density-activation", choices=["relu", "softplus"], default="relu")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", type=Path, default=fewshot.REPO / "bench_results")
     args = parser.parse_args()
     if not fewshot.LEGO.is_dir():
         print(f"error: {fewshot.LEGO}: lego not found (expected ../shared/data beside the repo)", file=sys.stderr)
