@@ -53,6 +53,8 @@ VARIANTS = {
     "soft-mining-unscaled": "soft mining with the released a = 20 unscaled (much stronger drift at this resolution and N)",
     "soft-mining-no-upper-clamp": "soft mining without the released code's upper weight clamp at mean + std (weights "
     "sg(Q)^-alpha as the paper's Eq. 10)",
+    "soft-mining-no-drift": "soft mining without the Langevin drift (a = 0: noise and re-initialisation only, no "
+    "backward pass into the ray positions)",
     "soft-mining-hard": "soft mining with alpha 0 (hard mining: Langevin sampling, no loss re-weighting)",
     "soft-mining-released": "soft mining as the released code: integer pixels, no target gradient, warm-up 1000*alpha",
 }
@@ -132,6 +134,8 @@ def scene_config(scene: str, variant: str, args: argparse.Namespace):
     pipeline.alpha_warmup_steps = args.warmup
     if variant == "soft-mining-hard":
         pipeline.alpha = 0.0
+    elif variant == "soft-mining-no-drift":
+        datamanager.soft_mining.langevin_drift = 0.0
     elif variant == "soft-mining-no-upper-clamp":
         pipeline.weight_clamp_mean_plus_std = False
     elif variant == "soft-mining-released":
@@ -226,7 +230,7 @@ def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
     if collider is not None and hasattr(collider, "reset_near_plane"):
         collider.reset_near_plane = False
     drift = None
-    if isinstance(pipeline, SoftMiningPipeline) and variant != "soft-mining-unscaled":
+    if isinstance(pipeline, SoftMiningPipeline) and variant not in ("soft-mining-unscaled", "soft-mining-no-drift"):
         drift = released_balance_drift(scene, args.rays, pipeline.datamanager.soft_mining_sampler.height)
         pipeline.datamanager.soft_mining_sampler.config.langevin_drift = drift
     optimizers = Optimizers(trainer.optimizers, pipeline.get_param_groups())

@@ -393,6 +393,31 @@ def test_one_training_step_moves_the_population(blender_scene: Path, method: str
     assert pipeline.model.rgb_loss.exponent is None
 
 
+@pytest.mark.parametrize("drift", ["loss", "exact"])
+def test_without_drift_no_gradient_reaches_the_positions(blender_scene: Path, drift: str) -> None:
+    """langevin_drift 0: the positions need no gradient, so none is computed; the population still moves (noise)
+    and re-initialises."""
+    config = tiny_pipeline_config(blender_scene, drift=drift)
+    config.datamanager.soft_mining.langevin_drift = 0.0  # type: ignore[attr-defined]
+    pipeline = config.setup(device="cpu", test_mode="val")
+    assert isinstance(pipeline, SoftMiningPipeline)
+    callbacks = pipeline.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )
+    sampler = pipeline.datamanager.soft_mining_sampler  # type: ignore[attr-defined]
+    before = sampler.positions.clone()
+    _, loss_dict, _ = pipeline.get_train_loss_dict(0)
+    assert pipeline._pending is not None
+    coords = pipeline._pending.coords
+    assert not coords.requires_grad and pipeline._pending.exact_grad is None
+    sum(loss_dict.values()).backward()
+    assert coords.grad is None
+    for callback in callbacks:
+        callback.run_callback_at_location(0, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    assert float((sampler.positions - before).abs().max()) > 0
+    assert pipeline.last_population_stats["lowest_error"] == 4
+
+
 def test_pipeline_refuses_a_plain_datamanager(blender_scene: Path) -> None:
     from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 

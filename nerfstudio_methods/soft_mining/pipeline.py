@@ -153,7 +153,7 @@ class SoftMiningPipeline(VanillaPipeline):
             raise RuntimeError(f"{type(self.model).__name__}.get_loss_dict never called self.rgb_loss")
         coords: Tensor = batch[COORDS_KEY]
         exact_grad = None
-        if self.config.drift_gradient == "exact":
+        if self.config.drift_gradient == "exact" and coords.requires_grad:
             log_q = torch.log(terms[-1].l1_error.clamp_min(self.config.error_floor)).sum()
             (exact_grad,) = torch.autograd.grad(log_q, coords, retain_graph=True, allow_unused=True)
         self._pending = _PendingStep(coords, terms, self._scale(), exact_grad)
