@@ -364,13 +364,9 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenes", nargs="+", default=["lego", "fern"], choices=sorted(SCENES))
-    parser.add_argument("--variants", nargs="+", default=["uniform", "soft-mining"], choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--eval-views", type=int, default=2)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CPU-sized scenes, model and run options read by :func:`scene_config`, shared with
+    ``soft_mining_step_cost.py``."""
     parser.add_argument("--rays", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=50, help="alpha warm-up steps (paper: 1000 of 20000)")
     parser.add_argument("--lego-scale", type=float, default=0.125)
@@ -382,8 +378,18 @@ def main() -> None:
     parser.add_argument("--nerf-samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=REPO / "bench_results")
-    parser.add_argument("--tag", default="", help="suffix for the output file names")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", nargs="+", default=["lego", "fern"], choices=sorted(SCENES))
+    parser.add_argument("--variants", nargs="+", default=["uniform", "soft-mining"], choices=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--eval-views", type=int, default=2)
+    add_model_arguments(parser)
+    parser.add_argument("--tag", default="", help="suffix for the output file names")
     args = parser.parse_args()
     for scene in args.scenes:
         if not SCENES[scene].is_dir():

@@ -1,5 +1,6 @@
-"""Per-step cost of soft mining, interleaved: uniform sampling, soft mining, and soft mining with the rays detached
-from the pixel positions (no backward pass into them), in blocks that take turns so that machine load hits all three.
+"""Per-step cost of soft mining, interleaved: uniform sampling, soft mining, and soft mining without the Langevin drift
+(``langevin_drift = 0``: no gradient is requested at the pixel positions, so no backward pass reaches them), in blocks
+that take turns so that machine load hits all three.
 
 Uses the convergence benchmark's lego configuration (``soft_mining_convergence.py``). Writes
 ``<output>/soft_mining_step_cost.json`` with median and mean step times and the ratios to uniform.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,20 +35,6 @@ def build(variant: str, args: argparse.Namespace):
         TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
     )
     return pipeline, optimizers, callbacks
-
-
-def detach_rays_from_positions(pipeline) -> None:
-    """Soft mining without the gradient at the positions: the same batches, rays and targets cut from them."""
-    original = pipeline.datamanager.next_train
-
-    def next_train(step: int):
-        rays, batch = original(step)
-        rays.origins = rays.origins.detach()
-        rays.directions = rays.directions.detach()
-        batch["image"] = batch["image"].detach()
-        return rays, batch
-
-    pipeline.datamanager.next_train = next_train
 
 
 def timed_steps(pipeline, optimizers, callbacks, first: int, count: int) -> list[float]:
@@ -75,30 +61,14 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--block-steps", type=int, default=25)
     parser.add_argument("--skip", type=int, default=10, help="first steps of each setup left out (warm-up)")
-    parser.add_argument("--rays", type=int, default=512)
-    parser.add_argument("--lego-scale", type=float, default=0.125)
-    parser.add_argument("--hash-levels", type=int, default=8)
-    parser.add_argument("--log2-hashmap-size", type=int, default=15)
-    parser.add_argument("--max-res", type=int, default=256)
-    parser.add_argument("--proposal-samples", type=int, default=32)
-    parser.add_argument("--nerf-samples", type=int, default=16)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", type=Path, default=convergence.REPO / "bench_results")
+    convergence.add_model_arguments(parser)
     args = parser.parse_args()
-    args.fern_scale = 0.25  # unused (lego only), read by scene_config's signature
     if not convergence.SCENES["lego"].is_dir():
         sys.exit(f"missing dataset: {convergence.SCENES['lego']}")
     torch.set_num_threads(max(1, args.threads))
     import nerfstudio_methods.soft_mining.config  # noqa: F401  (installs the compat fixes: offline LPIPS)
 
-    setups = {
-        "uniform": build("uniform", args),
-        "soft-mining": build("soft-mining", args),
-        "soft-mining-rays-detached": build("soft-mining", args),
-    }
-    detach_rays_from_positions(setups["soft-mining-rays-detached"][0])
+    setups = {variant: build(variant, args) for variant in ("uniform", "soft-mining", "soft-mining-no-drift")}
     seconds: dict[str, list[float]] = {name: [] for name in setups}
     for block in range(args.blocks):
         for name, setup in setups.items():
