@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from torch import Tensor
@@ -97,3 +97,64 @@ def cat_cameras(cameras: Sequence[Cameras]) -> Cameras:
         else None,
         camera_type=cat("camera_type"),
     )
+
+
+# --- NDC (forward-facing scenes) ----------------------------------------------------------------------------------
+
+NDC_NEAR = 1.0
+"""NeRF, StreamRF and DynamicNeRF / MonoNeRF put the NDC near plane at depth 1 of the normalised (``bd_factor``-scaled,
+recentred) scene (streamrf.md §1.1, mononerf.md §1)."""
+
+
+def ndc_coefficients(fx: float, fy: float, width: float, height: float) -> tuple[float, float]:
+    """NeRF's NDC scale factors ``(2 fx / W, 2 fy / H)``: x and y in NDC are ``-coeff * x / z`` of the camera frame."""
+    return 2.0 * fx / width, 2.0 * fy / height
+
+
+def ndc_rays(
+    origins: Float[Tensor, "n 3"],
+    directions: Float[Tensor, "n 3"],
+    ndc_coeffs: tuple[float, float],
+    near: float = NDC_NEAR,
+    normalize: bool = True,
+) -> tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"], Bool[Tensor, " n"]]:
+    """NeRF's ``ndc_rays`` / svox2's ``convert_to_ndc``: shift origins to the near plane and project to NDC.
+
+    With ``normalize`` (svox2, StreamRF) the NDC directions have unit length. Without it (NeRF, DynamicNeRF,
+    MonoNeRF) a ray runs from NDC z = -1 at ``t = 0`` (the near plane) to z = 1 at ``t = 1`` (infinity), so samples
+    are drawn in ``t`` in [0, 1]. Rays that do not travel into the scene (``d_z >= 0``, e.g. from a free viewer
+    camera looking backwards) are flagged invalid; callers render them as background."""
+    valid = directions[:, 2] < -1e-6
+    dz = torch.where(valid, directions[:, 2], torch.full_like(directions[:, 2], -1.0))
+    t = -(near + origins[:, 2]) / dz
+    shifted = origins + t[:, None] * directions
+    oz = torch.where(shifted[:, 2].abs() > 1e-9, shifted[:, 2], torch.full_like(shifted[:, 2], -near))
+    cx, cy = ndc_coeffs
+    ndc_origins = torch.stack([-cx * shifted[:, 0] / oz, -cy * shifted[:, 1] / oz, 1.0 + 2.0 * near / oz], dim=-1)
+    ndc_directions = torch.stack(
+        [
+            -cx * (directions[:, 0] / dz - shifted[:, 0] / oz),
+            -cy * (directions[:, 1] / dz - shifted[:, 1] / oz),
+            -2.0 * near / oz,
+        ],
+        dim=-1,
+    )
+    if normalize:
+        ndc_directions = ndc_directions / ndc_directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return ndc_origins, ndc_directions, valid
+
+
+def ndc_to_world(
+    points: Float[Tensor, "*batch 3"], ndc_coeffs: tuple[float, float], near: float = NDC_NEAR
+) -> Float[Tensor, "*batch 3"]:
+    """Inverse of the NDC projection (DynamicNeRF's ``NDC2world``): world z = 2 near / (z_ndc - 1), then x and y.
+
+    NDC z is clamped just below 1 (the point at infinity)."""
+    cx, cy = ndc_coeffs
+    z = 2.0 * near / (points[..., 2].clamp(max=1.0 - 1e-6) - 1.0)
+    return torch.stack([-points[..., 0] * z / cx, -points[..., 1] * z / cy, z], dim=-1)
+
+
+def depth_from_ndc_z(z: Tensor, near: float = NDC_NEAR) -> Tensor:
+    """Scene depth (along -z of the recentred scene) of an NDC z value: z_ndc = 1 + 2 near / z_world."""
+    return 2.0 * near / (1.0 - z).clamp_min(1e-4)

@@ -26,7 +26,8 @@ from nerfstudio_methods.streamrf.codec import (
 )
 from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, GridSpec, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
-from nerfstudio_methods.streamrf.render import ndc_rays, ray_box, render_rays_torch
+from nerfstudio_methods.rays import ndc_rays
+from nerfstudio_methods.streamrf.render import ray_box, render_rays_torch
 from nerfstudio_methods.streamrf.sh import C0, C1, SH_BASES, sh_bases, sh_to_rgb
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
 

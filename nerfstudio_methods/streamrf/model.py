@@ -1,7 +1,7 @@
 """``StreamRFModel``: a Plenoxels voxel grid that is trained frame by frame and played back at any time.
 
 Data flow, in the style of nerfstudio's ``nerfacto.py``: rays (world space of the ``n3dv-data`` parser) -> NDC
-(:func:`.render.ndc_rays`) -> uniform samples in the grid's box with empty-space skipping, or nerfacc's occupancy
+(:func:`nerfstudio_methods.rays.ndc_rays`) -> uniform samples in the grid's box with empty-space skipping, or nerfacc's occupancy
 grid sampler on CUDA -> trilinear density + SH (:mod:`.grid`, :mod:`.sh`) -> Plenoxels compositing.
 
 The model holds two grids (brief §1.3): the *full* grid and, with ``use_pilot``, the *pilot* grid at
@@ -34,7 +34,8 @@ from nerfstudio_methods.streamrf import masks
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid
 from nerfstudio_methods.streamrf.grid import GridSpec, initial_grid, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
-from nerfstudio_methods.streamrf.render import NerfaccSampler, ndc_rays, render_rays_torch
+from nerfstudio_methods.rays import ndc_rays
+from nerfstudio_methods.streamrf.render import NerfaccSampler, render_rays_torch
 from nerfstudio_methods.streamrf.store import GridPlayer
 
 Resolution = Tuple[int, int, int]

@@ -24,40 +24,9 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from nerfstudio_methods.rays import depth_from_ndc_z
 from nerfstudio_methods.streamrf.grid import GridSpec, trilinear
 from nerfstudio_methods.streamrf.sh import sh_bases, sh_to_rgb
-
-NDC_NEAR = 1.0
-"""StreamRF / NeRF put the NDC near plane at depth 1 of the normalised (``bd_factor``-scaled) scene."""
-
-
-def ndc_rays(
-    origins: Float[Tensor, "n 3"],
-    directions: Float[Tensor, "n 3"],
-    ndc_coeffs: tuple[float, float],
-    near: float = NDC_NEAR,
-) -> tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"], Bool[Tensor, " n"]]:
-    """NeRF's ``ndc_rays`` / svox2's ``convert_to_ndc``: shift origins to the near plane, project to NDC, normalise
-    the directions. Rays that do not travel into the scene (``d_z >= 0``, e.g. from a free viewer camera looking
-    backwards) are flagged invalid and render as background."""
-    valid = directions[:, 2] < -1e-6
-    dz = torch.where(valid, directions[:, 2], torch.full_like(directions[:, 2], -1.0))
-    t = -(near + origins[:, 2]) / dz
-    shifted = origins + t[:, None] * directions
-    oz = torch.where(shifted[:, 2].abs() > 1e-9, shifted[:, 2], torch.full_like(shifted[:, 2], -near))
-    cx, cy = ndc_coeffs
-    ndc_origins = torch.stack([-cx * shifted[:, 0] / oz, -cy * shifted[:, 1] / oz, 1.0 + 2.0 * near / oz], dim=-1)
-    ndc_directions = torch.stack(
-        [
-            -cx * (directions[:, 0] / dz - shifted[:, 0] / oz),
-            -cy * (directions[:, 1] / dz - shifted[:, 1] / oz),
-            -2.0 * near / oz,
-        ],
-        dim=-1,
-    )
-    norm = ndc_directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return ndc_origins, ndc_directions / norm, valid
-
 
 def ray_box(
     origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], radius: tuple[float, float, float]
@@ -69,11 +38,6 @@ def ray_box(
     t_near = torch.minimum(t1, t2).amax(-1).clamp_min(0.0)
     t_far = torch.maximum(t1, t2).amin(-1)
     return t_near, t_far
-
-
-def depth_from_ndc_z(z: Tensor, near: float = NDC_NEAR) -> Tensor:
-    """Scene depth (along -z of the recentred scene) of an NDC z value: z_ndc = 1 + 2 near / z_world."""
-    return 2.0 * near / (1.0 - z).clamp_min(1e-4)
 
 
 def composite(
