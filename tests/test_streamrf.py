@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
 from nerfstudio_methods.streamrf.codec import (
     apply_delta,
@@ -26,7 +27,6 @@ from nerfstudio_methods.streamrf.codec import (
 )
 from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, GridSpec, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
-from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf.render import ray_box, render_rays_torch
 from nerfstudio_methods.streamrf.sh import C0, C1, SH_BASES, sh_bases, sh_to_rgb
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer

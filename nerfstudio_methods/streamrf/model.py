@@ -30,13 +30,14 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor
 
+from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid
 from nerfstudio_methods.streamrf.grid import GridSpec, initial_grid, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
-from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf.render import NerfaccSampler, render_rays_torch
 from nerfstudio_methods.streamrf.store import GridPlayer
+from nerfstudio_methods.timeline import nearest_frame, ray_times
 
 Resolution = Tuple[int, int, int]
 
@@ -459,10 +460,7 @@ class StreamRFModel(Model):
 
     def frame_of_times(self, times: Optional[Tensor], count: int) -> Tensor:
         """Frame index of each ray: ``round(time * (T - 1))``, clamped; ``default_time`` for rays without times."""
-        if times is None:
-            times = torch.full((count,), self.config.default_time, device=self.device)
-        frames = torch.round(times.reshape(-1).float() * max(self.num_frames - 1, 0)).long()
-        return frames.clamp(0, max(self.num_frames - 1, 0))
+        return nearest_frame(ray_times(times, count, self.config.default_time, self.device), self.num_frames)
 
     def grid_for_frame(self, frame: int) -> tuple[GridSpec, Tensor, Tensor]:
         """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame); the live grid

@@ -39,6 +39,7 @@ from nerfstudio_methods.streamrf.codec import FrameDelta, encode_grid
 from nerfstudio_methods.streamrf.datamanager import StreamRFDataManager, StreamRFDataManagerConfig
 from nerfstudio_methods.streamrf.model import Phase, StreamRFModel, StreamRFModelConfig
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer, write_atomically
+from nerfstudio_methods.timeline import per_frame_means
 
 
 @dataclass(frozen=True)
@@ -351,12 +352,6 @@ class StreamRFPipeline(VanillaPipeline):
             result[key] = float(values.mean())
             if get_std:
                 result[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
-        for key in ("psnr", "ssim", "lpips"):
-            for frame in sorted(set(frames)):
-                values = [
-                    m[key] for m, f in zip(per_image, frames) if f == frame and key in m and math.isfinite(m[key])
-                ]
-                if values:
-                    result[f"{key}_frame_{frame:04d}"] = float(sum(values) / len(values))
+        result.update(per_frame_means(per_image, frames))
         result["num_frames"] = float(len(set(frames)))
         return compat.drop_nan_lpips(result)

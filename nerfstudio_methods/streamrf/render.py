@@ -28,6 +28,7 @@ from nerfstudio_methods.rays import depth_from_ndc_z
 from nerfstudio_methods.streamrf.grid import GridSpec, trilinear
 from nerfstudio_methods.streamrf.sh import sh_bases, sh_to_rgb
 
+
 def ray_box(
     origins: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], radius: tuple[float, float, float]
 ) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
