@@ -34,12 +34,11 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from nerfstudio_methods import compat
 from nerfstudio_methods.streamrf.codec import FrameDelta, encode_grid
 from nerfstudio_methods.streamrf.datamanager import StreamRFDataManager, StreamRFDataManagerConfig
 from nerfstudio_methods.streamrf.model import Phase, StreamRFModel, StreamRFModelConfig
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer, write_atomically
-from nerfstudio_methods.timeline import per_frame_means
+from nerfstudio_methods.timeline import evaluate_per_frame
 
 
 @dataclass(frozen=True)
@@ -322,36 +321,4 @@ class StreamRFPipeline(VanillaPipeline):
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
     ) -> Dict[str, float]:
         """Mean (and std over frames) of PSNR/SSIM on the held-out camera at every frame, plus per-frame values."""
-        import torchvision.utils as vutils
-
-        self.eval()
-        dataset = self.datamanager.eval_dataset
-        frame_index = dataset.metadata["frame_index"]
-        per_image: list[dict[str, float]] = []
-        frames: list[int] = []
-        if output_path is not None:
-            output_path.mkdir(parents=True, exist_ok=True)
-        for position, (camera, batch) in enumerate(self.datamanager.fixed_indices_eval_dataloader):
-            started = time.perf_counter()
-            outputs = self.model.get_outputs_for_camera(camera=camera)
-            metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
-            seconds = max(time.perf_counter() - started, 1e-9)
-            metrics["num_rays_per_sec"] = float(camera.height * camera.width) / seconds
-            metrics["fps"] = 1.0 / seconds
-            image_index = int(batch["image_idx"]) if "image_idx" in batch else position
-            frame = int(frame_index[image_index])
-            frames.append(frame)
-            per_image.append(metrics)
-            if output_path is not None:
-                for key, image in images.items():
-                    vutils.save_image(image.permute(2, 0, 1).cpu(), output_path / f"eval_{key}_frame{frame:04d}.png")
-        self.train()
-        result: Dict[str, float] = {}
-        for key in per_image[0]:
-            values = torch.tensor([metrics[key] for metrics in per_image], dtype=torch.float64)
-            result[key] = float(values.mean())
-            if get_std:
-                result[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
-        result.update(per_frame_means(per_image, frames))
-        result["num_frames"] = float(len(set(frames)))
-        return compat.drop_nan_lpips(result)
+        return evaluate_per_frame(self, output_path=output_path, get_std=get_std)
