@@ -46,6 +46,60 @@ def average_camera(camera_to_world: Float[np.ndarray, "n 3 4"]) -> Float[np.ndar
     return average
 
 
+def normalize_poses(
+    camera_to_world: Float[np.ndarray, "n 3 4"],
+    near_far: Float[np.ndarray, "n 2"],
+    bd_factor: float,
+    recenter: bool = True,
+    near_percentile: float = 0.0,
+) -> tuple[Float[np.ndarray, "n 3 4"], Float[np.ndarray, "n 2"], Float[np.ndarray, "3 4"], float]:
+    """NeRF's load_llff_data: scale by 1 / (near * bd_factor), then recenter on the average camera.
+
+    ``near`` is the ``near_percentile``-th percentile of the near bounds: 0 is the minimum (NeRF), 5 is
+    DynamicNeRF's ``np.percentile(bds[:, 0], 5)`` (../shared/papers/mononerf.md §3). NeRF scales first and
+    recentres on the average of the scaled poses; the two commute (scaling moves the average camera's centre with
+    the others and leaves its rotation), so this recentres first.
+    Returns the new poses and bounds with nerfstudio's ``dataparser_transform`` and ``dataparser_scale``
+    (new = scale * (transform @ old)).
+    """
+    near = float(np.percentile(near_far[:, 0], near_percentile)) if near_percentile > 0 else float(near_far.min())
+    scale = 1.0 / (near * bd_factor)
+    transform = np.eye(4)
+    if recenter:
+        transform = np.linalg.inv(average_camera(camera_to_world))
+    homogeneous = np.concatenate(
+        [camera_to_world, np.tile([[[0.0, 0.0, 0.0, 1.0]]], (len(camera_to_world), 1, 1))], axis=1
+    )
+    normalized = (transform @ homogeneous)[:, :3, :]
+    normalized[:, :, 3] *= scale
+    return normalized, near_far * scale, transform[:3, :], scale
+
+
+def frustum_scene_box(
+    camera_to_world: Float[np.ndarray, "n 3 4"],
+    near_far: Float[np.ndarray, "n 2"],
+    focal: Float[np.ndarray, " n"],
+    width: int,
+    height: int,
+    margin: float,
+) -> SceneBox:
+    """Axis-aligned box around every camera centre and each camera's frustum out to its far bound.
+
+    ``margin`` is relative to the box's extent on each axis.
+    """
+    corners_px = np.array([[0, 0], [width, 0], [0, height], [width, height], [width / 2, height / 2]], dtype=np.float64)
+    points = [camera_to_world[:, :, 3]]
+    for u, v in corners_px:
+        # OpenGL camera: x right, y up, looking down -z; a pixel at depth d sits at d * (x, y, -1).
+        direction_cam = np.stack([(u - width / 2) / focal, -(v - height / 2) / focal, -np.ones_like(focal)], axis=-1)
+        direction_world = np.einsum("nij,nj->ni", camera_to_world[:, :, :3], direction_cam)
+        points.append(camera_to_world[:, :, 3] + direction_world * near_far[:, 1:2])
+    stacked = np.concatenate(points, axis=0)
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    pad = (high - low) * margin
+    return SceneBox(aabb=torch.from_numpy(np.stack([low - pad, high + pad])).float())
+
+
 def image_folder_name(downscale_factor: int) -> str:
     """``images`` for full resolution, ``images_N`` for a factor-N downscale (LLFF's ``_minify`` naming)."""
     return "images" if downscale_factor == 1 else f"images_{downscale_factor}"
@@ -160,21 +214,8 @@ class LLFF(DataParser):
     def normalize(
         self, camera_to_world: Float[np.ndarray, "n 3 4"], near_far: Float[np.ndarray, "n 2"]
     ) -> tuple[Float[np.ndarray, "n 3 4"], Float[np.ndarray, "n 2"], Float[np.ndarray, "3 4"], float]:
-        """NeRF's load_llff_data: scale by 1 / (min near * bd_factor), then recenter on the average camera.
-
-        Returns the new poses and bounds with nerfstudio's ``dataparser_transform`` and ``dataparser_scale``
-        (new = scale * (transform @ old)).
-        """
-        scale = 1.0 / (float(near_far.min()) * self.config.bd_factor)
-        transform = np.eye(4)
-        if self.config.recenter:
-            transform = np.linalg.inv(average_camera(camera_to_world))
-        homogeneous = np.concatenate(
-            [camera_to_world, np.tile([[[0.0, 0.0, 0.0, 1.0]]], (len(camera_to_world), 1, 1))], axis=1
-        )
-        normalized = (transform @ homogeneous)[:, :3, :]
-        normalized[:, :, 3] *= scale
-        return normalized, near_far * scale, transform[:3, :], scale
+        """:func:`normalize_poses` with this config's ``bd_factor`` and ``recenter``."""
+        return normalize_poses(camera_to_world, near_far, self.config.bd_factor, self.config.recenter)
 
     def scene_box(
         self,
@@ -184,23 +225,8 @@ class LLFF(DataParser):
         width: int,
         height: int,
     ) -> SceneBox:
-        """Axis-aligned box around every camera centre and each camera's frustum out to its far bound."""
-        corners_px = np.array(
-            [[0, 0], [width, 0], [0, height], [width, height], [width / 2, height / 2]], dtype=np.float64
-        )
-        points = [camera_to_world[:, :, 3]]
-        for u, v in corners_px:
-            # OpenGL camera: x right, y up, looking down -z; a pixel at depth d sits at d * (x, y, -1).
-            direction_cam = np.stack(
-                [(u - width / 2) / focal, -(v - height / 2) / focal, -np.ones_like(focal)], axis=-1
-            )
-            direction_world = np.einsum("nij,nj->ni", camera_to_world[:, :, :3], direction_cam)
-            points.append(camera_to_world[:, :, 3] + direction_world * near_far[:, 1:2])
-        stacked = np.concatenate(points, axis=0)
-        low, high = stacked.min(axis=0), stacked.max(axis=0)
-        margin = (high - low) * self.config.scene_box_margin
-        aabb = np.stack([low - margin, high + margin])
-        return SceneBox(aabb=torch.from_numpy(aabb).float())
+        """:func:`frustum_scene_box` with this config's ``scene_box_margin``."""
+        return frustum_scene_box(camera_to_world, near_far, focal, width, height, self.config.scene_box_margin)
 
     def _alpha_color(self) -> torch.Tensor | None:
         return {"none": None, "white": torch.ones(3), "black": torch.zeros(3)}[self.config.alpha_color]
