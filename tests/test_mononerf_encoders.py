@@ -348,3 +348,22 @@ def test_volume_sampled_at_a_pixel_centre_matches_the_nearest_feature() -> None:
     grid = torch.tensor([[[[2 * u / width - 1, 2 * v / height - 1]]]])
     sample = F.grid_sample(volume, grid, align_corners=False, padding_mode="border")
     torch.testing.assert_close(sample[0, :, 0, 0], volume[0, :, i, j])
+
+
+class _Opaque:
+    """A pickled class instance: torch.load(weights_only=True) must refuse it."""
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "opaque.pth"
+    torch.save({"state_dict": {}, "meta": _Opaque()}, path)
+    with pytest.raises(DatasetFormatError) as error:
+        load_slowonly_checkpoint(SlowOnlyResNet3d50(), path)
+    _assert_one_line_error(error, path, "weights_only=True")
+
+
+@pytest.mark.parametrize(
+    ("size", "stride", "expected"), [(33, 2, 17), (33, 4, 9), (270, 2, 135), (270, 4, 68), (48, 4, 12)]
+)
+def test_feature_map_size(size: int, stride: int, expected: int) -> None:
+    assert encoders.feature_map_size(size, stride) == expected
