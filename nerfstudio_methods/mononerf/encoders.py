@@ -224,6 +224,8 @@ def _load_tensor_file(path: Path, what: str) -> object:
 
 def _check_and_load(model: nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
     """Strict load with missing / unexpected / mis-shaped keys reported in one line naming the file."""
+    if not all(isinstance(key, str) and isinstance(value, Tensor) for key, value in state.items()):
+        raise DatasetFormatError(path, f"{what} is not a state dict (a mapping of names to tensors)")
     expected = model.state_dict()
     state = dict(state)
     for key, value in expected.items():
