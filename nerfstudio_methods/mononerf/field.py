@@ -182,9 +182,10 @@ class SceneVelocity(nn.Module):
     An ``nn.Module`` holding the dynamic field, so that ``odeint_adjoint`` finds the parameters (the global code is
     recomputed inside from the pooled features, a buffer, rather than captured as a tensor)."""
 
-    def __init__(self, field: DynamicField, velocity_scale: float) -> None:
+    def __init__(self, field: DynamicField, velocity_scale: float, use_code: bool = True) -> None:
         super().__init__()
         self.field = field
+        self.use_code = use_code
         self.velocity_scale = velocity_scale
         self.pooled: Tensor | None = None
         self.num_frames = 1
@@ -200,7 +201,7 @@ class SceneVelocity(nn.Module):
     def code(self, count: int) -> Float[Tensor, "n c"]:
         assert self.pooled is not None, "SceneVelocity.bind() first"
         code = self.field.codes(self.pooled[None])
-        if self.zero_code:
+        if self.zero_code or not self.use_code:
             code = torch.zeros_like(code)
         return code.expand(count, -1)
 

@@ -76,7 +76,7 @@ class MonoNeRFModelConfig(ModelConfig):
     # --- encoders ---
     video_encoder: Literal["slowonly-r50", "small"] = "slowonly-r50"
     """SlowOnly ResNet3D-50 (832-channel stem+res2+res3 features) or a small 3D CNN for CPU runs."""
-    video_checkpoint: Optional[Path] = None
+    video_encoder_checkpoint: Optional[Path] = None
     """mmaction2 Kinetics-400 SlowOnly checkpoint (.pth) loaded strictly into the R50; random weights without it."""
     image_encoder: Literal["resnet18", "small"] = "resnet18"
     """torchvision ResNet-18 (ImageNet weights when in the torch hub cache) or a small 2D CNN."""
@@ -94,6 +94,9 @@ class MonoNeRFModelConfig(ModelConfig):
     """Hidden width of ``ode_fc`` (pooled res5 -> c)."""
     use_temporal_features: bool = True
     """Flow-based feature aggregation: block 0 also reads the neighbouring frames' features at ``x_f`` / ``x_b``."""
+    use_features: bool = True
+    """False: no video / image features and no global code; positional encoding only (DynamicNeRF-style), the
+    benchmark's baseline."""
     random_static_frame: bool = True
     """Stage 1 reads the static features from a random frame (``random_static_frame``)."""
 
@@ -103,6 +106,9 @@ class MonoNeRFModelConfig(ModelConfig):
     ode_method: str = "dopri5"
     ode_rtol: float = 1e-2
     ode_atol: float = 1e-3
+    ode_first_step: Optional[float] = 0.5
+    """First step of an adaptive solver, in frames (None: torchdiffeq's estimate, which starts near 1e-6 for a
+    still field and spends ~40 evaluations growing it)."""
     euler_steps: int = 2
     """Euler steps per frame (``discrete_steps``)."""
     velocity_scale: float = 1.0
@@ -194,7 +200,7 @@ class MonoNeRFModel(Model):
         if not scenes:
             raise ValueError("MonoNeRF needs the dynamic-scene-data dataparser (its metadata carries the videos)")
         self.scenes: List[SceneVideo] = list(scenes)
-        self.video_encoder = VideoEncoder(self.config.video_encoder, checkpoint=self.config.video_checkpoint)
+        self.video_encoder = VideoEncoder(self.config.video_encoder, checkpoint=self.config.video_encoder_checkpoint)
         self.image_encoder = ImageEncoder(self.config.image_encoder)
         for parameter in [*self.video_encoder.parameters(), *self.image_encoder.parameters()]:
             parameter.requires_grad_(False)
@@ -216,7 +222,7 @@ class MonoNeRFModel(Model):
             combine_layer=self.config.combine_layer,
             use_temporal_features=self.config.use_temporal_features,
         )
-        self.velocity = SceneVelocity(self.dynamic_field, self.config.velocity_scale)
+        self.velocity = SceneVelocity(self.dynamic_field, self.config.velocity_scale, use_code=self.config.use_features)
         self.trained_steps: Tensor
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
         self._features: Dict[int, SceneFeatures] = {}
@@ -346,6 +352,8 @@ class MonoNeRFModel(Model):
         self, maps: Float[Tensor, "t c h w"], features: SceneFeatures, frames: Int[Tensor, " n"], points: Tensor
     ) -> Float[Tensor, "n c"]:
         """Pixel-aligned features: NDC ``points`` back to the world, projected into each one's frame camera."""
+        if not self.config.use_features:
+            return maps.new_zeros((points.shape[0], maps.shape[1]))
         world = ndc_to_world(points, features.ndc_coeffs)
         uv, _ = project_points(
             world,
@@ -377,6 +385,7 @@ class MonoNeRFModel(Model):
                 rtol=config.ode_rtol,
                 atol=config.ode_atol,
                 euler_steps=config.euler_steps,
+                options=None if config.ode_first_step is None else {"first_step": config.ode_first_step},
             )
 
         forward = integrate(self.velocity.bind(features.pooled, time_frames), 1.0)
