@@ -227,7 +227,9 @@ class DynamicSceneDataParser(DataParser):
             supervised_frames=supervised,
         )
         if raw.disparity_paths is not None:
-            video.disparity = torch.from_numpy(np.stack([read_disparity(p, height, width) for p in raw.disparity_paths]))
+            video.disparity = torch.from_numpy(
+                np.stack([read_disparity(p, height, width) for p in raw.disparity_paths])
+            )
         if raw.motion_mask_paths is not None:
             video.motion_mask = torch.from_numpy(
                 np.stack([read_motion_mask(p, height, width) for p in raw.motion_mask_paths])
