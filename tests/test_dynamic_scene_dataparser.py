@@ -380,3 +380,33 @@ def test_missing_parts_name_the_file(scenes: dict[int, Path], tmp_path: Path) ->
     video = video_of(parse(partial))
     assert video.missing == ("disparity (disp/)", "optical flow (flow/)", "motion masks (motion_masks/)")
     assert video.disparity is None and video.flow_backward_mask is None
+
+
+def test_nerfstudio_datamanager_batches(scenes: dict[int, Path]) -> None:
+    """nerfstudio's VanillaDataManager with this dataset: rays carry time and scene index; eval images at train size."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+
+    config = VanillaDataManagerConfig(
+        _target=VanillaDataManager[DynamicSceneDataset],
+        dataparser=DynamicSceneDataParserConfig(
+            data=scenes[0], extra_scenes=(scenes[1],), downscale_factor=2, eval_split="grid"
+        ),
+        train_num_rays_per_batch=64,
+        eval_num_rays_per_batch=64,
+    )
+    datamanager = config.setup(device="cpu", test_mode="val")
+    assert datamanager.includes_time and isinstance(datamanager.train_dataset, DynamicSceneDataset)
+    assert len(datamanager.train_dataset) == 2 * FRAMES and len(datamanager.eval_dataset) == 2 * FRAMES * FRAMES
+    bundle, batch = datamanager.next_train(0)
+    assert bundle.times is not None and bundle.metadata["scene_index"].shape == (64, 1)
+    # Each ray's scene index and time are those of the image it was drawn from.
+    image_index = batch["indices"][:, 0]
+    assert torch.equal(
+        bundle.metadata["scene_index"][:, 0], datamanager.train_dataset.metadata["scene_index"][image_index]
+    )
+    expected_times = datamanager.train_dataset.metadata["frame_index"][image_index].float() / (FRAMES - 1)
+    assert torch.allclose(bundle.times[:, 0], expected_times)
+    camera, eval_batch = datamanager.next_eval_image(0)
+    assert eval_batch["image"].shape == (9, 16, 3)
+    # The videos are shared between the train and eval datasets, not copied.
+    assert datamanager.train_dataset.metadata["scenes"][1] is datamanager.eval_dataset.metadata["scenes"][1]
