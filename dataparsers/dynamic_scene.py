@@ -73,11 +73,6 @@ def multiview_gt_path(scene_dir: Path, time: int, camera: int) -> Path:
     return Path(scene_dir) / MULTIVIEW_GT / f"{time + 1:08d}" / f"cam{camera + 1:02d}.jpg"
 
 
-def frame_times(count: int) -> Float[np.ndarray, " n"]:
-    """nerfstudio time of frame i of an N-frame video: i / (N - 1) (0 for a single frame; mononerf.md §6)."""
-    return np.arange(count, dtype=np.float64) / max(count - 1, 1)
-
-
 @dataclass
 class SceneVideo:
     """One scene's whole monocular video at training resolution (mononerf.md §3): frame i = camera i at time i.
@@ -211,7 +206,7 @@ class DynamicSceneDataParser(DataParser):
             raw.cameras.cy,
             np.full(count, width),
             np.full(count, height),
-            frame_times(count),
+            raw.times,
             np.full(count, index),
         )
         video = SceneVideo(
@@ -227,7 +222,9 @@ class DynamicSceneDataParser(DataParser):
             supervised_frames=supervised,
         )
         if raw.disparity_paths is not None:
-            video.disparity = torch.from_numpy(np.stack([read_disparity(p, height, width) for p in raw.disparity_paths]))
+            video.disparity = torch.from_numpy(
+                np.stack([read_disparity(p, height, width) for p in raw.disparity_paths])
+            )
         if raw.motion_mask_paths is not None:
             video.motion_mask = torch.from_numpy(
                 np.stack([read_motion_mask(p, height, width) for p in raw.motion_mask_paths])
