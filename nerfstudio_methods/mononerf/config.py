@@ -19,6 +19,7 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from dataparsers.dynamic_scene import DynamicSceneDataParserConfig
 from nerfstudio_methods import compat
 from nerfstudio_methods.mononerf.datamanager import MonoNeRFDataManagerConfig
 from nerfstudio_methods.mononerf.model import MonoNeRFModelConfig
@@ -63,7 +64,7 @@ def mononerf_config() -> TrainerConfig:
     """The released settings: 150,001 static + 150,001 dynamic steps of 1,024 rays."""
     return _trainer(
         "mononerf",
-        MonoNeRFDataManagerConfig(train_num_rays_per_batch=1024),
+        MonoNeRFDataManagerConfig(dataparser=DynamicSceneDataParserConfig(), train_num_rays_per_batch=1024),
         MonoNeRFModelConfig(static_steps=150001, eval_num_rays_per_chunk=1024),
     )
 
@@ -72,7 +73,7 @@ def mononerf_cpu_config() -> TrainerConfig:
     """Small encoders and MLPs, 32 samples, 256 rays, Euler trajectories, 1,000 static + 2,000 dynamic steps."""
     config = _trainer(
         "mononerf-cpu",
-        MonoNeRFDataManagerConfig(train_num_rays_per_batch=256),
+        MonoNeRFDataManagerConfig(dataparser=DynamicSceneDataParserConfig(), train_num_rays_per_batch=256),
         MonoNeRFModelConfig(
             static_steps=1000,
             video_encoder="small",

@@ -28,7 +28,7 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, Va
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from dataparsers.dynamic_scene import DynamicSceneDataParserConfig, DynamicSceneDataset, SceneVideo
+from dataparsers.dynamic_scene import DynamicSceneDataset, SceneVideo
 from nerfstudio_methods.multiscene import rays_per_scene
 from nerfstudio_methods.rays import cat_ray_bundles
 
@@ -38,7 +38,6 @@ class MonoNeRFDataManagerConfig(VanillaDataManagerConfig):
     """Rays from one frame per scene per step (see the module doc)."""
 
     _target: Type = field(default_factory=lambda: MonoNeRFDataManager)
-    dataparser: DynamicSceneDataParserConfig = field(default_factory=DynamicSceneDataParserConfig)
     train_num_rays_per_batch: int = 1024
     """Rays per step over all scenes (``N_rand``), divided evenly across scenes."""
     dynamic_ray_fraction: float = 0.5

@@ -605,7 +605,9 @@ class MonoNeRFModel(Model):
         static_mask = has_mask & ~batch["is_dynamic"]
         frames = batch["frame_index"]
         scenes = batch["scene_index"]
-        last = torch.tensor([video.num_frames - 1 for video in self.scenes], device=frames.device)[scenes]
+        # The last training frame has no forward neighbour: in the unseen-frames setup the frames after it stay
+        # unseen (no warped colour, flow or feature target from them).
+        last = torch.tensor([video.supervised_frames - 1 for video in self.scenes], device=frames.device)[scenes]
         decided_by = frames
         if config.released_warped_frame_bug:
             decided_by = torch.full_like(frames, int(frames[-1]))  # the last scene's frame decides for every ray
