@@ -8,6 +8,7 @@ interpolate`` drops them, nerfstudio_plugins.md §2) are shown at a configured d
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -123,3 +124,35 @@ def evaluate_per_frame(
                     result[f"{key}_{group_key}{group:02d}"] = float(sum(values) / len(values))
     result["num_frames"] = float(len(set(frames)))
     return compat.drop_nan_lpips(result)
+
+
+def write_camera_path_across_time(path: Path, cameras: Any, fps: float) -> None:
+    """Write a viewer-style camera path (``ns-render camera-path --camera-path-filename``) through ``cameras`` (a
+    nerfstudio ``Cameras``) ordered by time, each keyframe with its ``render_time``: a video of the scene over time."""
+    from nerfstudio_methods.atomic import write_atomically
+
+    keyframes = []
+    for index in range(len(cameras)):
+        camera = cameras[index]
+        matrix = torch.eye(4)
+        matrix[:3, :4] = camera.camera_to_worlds.detach().cpu()
+        height, width, fy = float(camera.height), float(camera.width), float(camera.fy)
+        keyframes.append(
+            {
+                "camera_to_world": matrix.reshape(-1).tolist(),
+                "fov": math.degrees(2.0 * math.atan(height / (2.0 * fy))),
+                "aspect": width / height,
+                "render_time": float(camera.times) if camera.times is not None else 0.0,
+            }
+        )
+    keyframes.sort(key=lambda keyframe: keyframe["render_time"])
+    first = cameras[0]
+    path_json = {
+        "camera_type": "perspective",
+        "render_height": int(first.height),
+        "render_width": int(first.width),
+        "fps": fps,
+        "seconds": len(keyframes) / fps,
+        "camera_path": keyframes,
+    }
+    write_atomically(path, json.dumps(path_json, indent=1).encode())

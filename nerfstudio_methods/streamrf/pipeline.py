@@ -37,8 +37,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio_methods.streamrf.codec import FrameDelta, encode_grid
 from nerfstudio_methods.streamrf.datamanager import StreamRFDataManager, StreamRFDataManagerConfig
 from nerfstudio_methods.streamrf.model import Phase, StreamRFModel, StreamRFModelConfig
-from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer, write_atomically
-from nerfstudio_methods.timeline import evaluate_per_frame
+from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
+from nerfstudio_methods.timeline import evaluate_per_frame, write_camera_path_across_time
 
 
 @dataclass(frozen=True)
@@ -168,34 +168,8 @@ class StreamRFPipeline(VanillaPipeline):
 
     def write_heldout_camera_path(self, path: Path) -> None:
         """A viewer-style camera path: the held-out camera at every frame's time, for ``ns-render camera-path``."""
-        cameras = self.datamanager.eval_dataset.cameras
-        metadata = self.datamanager.train_dataparser_outputs.metadata
-        fps = float(metadata.get("fps", 30.0))
-        keyframes = []
-        for index in range(len(cameras)):
-            camera = cameras[index]
-            matrix = torch.eye(4)
-            matrix[:3, :4] = camera.camera_to_worlds.detach().cpu()
-            height, width, fy = float(camera.height), float(camera.width), float(camera.fy)
-            keyframes.append(
-                {
-                    "camera_to_world": matrix.reshape(-1).tolist(),
-                    "fov": math.degrees(2.0 * math.atan(height / (2.0 * fy))),
-                    "aspect": width / height,
-                    "render_time": float(camera.times) if camera.times is not None else 0.0,
-                }
-            )
-        keyframes.sort(key=lambda keyframe: keyframe["render_time"])
-        first = cameras[0]
-        path_json = {
-            "camera_type": "perspective",
-            "render_height": int(first.height),
-            "render_width": int(first.width),
-            "fps": fps,
-            "seconds": len(keyframes) / fps,
-            "camera_path": keyframes,
-        }
-        write_atomically(path, json.dumps(path_json, indent=1).encode())
+        fps = float(self.datamanager.train_dataparser_outputs.metadata.get("fps", 30.0))
+        write_camera_path_across_time(path, self.datamanager.eval_dataset.cameras, fps)
 
     # --- the per-frame loop --------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ being trained, and the finished frames are exactly the contiguous run ``frame_00
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,29 +24,11 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from dataparsers._common import DatasetFormatError
+from nerfstudio_methods.atomic import write_atomically
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, apply_delta, decode_grid, read_record, to_bytes
 
 FRAMES_DIR = "streamrf_frames"
 """Folder of a run (beside ``nerfstudio_models/``) holding its frames."""
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(staging, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-    try:  # persist the rename itself (POSIX); not available everywhere
-        directory = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class FrameStore:
