@@ -37,12 +37,13 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from PIL import Image
 from torch import Tensor
 
-from dataparsers._common import DatasetFormatError, image_size, read_image, require_dir
+from dataparsers._common import DatasetFormatError, image_size, require_dir
 from dataparsers.llff import frustum_scene_box, normalize_poses
 from dataparsers.nvidia_dynamic import (
     NvidiaDynamicScene,
     read_disparity,
     read_flow,
+    read_frame,
     read_motion_mask,
     read_nvidia_dynamic_scene,
 )
@@ -211,7 +212,7 @@ class DynamicSceneDataParser(DataParser):
         )
         video = SceneVideo(
             name=path.name,
-            images=torch.from_numpy(np.stack([_read_rgb(p) for p in raw.image_paths])),
+            images=torch.from_numpy(np.stack([read_frame(p, width, height) for p in raw.image_paths])),
             cameras=cameras,
             disparity=None,
             motion_mask=None,
@@ -393,13 +394,6 @@ def _cameras(
         times=column(times),
         metadata={"scene_index": torch.from_numpy(np.asarray(scene_index, dtype=np.int64))[:, None]},
     )
-
-
-def _read_rgb(path: Path) -> Float[np.ndarray, "h w 3"]:
-    image = read_image(path)
-    # Photographs: an alpha channel carries nothing; gray images become three equal channels.
-    rgb = image[:, :, :3] if image.shape[2] >= 3 else np.repeat(image[:, :, :1], 3, axis=2)
-    return rgb.astype(np.float32) / 255.0
 
 
 def _stack_flows(

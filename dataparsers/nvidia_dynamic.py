@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from jaxtyping import Bool, Float
+from PIL import Image
 
 from dataparsers._common import (
     DatasetFormatError,
@@ -72,11 +73,17 @@ class OpticalFlow:
     mask: Float[np.ndarray, "h w"]
 
 
-def _image_folder(scene_dir: Path, factor: int) -> Path:
+def _image_folder(scene_dir: Path, factor: int) -> tuple[Path, int]:
+    """The folder of images at ``factor`` and the factor its files still need to be downscaled by (1 or ``factor``).
+
+    DynamicNeRF's ``_minify`` writes ``images_<factor>/`` with ImageMagick when it is missing; here a missing
+    ``images_<factor>/`` is read from ``images/`` and downscaled in memory instead (nothing is written)."""
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
     name = "images" if factor == 1 else f"images_{factor}"
-    return require_dir(scene_dir / name, f"images at factor {factor} ({name}/)")
+    if factor > 1 and not (scene_dir / name).exists() and (scene_dir / "images").is_dir():
+        return scene_dir / "images", factor
+    return require_dir(scene_dir / name, f"images at factor {factor} ({name}/)"), 1
 
 
 def _frame_count_matches(paths: list[Path], expected: int, folder: Path, what: str) -> list[Path]:
@@ -110,6 +117,9 @@ def _flow_paths(flow_dir: Path, count: int) -> tuple[tuple[Path | None, ...], tu
 def read_nvidia_dynamic_scene(scene_dir: Path, factor: int = 1) -> NvidiaDynamicScene:
     """Read a DynamicNeRF-layout scene, with images from ``images/`` (factor 1) or ``images_<factor>/``.
 
+    Without ``images_<factor>/`` the paths are those of ``images/`` and the cameras are at the downscaled size; the
+    loader downscales the frames (:func:`read_frame`).
+
     As DynamicNeRF's ``_load_data``: H and W come from the images, f is divided by ``factor``, and the principal
     point is the image centre (mononerf.md §6). The chosen images must be poses_bounds' size / factor (±1 px).
     """
@@ -117,7 +127,7 @@ def read_nvidia_dynamic_scene(scene_dir: Path, factor: int = 1) -> NvidiaDynamic
     poses_path = scene_dir / "poses_bounds.npy"
     poses = read_poses_bounds(poses_path)
     count = len(poses)
-    image_dir = _image_folder(scene_dir, factor)
+    image_dir, pending = _image_folder(scene_dir, factor)
     images = _frame_count_matches(list_images(image_dir), count, image_dir, "images")
     width, height = image_size(images[0])
     for path in images[1:]:
@@ -125,6 +135,8 @@ def read_nvidia_dynamic_scene(scene_dir: Path, factor: int = 1) -> NvidiaDynamic
             raise DatasetFormatError(
                 path, f"image size {image_size(path)} differs from {(width, height)} of {images[0].name}"
             )
+    # Files read from images/ for a missing images_<factor>/: the frames are downscaled when loaded.
+    width, height = round(width / pending), round(height / pending)
     expected = poses.width[0] / factor, poses.height[0] / factor
     if abs(width - expected[0]) > 1 or abs(height - expected[1]) > 1:
         raise DatasetFormatError(
@@ -211,3 +223,13 @@ def read_motion_mask(path: Path, height: int, width: int) -> Bool[np.ndarray, "h
     moving = (colour.max(axis=2) / 255.0 > MOTION_THRESHOLD).astype(np.uint8)
     _check_aspect(path, moving.shape, height, width)
     return _resize_nearest(moving, height, width).astype(bool)
+
+
+def read_frame(path: Path, width: int, height: int) -> Float[np.ndarray, "h w 3"]:
+    """An RGB frame as float32 in [0, 1] at ``width x height`` (box-filtered down when the file is larger, as for
+    ``images/`` read in place of a missing ``images_<factor>/``); gray images become three equal channels."""
+    image = read_image(path)
+    rgb = image[:, :, :3] if image.shape[2] >= 3 else np.repeat(image[:, :, :1], 3, axis=2)
+    if rgb.shape[:2] != (height, width):
+        rgb = np.asarray(Image.fromarray(rgb).resize((width, height), resample=Image.Resampling.BOX))
+    return rgb.astype(np.float32) / 255.0

@@ -125,8 +125,6 @@ def test_balloon1_auto_eval_falls_back_to_training_frames_with_one_warning() -> 
     assert test.metadata["eval_split"] == "training-frames"
     assert [p.name for p in test.image_filenames] == [f"{i:03d}.png" for i in range(12)]
     assert test.metadata["camera_index"].tolist() == list(range(12))
-    with pytest.raises(DatasetFormatError, match=r"images_2: missing folder"):
-        parse(data, downscale_factor=2)
     with pytest.raises(DatasetFormatError, match=r"multiview_GT/00000001/cam01\.jpg: missing multi-view"):
         parse(data, "test", eval_split="view0")
 
@@ -340,6 +338,7 @@ def test_missing_parts_name_the_file(scenes: dict[int, Path], tmp_path: Path) ->
 
     no_images = copy_scene(scenes[0], tmp_path / "b")
     shutil.rmtree(no_images / "images_2")
+    shutil.rmtree(no_images / "images")  # without images/ either there is nothing to downscale
     with pytest.raises(DatasetFormatError, match=r"images_2: missing folder"):
         parse(no_images, downscale_factor=2)
 
@@ -410,3 +409,22 @@ def test_nerfstudio_datamanager_batches(scenes: dict[int, Path]) -> None:
     assert eval_batch["image"].shape == (9, 16, 3)
     # The videos are shared between the train and eval datasets, not copied.
     assert datamanager.train_dataset.metadata["scenes"][1] is datamanager.eval_dataset.metadata["scenes"][1]
+
+
+def test_balloon1_without_images_n_is_downscaled_from_images_in_memory() -> None:
+    """Balloon1 ships images/ only (960x540): factor 4 reads it and box-filters each frame to 240x135, as
+    DynamicNeRF's _minify would have written images_4/ (focal / 4); a 4x4 block's mean becomes one pixel."""
+    from PIL import Image
+
+    data = shared_data("nvidia_dynamic/Balloon1")
+    full = parse(data)
+    quarter = parse(data, downscale_factor=4)
+    video = quarter.metadata["scenes"][0]
+    assert video.images.shape == (12, 135, 240, 3)
+    assert int(quarter.cameras.width[0, 0]) == 240 and int(quarter.cameras.height[0, 0]) == 135
+    assert float(quarter.cameras.fx[0, 0]) == pytest.approx(float(full.cameras.fx[0, 0]) / 4, rel=1e-6)
+    with Image.open(data / "images" / "000.png") as image:
+        original = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    block_means = original.reshape(135, 4, 240, 4, 3).mean(axis=(1, 3))
+    assert np.abs(video.images[0].numpy() - block_means).max() <= 1.0 / 255.0 + 1e-6
+    assert video.disparity is not None and video.disparity.shape == (12, 135, 240)
