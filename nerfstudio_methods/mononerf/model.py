@@ -83,9 +83,13 @@ class MonoNeRFModelConfig(ModelConfig):
 
     # --- networks (mlp_static / mlp_dynamic) ---
     hidden_width: int = 256
+    """Width of both MLPs (``d_hidden``)."""
     static_blocks: int = 5
+    """Residual blocks of the static MLP (``mlp_static.n_blocks``)."""
     dynamic_global_blocks: int = 2
+    """Trunk blocks that see the global code (``n_global_blocks``); the velocity reads the trunk after them."""
     dynamic_blocks: int = 3
+    """Residual blocks of the dynamic MLP after the trunk (``mlp_dynamic.n_blocks``)."""
     combine_layer: int = 3
     """Blocks that receive pixel-aligned features."""
     code_channels: int = 256
@@ -104,6 +108,7 @@ class MonoNeRFModelConfig(ModelConfig):
     trajectory_solver: Literal["ode", "ode-adjoint", "euler"] = "ode"
     """torchdiffeq ``odeint`` (the paper's Neural ODE), ``odeint_adjoint``, or the released explicit Euler."""
     ode_method: str = "dopri5"
+    """torchdiffeq method (``ode_solver``); rtol / atol below are the released ODE defaults."""
     ode_rtol: float = 1e-2
     ode_atol: float = 1e-3
     ode_first_step: Optional[float] = 0.5
@@ -118,7 +123,9 @@ class MonoNeRFModelConfig(ModelConfig):
     static_steps: int = 150000
     """Stage 1 (static branch only) lasts this many steps (``N_static_iters``); stage 2 runs until the end."""
     static_loss_mult: float = 1.0
+    """Stage 1: MSE of the static colour on static pixels."""
     full_loss_mult: float = 3.0
+    """Stage 2 weights, in the order of mononerf.md §1's table."""
     dynamic_loss_mult: float = 1.0
     warped_loss_mult: float = 1.0
     flow_loss_mult: float = 0.02
