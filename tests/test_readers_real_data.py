@@ -535,8 +535,11 @@ def test_nvidia_dynamic_real_balloon1() -> None:
         disparity = read_disparity(path, scene.cameras.height, scene.cameras.width)
         assert disparity.shape == (540, 960) and disparity.dtype == np.float32 and np.all(disparity > 0)
     assert read_disparity(scene.disparity_paths[0], 270, 480).shape == (270, 480)
-    with pytest.raises(DatasetFormatError, match=r"images_2: missing folder: images at factor 2"):
-        read_nvidia_dynamic_scene(BALLOON1, factor=2)
+    # No images_2/ here: factor 2 reads images/ and the cameras are at half size (frames downscaled when loaded).
+    half = read_nvidia_dynamic_scene(BALLOON1, factor=2)
+    assert (half.cameras.width, half.cameras.height) == (480, 270)
+    assert half.image_paths == scene.image_paths
+    np.testing.assert_allclose(half.cameras.fx, scene.cameras.fx / 2)
 
 
 def _write_nvidia(folder: Path, frames: int = 3, flow: bool = True, masks: bool = True) -> Path:

@@ -280,9 +280,9 @@ def test_an_interrupted_write_leaves_the_finished_frames_intact(
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while renaming")
 
-    import nerfstudio_methods.streamrf.store as store_module
+    import nerfstudio_methods.atomic as atomic_module
 
-    monkeypatch.setattr(store_module.os, "replace", crash)
+    monkeypatch.setattr(atomic_module.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         store.write_frame(2, delta)
     monkeypatch.undo()
