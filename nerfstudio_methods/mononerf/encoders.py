@@ -204,7 +204,7 @@ def _first_line(error: BaseException) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
-def _load_tensor_file(path: Path, what: str) -> object:
+def load_tensor_file(path: Path, what: str) -> object:
     """``torch.load(weights_only=True)`` with any failure turned into one :class:`DatasetFormatError` line."""
     if not path.is_file():
         raise DatasetFormatError(path, f"{what} not found")
@@ -260,7 +260,7 @@ def load_slowonly_checkpoint(model: SlowOnlyResNet3d50, path: Path) -> None:
     """
     path = Path(path)
     what = "SlowOnly checkpoint"
-    raw = _load_tensor_file(path, what)
+    raw = load_tensor_file(path, what)
     state = raw.get("state_dict", raw) if isinstance(raw, Mapping) else None
     if not isinstance(state, Mapping) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in state.items()
@@ -484,7 +484,7 @@ class ImageEncoder(nn.Module):
             self.network = torchvision.models.resnet18(weights=None)
             path = Path(weights) if weights is not None else resnet18_hub_weights_path()
             if weights is not None or path.is_file():
-                raw = _load_tensor_file(path, "ResNet-18 weights file")
+                raw = load_tensor_file(path, "ResNet-18 weights file")
                 if not isinstance(raw, Mapping):
                     raise DatasetFormatError(path, "ResNet-18 weights file is not a state dict")
                 _check_and_load(self.network, dict(raw), path, "ResNet-18 weights file")

@@ -16,6 +16,8 @@ for the (fractional) frame ``f`` of an ``N``-frame video.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
@@ -192,11 +194,14 @@ class SceneVelocity(nn.Module):
         self.zero_code = False
 
     def bind(self, pooled: Float[Tensor, " p"], num_frames: int, zero_code: bool = False) -> SceneVelocity:
-        """Select the video: its pooled features and frame count (``zero_code``: the released backward-branch bug)."""
-        self.pooled = pooled
-        self.num_frames = num_frames
-        self.zero_code = zero_code
-        return self
+        """This velocity for one video: its pooled features and frame count (``zero_code``: the released
+        backward-branch bug). Returns a new module sharing the field, so that each trajectory keeps its own video:
+        ``odeint_adjoint`` evaluates the velocity again during the backward pass, after other videos were bound."""
+        bound = copy.copy(self)
+        bound.pooled = pooled
+        bound.num_frames = num_frames
+        bound.zero_code = zero_code
+        return bound
 
     def code(self, count: int) -> Float[Tensor, "n c"]:
         assert self.pooled is not None, "SceneVelocity.bind() first"

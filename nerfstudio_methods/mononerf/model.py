@@ -45,7 +45,7 @@ from dataparsers._common import DatasetFormatError
 from dataparsers.dynamic_scene import SceneVideo
 from nerfstudio_methods.mononerf import losses
 from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic
-from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder
+from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder, load_tensor_file
 from nerfstudio_methods.mononerf.field import DynamicField, SceneVelocity, StaticField, network_time
 from nerfstudio_methods.mononerf.projection import induced_flow, project_points, sample_feature_maps
 from nerfstudio_methods.mononerf.trajectory import integrate_trajectory
@@ -250,14 +250,7 @@ class MonoNeRFModel(Model):
     def load_pretrained(self, path: Path) -> None:
         """Initialise encoders and MLPs from another MonoNeRF run's checkpoint (the unseen-scene setup)."""
         path = Path(path)
-        if not path.is_file():
-            raise DatasetFormatError(
-                path, "missing pretrained MonoNeRF checkpoint (--pipeline.model.pretrained-checkpoint)"
-            )
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-            raise DatasetFormatError(path, f"unreadable checkpoint ({type(err).__name__}: {err})") from None
+        loaded = load_tensor_file(path, "pretrained MonoNeRF checkpoint (--pipeline.model.pretrained-checkpoint)")
         state = loaded.get("pipeline", loaded) if isinstance(loaded, dict) else None
         if not isinstance(state, dict):
             raise DatasetFormatError(path, "not a nerfstudio checkpoint (no 'pipeline' state dict)")
@@ -332,6 +325,8 @@ class MonoNeRFModel(Model):
             off += ["depth loss", "depth-blending loss"]
         if video.motion_mask is None:
             off += ["mask loss", "order loss", "static flow loss", "mask flow loss", "static/dynamic ray balance"]
+            if video.disparity is not None:
+                off.append("depth-blending loss")
         return off
 
     # --- stages ----------------------------------------------------------------------------------------------
