@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from dataparsers._common import DatasetFormatError
 from dataparsers.dynamic_scene import SceneVideo
 from nerfstudio_methods.mononerf import losses
-from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic
+from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic, sample_deltas
 from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder, load_tensor_file
 from nerfstudio_methods.mononerf.field import DynamicField, SceneVelocity, StaticField, network_time
 from nerfstudio_methods.mononerf.projection import induced_flow, project_points, sample_feature_maps
@@ -451,8 +451,7 @@ class MonoNeRFModel(Model):
             lower = torch.cat([z[:, :1], middle], dim=-1)
             z = lower + (upper - lower) * torch.rand_like(z)
         points = ndc_origins[:, None, :] + ndc_directions[:, None, :] * z[..., None]  # [r, s, 3]
-        deltas = torch.cat([z[:, 1:] - z[:, :-1], torch.full_like(z[:, :1], 1e10)], dim=-1)
-        deltas = deltas * ndc_directions.norm(dim=-1, keepdim=True)
+        deltas = sample_deltas(z, ndc_directions.norm(dim=-1))
         flat_points = points.reshape(-1, 3)
         ray_frames = continuous_frame(times, count)  # [r]
         frame_index = nearest_frame(times, count)
