@@ -85,6 +85,9 @@ def mononerf_cpu_config() -> TrainerConfig:
             # The released 2-step Euler: 12 velocity evaluations per step against ~80 for dopri5 (5x the step time
             # on 2 CPU cores); --pipeline.model.trajectory-solver ode for the paper's Neural ODE.
             trajectory_solver="euler",
+            # The blending weight waits while the dynamic branch learns colour: without it b collapsed to 0 within
+            # ~20 steps of stage 2 in CPU runs and the dynamic branch never entered the image (README "MonoNeRF").
+            blending_warmup_steps=150,
             eval_num_rays_per_chunk=4096,
         ),
     )

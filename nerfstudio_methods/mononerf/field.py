@@ -184,23 +184,26 @@ class SceneVelocity(nn.Module):
     An ``nn.Module`` holding the dynamic field, so that ``odeint_adjoint`` finds the parameters (the global code is
     recomputed inside from the pooled features, a buffer, rather than captured as a tensor)."""
 
-    def __init__(self, field: DynamicField, velocity_scale: float, use_code: bool = True) -> None:
+    def __init__(self, field: DynamicField, use_code: bool = True) -> None:
         super().__init__()
         self.field = field
         self.use_code = use_code
-        self.velocity_scale = velocity_scale
+        self.velocity_scale = 1.0
         self.pooled: Tensor | None = None
         self.num_frames = 1
         self.zero_code = False
 
-    def bind(self, pooled: Float[Tensor, " p"], num_frames: int, zero_code: bool = False) -> SceneVelocity:
-        """This velocity for one video: its pooled features and frame count (``zero_code``: the released
-        backward-branch bug). Returns a new module sharing the field, so that each trajectory keeps its own video:
+    def bind(
+        self, pooled: Float[Tensor, " p"], num_frames: int, velocity_scale: float = 1.0, zero_code: bool = False
+    ) -> SceneVelocity:
+        """This velocity for one video: its pooled features, the frame count its time uses, the largest displacement
+        per frame (``velocity_scale``) and ``zero_code`` (the released backward-branch bug). Returns a new module sharing the field, so that each trajectory keeps its own video:
         ``odeint_adjoint`` evaluates the velocity again during the backward pass, after other videos were bound."""
         bound = copy.copy(self)
         bound.pooled = pooled
         bound.num_frames = num_frames
         bound.zero_code = zero_code
+        bound.velocity_scale = velocity_scale
         return bound
 
     def code(self, count: int) -> Float[Tensor, "n c"]:

@@ -116,10 +116,16 @@ class MonoNeRFModelConfig(ModelConfig):
     still field and spends ~40 evaluations growing it)."""
     euler_steps: int = 2
     """Euler steps per frame (``discrete_steps``)."""
-    velocity_scale: float = 1.0
-    """NDC displacement per frame at ``tanh = 1``: 1 as the released discrete branch (its ODE branch used 1/N)."""
+    velocity_scale: Optional[float] = None
+    """Largest NDC displacement per frame (``tanh = 1``). None: ``1 / N`` for an ``N``-frame video, as the released
+    ODE branch (the paper's Neural ODE) integrates over ``1 / N``; 1.0 is the released discrete branch, with which the
+    world-space smoothness terms blew up in CPU runs (gradient norms 1e4-3e5 within 15 stage-2 steps)."""
 
     # --- stages and losses (weights: mononerf.md §1 "Losses, stage 2") ---
+    blending_warmup_steps: int = 0
+    """For this many steps after stage 1 the blending weight gets no gradient (it stays at its initial value) while
+    the dynamic branch learns colour and motion. 0 is the released schedule; see the README for why a short run needs
+    it (measured: the untrained dynamic colour makes the full-image loss drive ``b`` to 0 within ~20 steps)."""
     static_steps: int = 150000
     """Stage 1 (static branch only) lasts this many steps (``N_static_iters``); stage 2 runs until the end."""
     static_loss_mult: float = 1.0
@@ -229,7 +235,7 @@ class MonoNeRFModel(Model):
             combine_layer=self.config.combine_layer,
             use_temporal_features=self.config.use_temporal_features,
         )
-        self.velocity = SceneVelocity(self.dynamic_field, self.config.velocity_scale, use_code=self.config.use_features)
+        self.velocity = SceneVelocity(self.dynamic_field, use_code=self.config.use_features)
         self.trained_steps: Tensor
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
         self._features: Dict[int, SceneFeatures] = {}
@@ -390,8 +396,11 @@ class MonoNeRFModel(Model):
                 options=None if config.ode_first_step is None else {"first_step": config.ode_first_step},
             )
 
-        forward = integrate(self.velocity.bind(features.pooled, time_frames), 1.0)
-        backward = integrate(self.velocity.bind(features.pooled, time_frames, config.released_backward_code_bug), -1.0)
+        scale = config.velocity_scale if config.velocity_scale is not None else 1.0 / count
+        forward = integrate(self.velocity.bind(features.pooled, time_frames, scale), 1.0)
+        backward = integrate(
+            self.velocity.bind(features.pooled, time_frames, scale, zero_code=config.released_backward_code_bug), -1.0
+        )
         return forward, backward
 
     def query_dynamic(self, scene: int, points: Float[Tensor, "n 3"], frames: Float[Tensor, "n 1"]) -> DynamicQuery:
@@ -489,6 +498,11 @@ class MonoNeRFModel(Model):
 
         dynamic = self.query_dynamic(scene, flat_points, sample_frames)
         blend = dynamic.blend.reshape(rays, samples)
+        warming_up = (
+            self.training and int(self.trained_steps) < self.config.static_steps + self.config.blending_warmup_steps
+        )
+        if warming_up:
+            blend = blend.detach()  # blending_warmup_steps: no loss moves b yet
         out = composite_dynamic(
             sigma_static=noisy(static_density),
             rgb_static=static_rgb,
@@ -542,8 +556,12 @@ class MonoNeRFModel(Model):
                 "points_forward_forward": warped_forward.forward.reshape(shape),
                 "points_backward_forward": warped_backward.forward.reshape(shape),
                 "points_backward_backward": warped_backward.backward.reshape(shape),
-                "blending_forward": warped_forward.blend.reshape(rays, samples),
-                "blending_backward": warped_backward.blend.reshape(rays, samples),
+                "blending_forward": warped_forward.blend.reshape(rays, samples).detach()
+                if warming_up
+                else warped_forward.blend.reshape(rays, samples),
+                "blending_backward": warped_backward.blend.reshape(rays, samples).detach()
+                if warming_up
+                else warped_backward.blend.reshape(rays, samples),
                 "rgb_dynamic_forward": rendered_forward["rgb"],
                 "rgb_dynamic_backward": rendered_backward["rgb"],
                 "induced_flow_forward": self.flow_to_frame(
