@@ -190,6 +190,8 @@ def effective_settings(config) -> dict[str, Any]:
         "trajectory_solver": model.trajectory_solver,
         "euler_steps": model.euler_steps,
         "learning_rate": config.optimizers["dynamic"]["optimizer"].lr,
+        "velocity_scale": "1/N" if model.velocity_scale is None else model.velocity_scale,
+        "blending_warmup_steps": model.blending_warmup_steps,
     }
 
 
