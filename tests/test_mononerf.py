@@ -483,6 +483,10 @@ def test_unseen_frames_stage_two_draws_only_training_frames(scenes: dict[str, Pa
     only = make_datamanager((scenes["full"],), rays=8, training_frames=3, static_stage_all_frames=False)
     only.static_steps = 4
     assert {int(only.next_train(0)[1]["frame_index"][0]) for _ in range(30)} <= {0, 1, 2}
+    # Without motion masks every pixel is "static": the static stage must not fit the unseen frames' motion.
+    unmasked = make_datamanager((scenes["no_motion_masks"],), rays=8, training_frames=3)
+    unmasked.static_steps = 4
+    assert {int(unmasked.next_train(0)[1]["frame_index"][0]) for _ in range(30)} <= {0, 1, 2}
 
 
 # ------------------------------------------------------------------------------------------------ rendering

@@ -9,7 +9,7 @@ nerfstudio's (``ns-eval`` and ``ns-render dataset`` read the eval split's images
 
 Frames: with the unseen-frames setup only the first ``supervised_frames`` frames of a video are training frames.
 The static stage (the first ``static_steps`` steps, told by the pipeline) may use every frame, as the released code
-does (``static_stage_all_frames``).
+does (``static_stage_all_frames``), but only the static pixels of a scene with motion masks.
 
 A training batch holds, per ray: ``image`` (RGB), ``pixel_uv`` (the pixel centre, x + 0.5 and y + 0.5),
 ``frame_index``, ``scene_index``, ``is_dynamic`` (motion mask; False without masks), ``disparity``,
@@ -43,7 +43,8 @@ class MonoNeRFDataManagerConfig(VanillaDataManagerConfig):
     dynamic_ray_fraction: float = 0.5
     """At most this fraction of a scene's rays lies on moving pixels (the rest on static ones)."""
     static_stage_all_frames: bool = True
-    """The static stage also trains on frames after ``--training-frames`` (released unseen-frames script)."""
+    """The static stage also trains on the static pixels of frames after ``--training-frames`` (released unseen-frames
+    script); scenes without motion masks keep to the training frames."""
 
 
 def _frame_choice(video: SceneVideo, all_frames: bool, generator: Optional[torch.Generator]) -> int:
@@ -104,7 +105,10 @@ class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
         bundles, batches = [], []
         static_stage = step < self.static_steps
         for scene, (video, arrays) in enumerate(zip(self.scenes, self.videos)):
-            frame = _frame_choice(video, static_stage and self.config.static_stage_all_frames, None)
+            # Without motion masks every pixel counts as static, so the static stage would fit the unseen frames'
+            # moving content too: then it keeps to the training frames.
+            all_frames = static_stage and self.config.static_stage_all_frames and video.motion_mask is not None
+            frame = _frame_choice(video, all_frames, None)
             bundle, batch = self.rays_of_frame(scene, video, arrays, frame, self.split[scene])
             bundles.append(bundle)
             batches.append(batch)
