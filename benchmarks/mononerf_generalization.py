@@ -42,16 +42,17 @@ import gc
 import json
 import math
 import os
-import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import atomic_write, seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BALLOON1 = REPO.parent / "shared" / "data" / "nvidia_dynamic" / "Balloon1"
@@ -75,24 +76,6 @@ PAPER_SETTINGS = {
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def psnr_of(squared_error_sum: float, count: int) -> Optional[float]:

@@ -30,15 +30,16 @@ import argparse
 import functools
 import json
 import os
-import random
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import atomic_write, seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -58,24 +59,6 @@ VARIANTS = {
     "soft-mining-hard": "soft mining with alpha 0 (hard mining: Langevin sampling, no loss re-weighting)",
     "soft-mining-released": "soft mining as the released code: integer pixels, no target gradient, warm-up 1000*alpha",
 }
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 RELEASED_SCALE = {"lego": (4100, 800), "fern": (4097, 756)}
