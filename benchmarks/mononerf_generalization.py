@@ -121,7 +121,6 @@ def make_config(
     eval_split: str = "auto",
     pretrained: Optional[Path] = None,
     mask_flow_loss_mult: Optional[float] = None,
-    static_stage_all_frames: bool = True,
 ):
     from dataparsers.dynamic_scene import DynamicSceneDataParserConfig
     from nerfstudio_methods.mononerf.config import mononerf_config, mononerf_cpu_config
@@ -132,7 +131,6 @@ def make_config(
     datamanager = config.pipeline.datamanager
     assert isinstance(datamanager, MonoNeRFDataManagerConfig)
     datamanager.data = data
-    datamanager.static_stage_all_frames = static_stage_all_frames
     dataparser = datamanager.dataparser
     assert isinstance(dataparser, DynamicSceneDataParserConfig)
     dataparser.data = data
@@ -558,8 +556,8 @@ class Benchmark:
         args = self.args
         section = self.results.setdefault("2_unseen_frames", {})
         for name, path, factor, has_masks in scenes:
-            # Without motion masks every pixel counts as static, so the released "static stage on every frame" would
-            # fit the held-out frames themselves: train the static stage on the training frames only there.
+            # The data manager's static stage uses every frame only for scenes with motion masks (without them every
+            # pixel counts as static, and it would fit the held-out frames themselves).
             all_frames = has_masks
             section[name] = {
                 "data": str(path),
@@ -580,7 +578,6 @@ class Benchmark:
                     training_frames=args.training_frames,
                     eval_split="unseen-frames",
                     mask_flow_loss_mult=0.01,
-                    static_stage_all_frames=all_frames,
                 )
                 run = Run(f"2:{name}:{variant}", config, args)
                 all_views = held_out_views(run.pipeline, args.motion_threshold)

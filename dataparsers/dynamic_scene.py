@@ -21,7 +21,7 @@ is normalised on its own, as MonoNeRF loads every scene separately.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type
 
@@ -118,6 +118,15 @@ class SceneVideo:
 
     def __deepcopy__(self, memo: dict) -> SceneVideo:
         return self
+
+    def to(self, device: torch.device | str) -> SceneVideo:
+        """A copy with every tensor (and the cameras) on ``device``; absent parts stay None."""
+        moved = {
+            item.name: getattr(self, item.name).to(device)
+            for item in fields(self)
+            if isinstance(getattr(self, item.name), (Tensor, Cameras))
+        }
+        return replace(self, **moved)
 
 
 @dataclass

@@ -311,7 +311,7 @@ def test_stage_two_terms_carry_the_brief_weights(scenes: dict[str, Path]) -> Non
     random_velocity_head(model)  # motion, so that the flow-based terms are not zero
     datamanager = make_datamanager((scenes["full"],), rays=32)
     torch.manual_seed(2)
-    bundle, batch = datamanager.rays_of_frame(0, model.scenes[0], datamanager.videos[0], 2, 32)
+    bundle, batch = datamanager.rays_of_frame(0, datamanager.videos[0], 2, 32)
     model.train()
     outputs = model(bundle)
     base = model.get_loss_dict(outputs, batch)
@@ -536,7 +536,7 @@ def test_warped_and_flow_terms_use_only_rays_whose_frame_has_the_neighbour(
     model.train()
     for frame in (0, 1, last):
         torch.manual_seed(frame)
-        bundle, batch = datamanager.rays_of_frame(0, model.scenes[0], datamanager.videos[0], frame, 16)
+        bundle, batch = datamanager.rays_of_frame(0, datamanager.videos[0], frame, 16)
         if frame == last and training_frames:
             assert float(batch["flow_forward_mask"].sum()) > 0  # the data has the flow; the model must not use it
         outputs = model(bundle)
@@ -556,10 +556,7 @@ def test_released_warped_frame_bug_decides_by_the_last_scene(scenes: dict[str, P
     neighbour exists for every ray, so scene 0's forward warped colour counts; without it, it does not."""
     paths = (scenes["full"], scenes["second"])
     datamanager = make_datamanager(paths, rays=16)
-    parts = [
-        datamanager.rays_of_frame(s, datamanager.scenes[s], datamanager.videos[s], frame, 8)
-        for s, frame in ((0, FRAMES - 1), (1, 1))
-    ]
+    parts = [datamanager.rays_of_frame(s, datamanager.videos[s], frame, 8) for s, frame in ((0, FRAMES - 1), (1, 1))]
     from nerfstudio_methods.rays import cat_ray_bundles
 
     bundle = cat_ray_bundles([part[0] for part in parts])

@@ -47,18 +47,18 @@ class MonoNeRFDataManagerConfig(VanillaDataManagerConfig):
     script); scenes without motion masks keep to the training frames."""
 
 
-def _frame_choice(video: SceneVideo, all_frames: bool, generator: Optional[torch.Generator]) -> int:
+def _frame_choice(video: SceneVideo, all_frames: bool) -> int:
     count = video.num_frames if all_frames else video.supervised_frames
-    return int(torch.randint(count, (1,), generator=generator))
+    return int(torch.randint(count, (1,)))
 
 
-def _pick(pool: Tensor, count: int, generator: Optional[torch.Generator]) -> Tensor:
+def _pick(pool: Tensor, count: int) -> Tensor:
     """``count`` entries of ``pool`` drawn uniformly (without replacement when the pool is large enough)."""
     if count <= 0 or pool.numel() == 0:
         return pool[:0]
     if pool.numel() >= count:
-        return pool[torch.randperm(pool.numel(), generator=generator, device="cpu")[:count].to(pool.device)]
-    return pool[torch.randint(pool.numel(), (count,), generator=generator, device="cpu").to(pool.device)]
+        return pool[torch.randperm(pool.numel(), device="cpu")[:count].to(pool.device)]
+    return pool[torch.randint(pool.numel(), (count,), device="cpu").to(pool.device)]
 
 
 class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
@@ -76,26 +76,12 @@ class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
 
     def setup_train(self) -> None:
         """Keep the videos on the training device; no image loader or pixel sampler is needed."""
-        self.videos = [self._video_on_device(video) for video in self.scenes]
+        self.videos = [video.to(self.device) for video in self.scenes]
         self.split = rays_per_scene(self.config.train_num_rays_per_batch, len(self.videos))
         CONSOLE.print(
             f"MonoNeRF: {len(self.videos)} scene(s), {self.split} rays per step from one frame of each"
             f" (<= {self.config.dynamic_ray_fraction:.0%} on moving pixels)"
         )
-
-    def _video_on_device(self, video: SceneVideo) -> Dict[str, Optional[Tensor]]:
-        def move(value: Optional[Tensor]) -> Optional[Tensor]:
-            return None if value is None else value.to(self.device)
-
-        return {
-            "images": move(video.images),
-            "disparity": move(video.disparity),
-            "motion_mask": move(video.motion_mask),
-            "flow_forward": move(video.flow_forward),
-            "flow_forward_mask": move(video.flow_forward_mask),
-            "flow_backward": move(video.flow_backward),
-            "flow_backward_mask": move(video.flow_backward_mask),
-        }
 
     def get_train_rays_per_batch(self) -> int:
         return self.config.train_num_rays_per_batch
@@ -104,27 +90,27 @@ class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
         self.train_count += 1
         bundles, batches = [], []
         static_stage = step < self.static_steps
-        for scene, (video, arrays) in enumerate(zip(self.scenes, self.videos)):
+        for scene, video in enumerate(self.videos):
             # Without motion masks every pixel counts as static, so the static stage would fit the unseen frames'
             # moving content too: then it keeps to the training frames.
             all_frames = static_stage and self.config.static_stage_all_frames and video.motion_mask is not None
-            frame = _frame_choice(video, all_frames, None)
-            bundle, batch = self.rays_of_frame(scene, video, arrays, frame, self.split[scene])
+            frame = _frame_choice(video, all_frames)
+            bundle, batch = self.rays_of_frame(scene, video, frame, self.split[scene])
             bundles.append(bundle)
             batches.append(batch)
         merged = {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
         return cat_ray_bundles(bundles), merged
 
     def rays_of_frame(
-        self, scene: int, video: SceneVideo, arrays: Dict[str, Optional[Tensor]], frame: int, count: int
+        self, scene: int, video: SceneVideo, frame: int, count: int
     ) -> Tuple[RayBundle, Dict[str, Tensor]]:
-        """``count`` rays of ``frame``: static and moving pixels by the motion mask, with every per-pixel target."""
-        images = arrays["images"]
-        assert images is not None
+        """``count`` rays of ``frame`` of ``video`` (on the training device): static and moving pixels by the motion
+        mask, with every per-pixel target."""
+        images = video.images
         height, width = images.shape[1:3]
-        motion = arrays["motion_mask"]
+        motion = video.motion_mask
         if motion is None:
-            pixels = _pick(torch.arange(height * width, device=images.device), count, None)
+            pixels = _pick(torch.arange(height * width, device=images.device), count)
         else:
             moving = motion[frame].reshape(-1)
             dynamic_pool = torch.nonzero(moving)[:, 0]
@@ -132,16 +118,15 @@ class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
             num_dynamic = min(int(count * self.config.dynamic_ray_fraction), dynamic_pool.numel())
             if static_pool.numel() == 0:
                 num_dynamic = count
-            pixels = torch.cat([_pick(static_pool, count - num_dynamic, None), _pick(dynamic_pool, num_dynamic, None)])
+            pixels = torch.cat([_pick(static_pool, count - num_dynamic), _pick(dynamic_pool, num_dynamic)])
         rows, columns = pixels // width, pixels % width
         coords = torch.stack([rows, columns], dim=-1).float() + 0.5
-        cameras = video.cameras.to(self.device)
         frames = torch.full((pixels.numel(), 1), frame, dtype=torch.long, device=self.device)
-        bundle = cameras.generate_rays(camera_indices=frames, coords=coords)
+        bundle = video.cameras.generate_rays(camera_indices=frames, coords=coords)
         ones = torch.ones(pixels.numel(), dtype=torch.bool, device=self.device)
 
         def per_pixel(key: str, channels: int) -> Tensor:
-            value = arrays[key]
+            value: Optional[Tensor] = getattr(video, key)
             if value is None:
                 return torch.zeros((pixels.numel(), channels), device=self.device).squeeze(-1)
             return value[frame].reshape(height * width, -1)[pixels].float().squeeze(-1)
@@ -154,11 +139,11 @@ class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
             "is_dynamic": per_pixel("motion_mask", 1).bool(),
             "has_motion_mask": ones & (motion is not None),
             "disparity": per_pixel("disparity", 1),
-            "has_disparity": ones & (arrays["disparity"] is not None),
+            "has_disparity": ones & (video.disparity is not None),
             "flow_forward": per_pixel("flow_forward", 2),
             "flow_forward_mask": per_pixel("flow_forward_mask", 1),
             "flow_backward": per_pixel("flow_backward", 2),
             "flow_backward_mask": per_pixel("flow_backward_mask", 1),
-            "has_flow": ones & (arrays["flow_forward"] is not None),
+            "has_flow": ones & (video.flow_forward is not None),
         }
         return bundle, batch

@@ -190,6 +190,10 @@ class SceneFeatures:
     def num_frames(self) -> int:
         return self.video.shape[0]
 
+    def cameras_of(self, frames: Int[Tensor, " n"]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Pose and intrinsics of each entry's frame: the camera arguments of ``project_points`` / ``induced_flow``."""
+        return self.camera_to_world[frames], self.fx[frames], self.fy[frames], self.cx[frames], self.cy[frames]
+
 
 @dataclass
 class DynamicQuery:
@@ -363,14 +367,7 @@ class MonoNeRFModel(Model):
         if not self.config.use_features:
             return maps.new_zeros((points.shape[0], maps.shape[1]))
         world = ndc_to_world(points, features.ndc_coeffs)
-        uv, _ = project_points(
-            world,
-            features.camera_to_world[frames],
-            features.fx[frames],
-            features.fy[frames],
-            features.cx[frames],
-            features.cy[frames],
-        )
+        uv, _ = project_points(world, *features.cameras_of(frames))
         return sample_feature_maps(maps, frames, uv, (features.width, features.height))
 
     def trajectories(
@@ -536,14 +533,7 @@ class MonoNeRFModel(Model):
         rendered_backward = composite(noisy(warped_backward.density), warped_backward.rgb.reshape(shape), deltas, z)
         weights_dynamic = out["weights_dynamic"]
         # The ray's own pixel in its frame: a point on the ray projected by that frame's camera.
-        own_pixel, _ = project_points(
-            origins + directions,
-            features.camera_to_world[frame_index],
-            features.fx[frame_index],
-            features.fy[frame_index],
-            features.cx[frame_index],
-            features.cy[frame_index],
-        )
+        own_pixel, _ = project_points(origins + directions, *features.cameras_of(frame_index))
         outputs.update(
             {
                 "weights_dynamic": weights_dynamic,
@@ -588,11 +578,7 @@ class MonoNeRFModel(Model):
             advected,
             weights,
             features.ndc_coeffs,
-            features.camera_to_world[frames],
-            features.fx[frames],
-            features.fy[frames],
-            features.cx[frames],
-            features.cy[frames],
+            *features.cameras_of(frames),
             pixel_uv,
         )
 
