@@ -348,11 +348,14 @@ def test_srn_fixture_malformed_files(tmp_path: Path, poses: dict[str, str], intr
 def test_srn_fixture_layout_errors(tmp_path: Path) -> None:
     mismatch = _write_srn(tmp_path / "count", {"000000": POSE_ONE_LINE, "000001": POSE_ONE_LINE}, INTRINSICS_512)
     (mismatch / "pose" / "000001.txt").unlink()
-    with pytest.raises(DatasetFormatError, match="has 1 pose files but rgb/ has 2 images"):
+    with pytest.raises(DatasetFormatError, match=r"pose/000001\.txt: missing pose file for image rgb/000001\.png"):
         read_srn_instance(mismatch)
     renamed = _write_srn(tmp_path / "names", {"000000": POSE_ONE_LINE}, INTRINSICS_512)
     (renamed / "pose" / "000000.txt").rename(renamed / "pose" / "000007.txt")
-    with pytest.raises(DatasetFormatError, match=r"000007\.txt: does not match image 000000\.png"):
+    with pytest.raises(DatasetFormatError, match=r"pose/000000\.txt: missing pose file for image rgb/000000\.png"):
+        read_srn_instance(renamed)
+    (renamed / "pose" / "000000.txt").write_text(POSE_ONE_LINE)
+    with pytest.raises(DatasetFormatError, match=r"pose: has 2 pose files but rgb/ has 1 images \(000007\.txt has no"):
         read_srn_instance(renamed)
     no_intrinsics = _write_srn(tmp_path / "intr", {"000000": POSE_ONE_LINE}, INTRINSICS_512)
     (no_intrinsics / "intrinsics.txt").unlink()
