@@ -8,6 +8,9 @@ built outside the dataset (the viewer, ``ns-render`` camera paths) carry none: t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from jaxtyping import Int
 from nerfstudio.cameras.rays import RayBundle
@@ -43,3 +46,88 @@ def scene_range_of_rank(num_scenes: int, world_size: int, rank: int) -> range:
     base, extra = divmod(num_scenes, world_size)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
+
+
+# --- scenes spread over processes (torch.distributed) ---------------------------------------------------------
+
+
+def process_rank_and_count() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 outside a ``torch.distributed`` run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def broadcast_from_first_process(tensors: Sequence[Tensor]) -> None:
+    """Give every process rank 0's values of these tensors (shared weights start equal on every rank)."""
+    import torch.distributed as dist
+
+    if process_rank_and_count()[1] == 1:
+        return
+    with torch.no_grad():
+        for tensor in tensors:
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients_before_step(optimizer: torch.optim.Optimizer) -> None:
+    """Before each ``optimizer.step()``, replace its parameters' gradients by their mean over the processes.
+
+    For weights every process trains (an autoencoder shared by all scenes) while each process sees other scenes:
+    the step then uses the gradient of the whole batch, and the weights stay bit-identical on every rank. All ranks
+    must step this optimizer at the same steps with gradients on the same parameters, as DDP requires."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    world_size = process_rank_and_count()[1]
+    if world_size == 1:
+        return
+
+    def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= world_size
+        for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(averaged)
+
+    optimizer.register_step_pre_hook(hook)
+
+
+def share_scene_state(per_scene: Sequence[Sequence[Tensor]], owned: range) -> None:
+    """Make every process hold every scene's tensors as trained by the process that owns it.
+
+    ``per_scene[s]`` are scene ``s``'s tensors (views into per-scene counters work too); each process contributes
+    its owned scenes and zeros elsewhere, and the sum over processes is the result (one all-reduce). Used before
+    rank 0 writes a checkpoint or evaluates."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    if process_rank_and_count()[1] == 1:
+        return
+    with torch.no_grad():
+        tensors = [t for scene in per_scene for t in scene]
+        masked = [
+            t.detach().clone() if index in owned else torch.zeros_like(t)
+            for index, scene in enumerate(per_scene)
+            for t in scene
+        ]
+        flat = _flatten_dense_tensors(masked)
+        dist.all_reduce(flat)
+        for tensor, value in zip(tensors, _unflatten_dense_tensors(flat, masked)):
+            tensor.data.copy_(value)
+
+
+def combine_rank_bits(bits: Tensor) -> None:
+    """Per-scene bit masks in which each process sets only its own bit (``1 << rank``): OR them over processes."""
+    import torch.distributed as dist
+
+    rank, world_size = process_rank_and_count()
+    if world_size == 1:
+        return
+    own = bits & (1 << rank)
+    dist.all_reduce(own)  # a sum of distinct bits is their OR
+    bits.copy_(own)

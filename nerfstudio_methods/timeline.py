@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -64,66 +63,11 @@ def per_frame_means(
 def evaluate_per_frame(
     pipeline: Any, output_path: Optional[Path] = None, get_std: bool = False, group_key: Optional[str] = None
 ) -> dict[str, float]:
-    """``ns-eval`` for a video method: every evaluation image rendered once, the mean (and std) of each metric, the
-    per-frame means (:func:`per_frame_means`) and the number of frames.
+    """``ns-eval`` for a video method: :func:`~nerfstudio_methods.evaluation.evaluate_eval_images` with the eval
+    dataset's ``metadata["frame_index"]`` giving each image's frame (per-frame means and ``num_frames`` added)."""
+    from nerfstudio_methods.evaluation import evaluate_eval_images
 
-    The eval dataset's ``metadata["frame_index"]`` gives each image's frame. With ``group_key`` (e.g.
-    ``"scene_index"`` in a multi-scene run) the per-frame means are also reported per group as
-    ``{group}{g:02d}_{metric}_frame_XXXX`` and the group means as ``{metric}_{group}{g:02d}``. Rendered images go to
-    ``output_path`` when given, named by group, frame and (with ``metadata["camera_index"]``) camera."""
-    import torchvision.utils as vutils
-
-    from nerfstudio_methods import compat
-
-    pipeline.eval()
-    dataset = pipeline.datamanager.eval_dataset
-    frame_index = dataset.metadata["frame_index"]
-    groups_of_images = dataset.metadata.get(group_key) if group_key else None
-    cameras_of_images = dataset.metadata.get("camera_index")
-    per_image: list[dict[str, float]] = []
-    frames: list[int] = []
-    groups: list[int] = []
-    if output_path is not None:
-        output_path.mkdir(parents=True, exist_ok=True)
-    for position, (camera, batch) in enumerate(pipeline.datamanager.fixed_indices_eval_dataloader):
-        started = time.perf_counter()
-        outputs = pipeline.model.get_outputs_for_camera(camera=camera)
-        metrics, images = pipeline.model.get_image_metrics_and_images(outputs, batch)
-        seconds = max(time.perf_counter() - started, 1e-9)
-        metrics["num_rays_per_sec"] = float(camera.height * camera.width) / seconds
-        metrics["fps"] = 1.0 / seconds
-        image_index = int(batch["image_idx"]) if "image_idx" in batch else position
-        frame = int(frame_index[image_index])
-        group = int(groups_of_images[image_index]) if groups_of_images is not None else 0
-        frames.append(frame)
-        groups.append(group)
-        per_image.append(metrics)
-        if output_path is not None:
-            name = f"{group_key}{group:02d}_" if groups_of_images is not None else ""
-            name += f"frame{frame:04d}"
-            if cameras_of_images is not None:
-                name += f"_cam{int(cameras_of_images[image_index]):02d}"
-            for key, image in images.items():
-                vutils.save_image(image.permute(2, 0, 1).cpu(), output_path / f"eval_{key}_{name}.png")
-    pipeline.train()
-    result: dict[str, float] = {}
-    for key in per_image[0]:
-        values = torch.tensor([metrics[key] for metrics in per_image], dtype=torch.float64)
-        result[key] = float(values.mean())
-        if get_std:
-            result[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
-    result.update(per_frame_means(per_image, frames))
-    if groups_of_images is not None and len(set(groups)) > 1:
-        for group in sorted(set(groups)):
-            members = [i for i, g in enumerate(groups) if g == group]
-            chosen = [per_image[i] for i in members]
-            result.update(per_frame_means(chosen, [frames[i] for i in members], prefix=f"{group_key}{group:02d}_"))
-            for key in METRIC_KEYS:
-                values = [m[key] for m in chosen if key in m and math.isfinite(m[key])]
-                if values:
-                    result[f"{key}_{group_key}{group:02d}"] = float(sum(values) / len(values))
-    result["num_frames"] = float(len(set(frames)))
-    return compat.drop_nan_lpips(result)
+    return evaluate_eval_images(pipeline, output_path, get_std, group_key=group_key, frame_key="frame_index")
 
 
 def write_camera_path_across_time(path: Path, cameras: Any, fps: float) -> None:

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from dataparsers._common import DatasetFormatError
+from nerfstudio_methods.checkpoints import load_state_strictly, load_tensor_file
 
 VideoEncoderKind = Literal["slowonly-r50", "small"]
 ImageEncoderKind = Literal["resnet18", "small"]
@@ -199,56 +200,6 @@ class SlowOnlyResNet3d50(nn.Module):
         return outputs
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
-
-
-def load_tensor_file(path: Path, what: str) -> object:
-    """``torch.load(weights_only=True)`` with any failure turned into one :class:`DatasetFormatError` line."""
-    if not path.is_file():
-        raise DatasetFormatError(path, f"{what} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every torch.load failure becomes one clear line naming the file
-        message = _first_line(error)
-        if "weights only" in str(error).lower() or "weights_only" in str(error).lower():
-            raise DatasetFormatError(
-                path,
-                f"{what} holds objects other than tensors and plain containers, so it is not loaded "
-                f"(torch.load weights_only=True: {message}). If you trust the file, re-save just its state dict: "
-                "torch.save(torch.load(src, weights_only=False)['state_dict'], dst)",
-            ) from None
-        raise DatasetFormatError(path, f"unreadable or truncated {what} ({type(error).__name__}: {message})") from None
-
-
-def _check_and_load(model: nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
-    """Strict load with missing / unexpected / mis-shaped keys reported in one line naming the file."""
-    if not all(isinstance(key, str) and isinstance(value, Tensor) for key, value in state.items()):
-        raise DatasetFormatError(path, f"{what} is not a state dict (a mapping of names to tensors)")
-    expected = model.state_dict()
-    state = dict(state)
-    for key, value in expected.items():
-        # Checkpoints saved before PyTorch 0.4.1 have no BN step counters; it is unused here (momentum is fixed).
-        if key.endswith(".num_batches_tracked") and key not in state:
-            state[key] = value.clone()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong = [
-        f"{key} {tuple(state[key].shape)} (model {tuple(expected[key].shape)})"
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    problems = []
-    for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
-        if names:
-            shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise DatasetFormatError(path, f"{what} does not match the model: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
-
-
 def load_slowonly_checkpoint(model: SlowOnlyResNet3d50, path: Path) -> None:
     """Load the mmaction2 Kinetics-400 SlowOnly R50 checkpoint (mononerf.md §4) into ``model``, strictly.
 
@@ -271,7 +222,7 @@ def load_slowonly_checkpoint(model: SlowOnlyResNet3d50, path: Path) -> None:
         if key.startswith("cls_head."):
             continue
         backbone[key.removeprefix("backbone.")] = value
-    _check_and_load(model, backbone, path, what)
+    load_state_strictly(model, backbone, path, what)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -487,7 +438,7 @@ class ImageEncoder(nn.Module):
                 raw = load_tensor_file(path, "ResNet-18 weights file")
                 if not isinstance(raw, Mapping):
                     raise DatasetFormatError(path, "ResNet-18 weights file is not a state dict")
-                _check_and_load(self.network, dict(raw), path, "ResNet-18 weights file")
+                load_state_strictly(self.network, dict(raw), path, "ResNet-18 weights file")
                 self.pretrained = True
             else:
                 _say_once(

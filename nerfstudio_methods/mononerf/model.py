@@ -43,9 +43,10 @@ from torch import Tensor, nn
 
 from dataparsers._common import DatasetFormatError
 from dataparsers.dynamic_scene import SceneVideo
+from nerfstudio_methods.checkpoints import load_tensor_file
 from nerfstudio_methods.mononerf import losses
 from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic, sample_deltas
-from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder, load_tensor_file
+from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder
 from nerfstudio_methods.mononerf.field import DynamicField, SceneVelocity, StaticField, network_time
 from nerfstudio_methods.mononerf.projection import induced_flow, project_points, sample_feature_maps
 from nerfstudio_methods.mononerf.trajectory import integrate_trajectory

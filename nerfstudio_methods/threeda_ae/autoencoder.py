@@ -1,0 +1,177 @@
+"""The image autoencoder (diffusers' ``AutoencoderKL``) and the latent normaliser.
+
+3Da-AE fine-tunes Stable Diffusion 1.5's VAE (3da-ae.md §1.2), which it fetched from a hub id that no longer exists
+(``runwayml/stable-diffusion-v1-5``). Here the weights come from the user: ``--pipeline.model.autoencoder.pretrained``
+takes a diffusers folder (``config.json`` and weights, or a whole pipeline folder with ``vae/``) or one SD-1.x VAE
+file (``.safetensors`` / ``.ckpt``, in diffusers' or the original LDM key names). Nothing is downloaded. Without
+weights the autoencoder is built from ``block_out_channels`` & co. with random weights and first trained as a
+plain autoencoder (3da-ae.md §4); the log says which of the two happened, once.
+
+Latents are the encoder's raw ``z`` (not scaled by 0.18215) and are normalised by ``n(z) = tanh(s z)`` with
+``s = 0.02`` for SD's VAE (3da-ae.md §1.1, ``WindowNormalizer`` type ``Tanh``); its inverse clips to
+``[-1 + 1e-4, 1 - 1e-4]`` before ``atanh``. For an autoencoder trained here, ``s`` is measured from its latents
+so that ``n(z)`` has the standard deviation ``latent_target_std``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import torch
+from jaxtyping import Float
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor, nn
+
+from dataparsers._common import DatasetFormatError
+from nerfstudio_methods.checkpoints import load_state_strictly, load_tensor_file
+
+SD_VAE_BLOCK_OUT_CHANNELS = (128, 256, 512, 512)
+"""Stable Diffusion 1.x's VAE (its ``vae/config.json``; 83.65 M parameters, 3da-ae.md §1.2)."""
+SD_TANH_SCALE = 0.02
+"""``tanh_scale`` of 3Da-AE's ``configs/train_default.yaml`` for SD latents (3da-ae.md §1.1)."""
+CLIP = 1e-4
+
+
+@dataclass
+class AutoencoderConfig:
+    """Architecture and weights of the autoencoder (defaults: SD 1.x's VAE)."""
+
+    pretrained: Optional[Path] = None
+    """A diffusers folder or an SD-1.x VAE ``.safetensors``/``.ckpt`` file; None trains one from scratch."""
+    block_out_channels: Tuple[int, ...] = SD_VAE_BLOCK_OUT_CHANNELS
+    """Channels per resolution level; the image shrinks by ``2 ** (len - 1)`` (8 for SD's VAE)."""
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+    tanh_scale: Optional[float] = None
+    """``s`` of ``tanh(s z)``; None: 0.02 with pretrained SD weights, measured from the latents otherwise."""
+    latent_target_std: float = 0.3
+    """Standard deviation of ``tanh(s z)`` that the measured ``s`` aims at (3da-ae.md §4 suggests 0.3-0.5)."""
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    def diffusers_config(self) -> dict[str, Any]:
+        levels = len(self.block_out_channels)
+        return {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D",) * levels,
+            "up_block_types": ("UpDecoderBlock2D",) * levels,
+            "block_out_channels": tuple(self.block_out_channels),
+            "layers_per_block": self.layers_per_block,
+            "act_fn": "silu",
+            "latent_channels": self.latent_channels,
+            "norm_num_groups": self.norm_num_groups,
+            "sample_size": 512,
+        }
+
+
+def _load_diffusers_folder(folder: Path) -> nn.Module:
+    from diffusers import AutoencoderKL
+
+    subfolder = "vae" if (folder / "vae" / "config.json").is_file() else None
+    config_file = folder / (subfolder or ".") / "config.json"
+    if not config_file.is_file():
+        raise DatasetFormatError(folder, "is not a diffusers autoencoder folder (no config.json, nor vae/config.json)")
+    try:
+        return AutoencoderKL.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 - one line naming the folder, whatever diffusers raises
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise DatasetFormatError(folder, f"cannot load the autoencoder ({type(error).__name__}: {message})") from None
+
+
+def _read_weight_file(path: Path) -> dict[str, Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as error:  # noqa: BLE001
+            message = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            raise DatasetFormatError(path, f"unreadable or truncated safetensors file ({message})") from None
+    raw = load_tensor_file(path, "autoencoder weights")
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]
+    if not isinstance(raw, dict):
+        raise DatasetFormatError(path, "autoencoder weights are not a state dict")
+    return raw
+
+
+def _load_weight_file(path: Path, config: AutoencoderConfig) -> nn.Module:
+    from diffusers import AutoencoderKL
+
+    state = _read_weight_file(path)
+    model = AutoencoderKL(**config.diffusers_config())
+    if not any(key.startswith(("encoder.down_blocks", "decoder.up_blocks")) for key in state):
+        # The original LDM names (encoder.down.0.block.0...), bare or under first_stage_model. (a whole SD file).
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        try:
+            state = convert_ldm_vae_checkpoint(state, dict(model.config))
+        except Exception as error:  # noqa: BLE001
+            raise DatasetFormatError(
+                path, f"neither diffusers nor LDM autoencoder key names ({type(error).__name__}: {error})"
+            ) from None
+    load_state_strictly(model, state, path, "autoencoder weights")
+    return model
+
+
+def build_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, bool]:
+    """The autoencoder and whether it has pretrained weights. Logs once which one it is."""
+    from diffusers import AutoencoderKL
+
+    if config.pretrained is None:
+        model = AutoencoderKL(**config.diffusers_config())
+        count = sum(p.numel() for p in model.parameters()) / 1e6
+        CONSOLE.print(
+            f"3Da-AE: no pretrained autoencoder given (--pipeline.model.autoencoder.pretrained): training one from "
+            f"scratch ({count:.2f} M parameters, block_out_channels {tuple(config.block_out_channels)})"
+        )
+        return model, False
+    path = Path(config.pretrained)
+    if path.is_dir():
+        model = _load_diffusers_folder(path)
+    elif path.is_file():
+        model = _load_weight_file(path, config)
+    else:
+        raise DatasetFormatError(path, "pretrained autoencoder not found (a diffusers folder or a VAE weights file)")
+    CONSOLE.print(f"3Da-AE: pretrained autoencoder loaded from {path}")
+    return model, True
+
+
+def autoencoder_downscale(model: nn.Module) -> int:
+    """How much the encoder shrinks an image (8 for SD's VAE)."""
+    return 2 ** (len(model.config.block_out_channels) - 1)  # type: ignore[attr-defined]
+
+
+class TanhNormaliser(nn.Module):
+    """``n(z) = tanh(s z)`` and its clipped inverse; ``s`` is a buffer so checkpoints carry it (module doc)."""
+
+    scale: Tensor
+
+    def __init__(self, scale: float = SD_TANH_SCALE) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, latents: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
+        return torch.tanh(self.scale * latents)
+
+    def inverse(self, normalised: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
+        return torch.atanh(normalised.clamp(-1 + CLIP, 1 - CLIP)) / self.scale
+
+    @staticmethod
+    def scale_for(latents: Tensor, target_std: float) -> float:
+        """The ``s`` for which ``tanh(s z)`` of these latents has standard deviation ``target_std`` (bisection)."""
+        flat = latents.detach().double().reshape(-1)
+        low, high = 1e-6, 1e3
+        for _ in range(80):
+            middle = (low * high) ** 0.5
+            if torch.tanh(middle * flat).std() < target_std:
+                low = middle
+            else:
+                high = middle
+        return float((low * high) ** 0.5)
