@@ -1,0 +1,369 @@
+"""3Da-AE at growing scene counts: per-scene time and memory of latent vs RGB tri-planes, and the 3D-aware latent
+space against the from-scratch one (../shared/papers/3da-ae.md; the paper: -86% time, -44% memory per scene at
+1000 scenes).
+
+On generated SRN-layout scenes (one procedural category, ``nerfstudio_methods.scenegen`` ``srn`` format):
+
+1. Stage 1 (``3da-ae``) on ``--stage-one-scenes`` scenes, in two parts: the autoencoder trained from scratch
+   (phase ``autoencoder``: the "scratch" latent space), then the latent and joint phases (the 3D-aware one).
+2. For each N in ``--scenes``, N new scenes (never seen in stage 1) learned
+   - as latent tri-planes in the 3D-aware latent space (``3da-ae-exploit``),
+   - as latent tri-planes in the scratch latent space (same schedule; for N <= ``--scratch-max-scenes``),
+   - as RGB tri-planes (``rgb-triplanes``), trained epoch by epoch until their held-out PSNR reaches the 3D-aware
+     latent tri-planes' (or ``--rgb-max-epochs``), on the same scenes.
+   Per method: training seconds per scene (evaluation excluded), trained state per scene (parameters and Adam
+   moments of the scene's own tensors; and "effective": plus the shared tensors divided by N; stage 1's time
+   amortised over N is reported beside), and held-out PSNR / SSIM after decoding.
+
+Writes ``bench_results/threeda_ae_scaling.json`` (every setting, every measurement, PSNR curves) and a plot over
+N. The CPU settings are reduced (stated in the JSON); ``--gpu`` switches to the paper's (128 px, SD-sized
+autoencoder, 64^2 planes with 50 bases, 48 + 48 samples, batch 32, 50 epochs per phase) on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import atomic_write, seed_everything  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    if args.gpu:
+        return {
+            "device": "cuda",
+            "image_size": 128,
+            "views_per_scene": 50,
+            "eval_views": 10,
+            "stage_one_epochs": {"autoencoder": 50, "latent": 50, "joint": 50},
+            "exploit_epochs": {"latent": 50, "decoder": 50},
+            "rgb_max_epochs": 100,
+            "cpu_preset": False,
+        }
+    return {
+        "device": "cpu",
+        "image_size": 64,
+        "views_per_scene": args.views,
+        "eval_views": args.eval_views,
+        "stage_one_epochs": {
+            "autoencoder": args.ae_epochs,
+            "latent": args.stage_one_epochs,
+            "joint": args.stage_one_epochs,
+        },
+        "exploit_epochs": {"latent": args.exploit_latent_epochs, "decoder": args.exploit_decoder_epochs},
+        "rgb_max_epochs": args.rgb_max_epochs,
+        "cpu_preset": True,
+    }
+
+
+def make_config(
+    kind: str, data: Path, scene_start: int, num_scenes: int, setup: dict[str, Any], epochs: dict[str, float]
+):
+    from nerfstudio_methods.threeda_ae.config import rgb_triplanes_config, threeda_ae_config, threeda_ae_exploit_config
+
+    cpu = setup["cpu_preset"]
+    builder = {"stage1": threeda_ae_config, "exploit": threeda_ae_exploit_config, "rgb": rgb_triplanes_config}[kind]
+    config = builder(cpu=cpu)
+    parser = config.pipeline.datamanager.dataparser
+    parser.data = data
+    parser.scene_start = scene_start
+    parser.num_scenes = num_scenes
+    parser.num_eval_views = setup["eval_views"]
+    config.pipeline.datamanager.data = data
+    config.machine.device_type = setup["device"]
+    for name, phase in config.pipeline.model.phases.items():
+        phase.epochs = float(epochs.get(name, 0.0))
+    return config
+
+
+class Run:
+    """One pipeline trained step by step in this process, as ``ns-train`` would (phases applied every step)."""
+
+    def __init__(self, label: str, config, device: str, seed: int, stage_one: Optional[Path] = None) -> None:
+        from nerfstudio.engine.optimizers import Optimizers
+
+        self.label = label
+        seed_everything(seed)
+        config.pipeline.stage_one_checkpoint = stage_one
+        self.config = config
+        self.pipeline = config.pipeline.setup(device=device, test_mode="val", world_size=1, local_rank=0)
+        self.model = self.pipeline.model
+        self.optimizers = Optimizers(config.optimizers, self.pipeline.get_param_groups())
+        self.step = 0
+        self.train_seconds = 0.0
+        self.total_steps = self.model.total_steps()
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.model.steps_per_epoch
+
+    def train_steps(self, count: int) -> None:
+        model, optimizers = self.model, self.optimizers
+        for _ in range(count):
+            if self.step >= self.total_steps:
+                return
+            started = time.perf_counter()
+            model.enter_step(self.step, optimizers)
+            optimizers.zero_grad_all()
+            _, losses, _ = self.pipeline.get_train_loss_dict(self.step)
+            torch.stack(list(losses.values())).sum().backward()
+            optimizers.optimizer_step_all()
+            seconds = time.perf_counter() - started
+            model.record_trained_images(model._last_scenes, seconds)
+            self.train_seconds += seconds
+            self.step += 1
+
+    def train_all(self) -> None:
+        while self.step < self.total_steps:
+            self.train_steps(self.model.steps_per_epoch)
+            log(f"{self.label}: epoch {self.epoch:.1f}, {self.train_seconds:.0f} s training")
+
+    def evaluate(self, scenes: Optional[int] = None) -> dict[str, Any]:
+        """Held-out PSNR/SSIM in RGB (decoded), over every held-out view of the first ``scenes`` scenes."""
+        dataset = self.pipeline.datamanager.eval_dataset
+        scene_of = dataset.metadata["scene_index"].reshape(-1).tolist()
+        chosen = [i for i, s in enumerate(scene_of) if scenes is None or s < scenes]
+        self.model.eval()
+        psnrs, ssims, per_scene = [], [], {}
+        for index in chosen:
+            camera = dataset.cameras[index : index + 1].to(self.model.device)
+            outputs = self.model.get_outputs_for_camera(camera)
+            metrics, _ = self.model.get_image_metrics_and_images(outputs, {"image": dataset.get_image_float32(index)})
+            psnrs.append(metrics["psnr"])
+            ssims.append(metrics["ssim"])
+            per_scene.setdefault(scene_of[index], []).append(metrics["psnr"])
+        self.model.train()
+        return {
+            "psnr": sum(psnrs) / len(psnrs),
+            "ssim": sum(ssims) / len(ssims),
+            "views": len(chosen),
+            "psnr_per_scene": [sum(v) / len(v) for _, v in sorted(per_scene.items())],
+        }
+
+    def record(self, num_scenes: int) -> dict[str, Any]:
+        memory = self.model.scene_memory(self.optimizers)
+        return {
+            "train_seconds": self.train_seconds,
+            "seconds_per_scene": self.train_seconds / num_scenes,
+            "steps": self.step,
+            "epochs": self.epoch,
+            "per_scene_state_bytes": memory["per_scene_bytes_mean"],
+            "shared_state_bytes": memory["shared_bytes"],
+            "effective_per_scene_state_bytes": memory["effective_per_scene_bytes"],
+            "per_scene_parameter_floats": self.model.scenes.scene_parameter_count(),
+        }
+
+    def save(self, path: Path) -> Path:
+        state = {"step": self.step, "pipeline": self.pipeline.state_dict()}
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        return path
+
+    def close(self) -> None:
+        del self.pipeline, self.model, self.optimizers
+        gc.collect()
+
+
+def generate(folder: Path, count: int, setup: dict[str, Any], seed: int) -> Path:
+    from nerfstudio_methods.scenegen.formats.srn import write_srn
+
+    log(f"generating {count} SRN-layout scenes of {setup['views_per_scene']} views at {setup['image_size']} px")
+    write_srn(
+        folder,
+        width=setup["image_size"],
+        height=setup["image_size"],
+        num_cameras=setup["views_per_scene"],
+        num_instances=count,
+        seed=seed,
+    )
+    return folder
+
+
+def latent_run(label: str, data: Path, start: int, n: int, setup: dict, stage_one: Path, args) -> dict[str, Any]:
+    run = Run(
+        label,
+        make_config("exploit", data, start, n, setup, setup["exploit_epochs"]),
+        setup["device"],
+        args.seed,
+        stage_one,
+    )
+    run.train_all()
+    result = run.record(n) | {"eval": run.evaluate(), "eval_subset": run.evaluate(args.eval_scenes)}
+    run.close()
+    log(f"{label}: {result['seconds_per_scene']:.2f} s/scene, held-out PSNR {result['eval']['psnr']:.2f} dB")
+    return result
+
+
+def rgb_run(data: Path, start: int, n: int, setup: dict, target: float, args) -> dict[str, Any]:
+    """RGB tri-planes trained epoch by epoch until the eval subset's PSNR reaches ``target``."""
+    epochs = {"rgb": float(setup["rgb_max_epochs"])}
+    run = Run(f"rgb N={n}", make_config("rgb", data, start, n, setup, epochs), setup["device"], args.seed)
+    curve = []
+    reached_at: Optional[dict[str, Any]] = None
+    while run.step < run.total_steps:
+        run.train_steps(run.model.steps_per_epoch)
+        point = {"epoch": run.epoch, "train_seconds": run.train_seconds} | run.evaluate(args.eval_scenes)
+        point.pop("psnr_per_scene")
+        curve.append(point)
+        log(
+            f"rgb N={n}: epoch {run.epoch:.0f}, {run.train_seconds:.0f} s, subset PSNR {point['psnr']:.2f} dB (target {target:.2f})"
+        )
+        if point["psnr"] >= target:
+            reached_at = point
+            break
+    result = run.record(n) | {"curve": curve, "reached_target": reached_at is not None, "eval": run.evaluate()}
+    run.close()
+    return result
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    rows = []
+    stage_one_seconds = results["stage_one"]["train_seconds"]
+    for entry in results["scales"]:
+        n, aware, rgb = entry["num_scenes"], entry["latent_3d_aware"], entry["rgb"]
+        row = {
+            "num_scenes": n,
+            "rgb_reached_latent_psnr": rgb["reached_target"],
+            "psnr_latent_3d_aware": aware["eval"]["psnr"],
+            "psnr_rgb": rgb["eval"]["psnr"],
+            "seconds_per_scene_latent": aware["seconds_per_scene"],
+            "seconds_per_scene_latent_with_stage_one": aware["seconds_per_scene"] + stage_one_seconds / n,
+            "seconds_per_scene_rgb": rgb["seconds_per_scene"],
+            "time_ratio_latent_over_rgb": aware["seconds_per_scene"] / rgb["seconds_per_scene"],
+            "time_ratio_with_stage_one": (aware["seconds_per_scene"] + stage_one_seconds / n)
+            / rgb["seconds_per_scene"],
+            "state_bytes_per_scene_latent": aware["per_scene_state_bytes"],
+            "state_bytes_per_scene_rgb": rgb["per_scene_state_bytes"],
+            "effective_state_bytes_per_scene_latent": aware["effective_per_scene_state_bytes"],
+            "effective_state_bytes_per_scene_rgb": rgb["effective_per_scene_state_bytes"],
+            "memory_ratio_effective": aware["effective_per_scene_state_bytes"] / rgb["effective_per_scene_state_bytes"],
+            "memory_ratio_own": aware["per_scene_state_bytes"] / rgb["per_scene_state_bytes"],
+        }
+        if "latent_scratch" in entry:
+            row["psnr_latent_scratch"] = entry["latent_scratch"]["eval"]["psnr"]
+            row["psnr_gain_3d_aware_over_scratch"] = row["psnr_latent_3d_aware"] - row["psnr_latent_scratch"]
+        rows.append(row)
+    return {"rows": rows}
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["summary"]["rows"]
+    if not rows:
+        return
+    ns = [r["num_scenes"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(ns, [r["seconds_per_scene_rgb"] for r in rows], "o-", label="RGB tri-planes (to the latent PSNR)")
+    axes[0].plot(ns, [r["seconds_per_scene_latent"] for r in rows], "o-", label="latent (3D-aware), stage 2")
+    axes[0].plot(ns, [r["seconds_per_scene_latent_with_stage_one"] for r in rows], "o--", label="latent + stage 1 / N")
+    axes[0].set(xscale="log", xlabel="scenes N", ylabel="training seconds per scene", title="time per scene")
+    axes[1].plot(ns, [r["effective_state_bytes_per_scene_rgb"] / 1e6 for r in rows], "o-", label="RGB tri-planes")
+    axes[1].plot(
+        ns, [r["effective_state_bytes_per_scene_latent"] / 1e6 for r in rows], "o-", label="latent (shared / N)"
+    )
+    axes[1].plot(ns, [r["state_bytes_per_scene_latent"] / 1e6 for r in rows], "o--", label="latent, scene's own")
+    axes[1].set(
+        xscale="log", yscale="log", xlabel="scenes N", ylabel="MB of trained state per scene", title="memory per scene"
+    )
+    axes[2].plot(ns, [r["psnr_rgb"] for r in rows], "o-", label="RGB tri-planes")
+    axes[2].plot(ns, [r["psnr_latent_3d_aware"] for r in rows], "o-", label="latent, 3D-aware AE")
+    scratch = [(r["num_scenes"], r["psnr_latent_scratch"]) for r in rows if "psnr_latent_scratch" in r]
+    if scratch:
+        axes[2].plot(*zip(*scratch), "o-", label="latent, scratch AE")
+    axes[2].set(xscale="log", xlabel="scenes N", ylabel="held-out PSNR (dB)", title="quality")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", type=int, nargs="+", default=[10, 50, 200], help="N values")
+    parser.add_argument("--stage-one-scenes", type=int, default=16)
+    parser.add_argument("--views", type=int, default=10, help="views per generated scene (CPU)")
+    parser.add_argument("--eval-views", type=int, default=2, help="held-out views per scene (CPU; paper 10)")
+    parser.add_argument("--ae-epochs", type=float, default=30)
+    parser.add_argument("--stage-one-epochs", type=float, default=15, help="latent and joint phases (CPU)")
+    parser.add_argument("--exploit-latent-epochs", type=float, default=10)
+    parser.add_argument("--exploit-decoder-epochs", type=float, default=5)
+    parser.add_argument("--rgb-max-epochs", type=int, default=12)
+    parser.add_argument("--scratch-max-scenes", type=int, default=50, help="scratch-AE comparison up to this N")
+    parser.add_argument("--eval-scenes", type=int, default=10, help="scenes whose held-out views decide 'same PSNR'")
+    parser.add_argument("--gpu", action="store_true", help="the paper's settings on CUDA")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=None, help="where to write the scenes (default: a temp dir)")
+    parser.add_argument("--output", type=Path, default=Path("bench_results/threeda_ae_scaling.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    setup = settings(args)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"settings": setup | vars(args) | {"threads": torch.get_num_threads()}, "scales": []}
+    results["settings"]["output"] = str(args.output)
+    results["settings"]["data"] = str(args.data)
+    workdir = Path(tempfile.mkdtemp(prefix="threeda_ae_bench_"))
+    data = (
+        generate(args.data or workdir / "srn", args.stage_one_scenes + max(args.scenes), setup, args.seed)
+        / "cars_train"
+    )
+    s1 = args.stage_one_scenes
+
+    def save() -> None:
+        results["summary"] = summarise(results)
+        results["elapsed_seconds"] = time.perf_counter() - started
+        atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+        plot(results, args.output.with_suffix(".png"))
+
+    # Stage 1, part 1: the autoencoder from scratch (the "scratch" latent space); part 2: latent + joint phases.
+    epochs = setup["stage_one_epochs"]
+    run = Run("stage 1", make_config("stage1", data, 0, s1, setup, epochs), setup["device"], args.seed)
+    ae_steps = run.model.phase_steps()[0]
+    run.train_steps(ae_steps)
+    scratch = run.save(workdir / "scratch_ae.ckpt")
+    log(f"stage 1: autoencoder phase done ({run.train_seconds:.0f} s)")
+    run.train_all()
+    aware = run.save(workdir / "stage_one.ckpt")
+    results["stage_one"] = run.record(s1) | {"eval": run.evaluate(), "autoencoder_phase_steps": ae_steps}
+    run.close()
+    log(
+        f"stage 1 done: {results['stage_one']['train_seconds']:.0f} s, held-out PSNR {results['stage_one']['eval']['psnr']:.2f} dB"
+    )
+    save()
+
+    for n in args.scenes:
+        entry: dict[str, Any] = {"num_scenes": n, "scene_start": s1}
+        entry["latent_3d_aware"] = latent_run(f"latent 3D-aware N={n}", data, s1, n, setup, aware, args)
+        if n <= args.scratch_max_scenes:
+            entry["latent_scratch"] = latent_run(f"latent scratch N={n}", data, s1, n, setup, scratch, args)
+        target = entry["latent_3d_aware"]["eval_subset"]["psnr"]
+        entry["rgb"] = rgb_run(data, s1, n, setup, target, args)
+        results["scales"].append(entry)
+        save()
+    log(f"done in {time.perf_counter() - started:.0f} s: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
