@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Type
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Type
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -83,6 +83,12 @@ class StreamRFPipeline(VanillaPipeline):
     datamanager: StreamRFDataManager
     _model: StreamRFModel
 
+    multi_process_refusal: ClassVar[Optional[str]] = (
+        "its voxel grids are plain tensors, re-created at every upsampling and frame and stepped by its own "
+        "optimiser, so DDP has no parameters to average across processes; use --machine.num-devices 1"
+    )
+    """Read by ``ns-train`` before it spawns processes (nerfstudio_methods.compat): why N > 1 cannot train."""
+
     def __init__(
         self,
         config: StreamRFPipelineConfig,
@@ -92,9 +98,9 @@ class StreamRFPipeline(VanillaPipeline):
         local_rank: int = 0,
         grad_scaler: Optional[Any] = None,
     ) -> None:
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         if world_size > 1:
-            raise ValueError("StreamRF trains one frame after another on a single device; use --machine.num-devices 1")
+            raise ValueError(f"StreamRF cannot train with {world_size} processes: {self.multi_process_refusal}")
+        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         self.num_frames = int(self.datamanager.train_dataparser_outputs.metadata["num_frames"])
         self.schedule = build_schedule(self.num_frames, self.model.config)
         self.position = 0
