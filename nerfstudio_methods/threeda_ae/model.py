@@ -44,7 +44,7 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, scene_indices_of_rays
+from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, broadcast_from_first_process, scene_indices_of_rays
 from nerfstudio_methods.threeda_ae.autoencoder import (
     SD_TANH_SCALE,
     AutoencoderConfig,
@@ -344,6 +344,10 @@ class TriplaneModel(Model):
         white = torch.ones(1, 3, *size, device=self.device)
         background = self.normaliser(self.encode(white, sample=False)).mean(dim=(0, 2, 3))
         self.background.copy_((background + 1) / 2)
+        # Each process measured its own scenes' latents: all take rank 0's values, as for the shared weights.
+        broadcast_from_first_process([self.normaliser.scale, self.background])
+        scale = float(self.normaliser.scale)
+        background = self.background * 2 - 1
         self.latent_space_ready.fill_(True)
         CONSOLE.print(
             f"3Da-AE: latent normaliser tanh({scale:.4g} z); latent background n(E(white)) = "

@@ -245,6 +245,9 @@ class TriplanePipeline(VanillaPipeline):
             "scene_parameter_floats": model.scenes.scene_parameter_count(),
             "shared_parameter_floats": sum(p.numel() for p in model.shared_parameters()),
             "shared_weights_sha256": checksum(list(model.shared_parameters())),
+            "owned_scene_sha256": {str(s): checksum(list(model.scenes.scene_parameters(s))) for s in owned},
+            "latent_scale": float(model.normaliser.scale) if model.latent else None,
+            "latent_background": model.background.tolist(),
         }
         path = run_dir / "scene_stats" / f"rank{self.rank}.json"
         write_atomically(path, json.dumps(stats, indent=2).encode())
