@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import sys
 import tempfile
 import time
@@ -153,6 +154,22 @@ class Run:
             "psnr_per_scene": [sum(v) / len(v) for _, v in sorted(per_scene.items())],
         }
 
+    @torch.no_grad()
+    def autoencoder_psnr(self, scenes: Optional[int] = None) -> Optional[float]:
+        """PSNR of the autoencoder's reconstruction D(E(x)) of the held-out images (the ceiling of decoded renders)."""
+        if not self.model.latent:
+            return None
+        dataset = self.pipeline.datamanager.eval_dataset
+        scene_of = dataset.metadata["scene_index"].reshape(-1).tolist()
+        chosen = [i for i, s in enumerate(scene_of) if scenes is None or s < scenes]
+        images = torch.stack([dataset.get_image_float32(i)[..., :3] for i in chosen]).permute(0, 3, 1, 2)
+        images = images.to(self.model.device)
+        errors = []
+        for chunk in images.split(16):
+            reconstruction = (self.model.decode(self.model.encode(chunk * 2 - 1, sample=False)) + 1) / 2
+            errors += ((reconstruction.clamp(0, 1) - chunk) ** 2).mean(dim=(1, 2, 3)).tolist()
+        return sum(-10 * math.log10(max(e, 1e-12)) for e in errors) / len(errors)
+
     def record(self, num_scenes: int) -> dict[str, Any]:
         memory = self.model.scene_memory(self.optimizers)
         return {
@@ -164,6 +181,7 @@ class Run:
             "shared_state_bytes": memory["shared_bytes"],
             "effective_per_scene_state_bytes": memory["effective_per_scene_bytes"],
             "per_scene_parameter_floats": self.model.scenes.scene_parameter_count(),
+            "autoencoder_psnr": self.autoencoder_psnr(),
         }
 
     def save(self, path: Path) -> Path:

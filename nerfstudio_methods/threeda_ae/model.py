@@ -39,6 +39,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor, nn
 from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
@@ -107,7 +108,9 @@ class TriplaneModelConfig(ModelConfig):
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     phases: Dict[str, PhaseConfig] = field(default_factory=dict)
     render_scene: int = 0
-    """The scene shown for cameras that carry no scene index (viewer, ``ns-render`` camera paths)."""
+    """The scene shown for cameras that carry no scene index: ``ns-render`` camera paths, and the viewer's start
+    (its "Scene" slider changes it). To render another scene, set ``render_scene`` in a copy of the run's
+    config.yml and pass that copy to ``ns-render --load-config``."""
     plane_seed: int = 0
     """Seed of the planes' initial values (one stream per scene)."""
     calibration_images: int = 256
@@ -186,6 +189,15 @@ class TriplaneModel(Model):
         self.register_buffer("scene_train_seconds", torch.zeros(self.num_scenes, dtype=torch.float64))
         self.register_buffer("scene_trained_by_ranks", torch.zeros(self.num_scenes, dtype=torch.int64))
         self.latent_cache: dict[int, Tensor] = {}
+        # The viewer's "Scene" slider: which scene cameras without a scene index show (the viewer's own camera).
+        self.scene_slider = ViewerSlider(
+            name="Scene",
+            default_value=min(max(int(config.render_scene), 0), self.num_scenes - 1),
+            min_value=0,
+            max_value=max(self.num_scenes - 1, 1),
+            step=1,
+            hint="the scene the viewer shows (this run's scene index)",
+        )
         self.steps_per_epoch = 1
         self.rank = 0
         self.psnr = PeakSignalNoiseRatio(data_range=1.0)
@@ -458,7 +470,9 @@ class TriplaneModel(Model):
         if self.latent:
             latent = rendered["values"] * 2 - 1
             rgb = (self.decode(self.normaliser.inverse(latent)) + 1) / 2
-            outputs["latent"] = ((latent[0, :3] + 1) / 2).clamp(0, 1).permute(1, 2, 0)
+            # The first three latent channels, enlarged to the image (nearest): what the tri-planes render.
+            shown = F.interpolate((latent[:, :3] + 1) / 2, size=(height, width), mode="nearest")
+            outputs["latent"] = shown[0].clamp(0, 1).permute(1, 2, 0)
         else:
             rgb = rendered["values"]
 
