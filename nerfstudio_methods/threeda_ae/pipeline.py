@@ -100,7 +100,7 @@ class TriplanePipeline(VanillaPipeline):
         height, width = self.datamanager.image_size()
         model.calibration_size = (height, width)
         model.calibration_source = self.datamanager.sample_training_images
-        if model.latent and height % model.downscale or width % model.downscale:
+        if model.latent and (height % model.downscale or width % model.downscale):
             raise DatasetFormatError(
                 self.datamanager.get_datapath(),
                 f"images of {width}x{height} cannot be encoded by an autoencoder that shrinks by {model.downscale}",
