@@ -78,10 +78,21 @@ def _load_diffusers_folder(folder: Path) -> nn.Module:
     if not config_file.is_file():
         raise DatasetFormatError(folder, "is not a diffusers autoencoder folder (no config.json, nor vae/config.json)")
     try:
-        return AutoencoderKL.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+        # With output_loading_info, a (model, loading info) pair (diffusers' annotation says a model only).
+        loaded: Any = AutoencoderKL.from_pretrained(
+            folder, subfolder=subfolder, local_files_only=True, output_loading_info=True
+        )
+        model, info = loaded
     except Exception as error:  # noqa: BLE001 - one line naming the folder, whatever diffusers raises
         message = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise DatasetFormatError(folder, f"cannot load the autoencoder ({type(error).__name__}: {message})") from None
+    # diffusers only warns when the weights lack some of the model's tensors and leaves those random: refuse, as
+    # the single-file path does (load_state_strictly).
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:4]) + (f", ... ({len(missing)} in all)" if len(missing) > 4 else "")
+        raise DatasetFormatError(folder, f"autoencoder weights do not match its config.json: missing keys: {shown}")
+    return model
 
 
 def _read_weight_file(path: Path) -> dict[str, Tensor]:

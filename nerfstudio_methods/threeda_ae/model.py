@@ -246,7 +246,8 @@ class TriplaneModel(Model):
         return phases
 
     def phase_steps(self) -> List[int]:
-        return [max(1, math.ceil(phase.epochs * self.steps_per_epoch)) for _, phase in self.active_phases()]
+        # Rounded before ceil: 1.1 epochs of 50 steps is 55.00000000000001 in floating point, and 55 steps.
+        return [max(1, math.ceil(round(phase.epochs * self.steps_per_epoch, 6))) for _, phase in self.active_phases()]
 
     def total_steps(self) -> int:
         return sum(self.phase_steps())
@@ -266,7 +267,7 @@ class TriplaneModel(Model):
         epoch = state.step_in_phase // max(state.steps_per_epoch, 1)
         decay = state.config.lr_decay_per_epoch**epoch
         rates = {name: state.config.learning_rates.get(name, 0.0) * decay for name in PARAM_GROUPS}
-        if state.step_in_phase >= state.config.mlp_frozen_after * state.steps:
+        if state.step_in_phase >= round(state.config.mlp_frozen_after * state.steps, 6):  # 0.07 * 100 > 7
             rates["mlp"] = 0.0
         return rates
 
