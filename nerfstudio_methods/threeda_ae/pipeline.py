@@ -142,8 +142,9 @@ class TriplanePipeline(VanillaPipeline):
             )
         stage_one_ids = state.get("scene_ids")
         if isinstance(stage_one_ids, torch.Tensor):
-            seen = {bytes(row.tolist()) for row in stage_one_ids.to(torch.uint8)}
-            overlap = [i for i, row in enumerate(model.scene_ids) if bytes(row.tolist()) in seen]
+            # All-zero ids are scenes without names (datasets that give none): they cannot be compared.
+            seen = {bytes(row.tolist()) for row in stage_one_ids.to(torch.uint8) if row.any()}
+            overlap = [i for i, row in enumerate(model.scene_ids) if row.any() and bytes(row.tolist()) in seen]
             if overlap:
                 names = self.datamanager.train_dataset.metadata.get("scene_names") or []
                 shown = ", ".join(str(names[i]) if i < len(names) else str(i) for i in overlap[:3])
