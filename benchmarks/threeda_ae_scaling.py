@@ -107,6 +107,7 @@ class Run:
         self.optimizers = Optimizers(config.optimizers, self.pipeline.get_param_groups())
         self.step = 0
         self.train_seconds = 0.0
+        self.phase_seconds: dict[str, float] = {}
         self.total_steps = self.model.total_steps()
 
     @property
@@ -127,6 +128,8 @@ class Run:
             seconds = time.perf_counter() - started
             model.record_trained_images(model._last_scenes, seconds)
             self.train_seconds += seconds
+            phase = model.phase_at(self.step).name
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
             self.step += 1
 
     def train_all(self) -> None:
@@ -176,6 +179,7 @@ class Run:
         memory = self.model.scene_memory(self.optimizers)
         return {
             "train_seconds": self.train_seconds,
+            "phase_seconds": dict(self.phase_seconds),
             "seconds_per_scene": self.train_seconds / num_scenes,
             "steps": self.step,
             "epochs": self.epoch,
