@@ -132,9 +132,11 @@ def test_exploit_learns_new_scenes_in_the_stage_one_latent_space(work: Path, sta
         "--pipeline.model.phases.decoder.epochs", "1",
     )  # fmt: skip
     assert "taken from" in result.stdout
-    assert "no pretrained autoencoder given" in result.stdout  # built, then replaced by stage 1's weights
+    assert "no pretrained autoencoder given" not in result.stdout  # the weights are stage 1's
     assert "latent normaliser tanh(" not in result.stdout  # stage 1's normaliser is kept, not re-measured
     metrics, _ = ns_eval(config)
+    frames = render_interpolated(config)
+    assert frames.shape[1:] == (SIZE, SIZE, 3)
     assert set(k for k in metrics["results"] if k.startswith("psnr_scene_index")) == {
         "psnr_scene_index00",
         "psnr_scene_index01",

@@ -21,7 +21,6 @@ from typing import Any, Optional, Tuple
 
 import torch
 from jaxtyping import Float
-from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from dataparsers._common import DatasetFormatError
@@ -132,17 +131,11 @@ def _load_weight_file(path: Path, config: AutoencoderConfig) -> nn.Module:
 
 
 def build_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, bool]:
-    """The autoencoder and whether it has pretrained weights. Logs once which one it is."""
+    """The autoencoder and whether it has pretrained weights (:func:`autoencoder_origin` says which, for the log)."""
     from diffusers import AutoencoderKL
 
     if config.pretrained is None:
-        model = AutoencoderKL(**config.diffusers_config())
-        count = sum(p.numel() for p in model.parameters()) / 1e6
-        CONSOLE.print(
-            f"3Da-AE: no pretrained autoencoder given (--pipeline.model.autoencoder.pretrained): training one from "
-            f"scratch ({count:.2f} M parameters, block_out_channels {tuple(config.block_out_channels)})"
-        )
-        return model, False
+        return AutoencoderKL(**config.diffusers_config()), False
     path = Path(config.pretrained)
     if path.is_dir():
         model = _load_diffusers_folder(path)
@@ -150,8 +143,18 @@ def build_autoencoder(config: AutoencoderConfig) -> tuple[nn.Module, bool]:
         model = _load_weight_file(path, config)
     else:
         raise DatasetFormatError(path, "pretrained autoencoder not found (a diffusers folder or a VAE weights file)")
-    CONSOLE.print(f"3Da-AE: pretrained autoencoder loaded from {path}")
     return model, True
+
+
+def autoencoder_origin(model: nn.Module, config: AutoencoderConfig, pretrained: bool) -> str:
+    """One line for the training log: where the autoencoder's weights come from."""
+    if pretrained:
+        return f"3Da-AE: pretrained autoencoder loaded from {config.pretrained}"
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    return (
+        "3Da-AE: no pretrained autoencoder given (--pipeline.model.autoencoder.pretrained): training one from "
+        f"scratch ({count:.2f} M parameters, block_out_channels {tuple(config.block_out_channels)})"
+    )
 
 
 def autoencoder_downscale(model: nn.Module) -> int:

@@ -42,6 +42,7 @@ from nerfstudio_methods.multiscene import (
     process_rank_and_count,
     share_scene_state,
 )
+from nerfstudio_methods.threeda_ae.autoencoder import autoencoder_origin
 from nerfstudio_methods.threeda_ae.datamanager import MultiSceneImageDataManager, MultiSceneImageDataManagerConfig
 from nerfstudio_methods.threeda_ae.model import TriplaneModel, TriplaneModelConfig, checksum
 
@@ -107,6 +108,8 @@ class TriplanePipeline(VanillaPipeline):
             )
         if test_mode == "val" and config.stage_one_checkpoint is not None:
             self.load_stage_one(Path(config.stage_one_checkpoint))
+        elif test_mode == "val" and model.autoencoder is not None and self.rank == 0:
+            CONSOLE.print(autoencoder_origin(model.autoencoder, config.model.autoencoder, model.pretrained_autoencoder))
         broadcast_from_first_process(model.shared_parameters() + list(model.buffers()))
 
     @property
