@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nerfstudio_methods import compat
 from tests.conftest import REPO, assert_succeeded, generate_scene, run_command
+from tests.test_infonerf_end_to_end import TINY as INFONERF_E2E_TINY
 
 compat.install()
 
@@ -128,20 +129,8 @@ def test_two_cpu_processes_through_nerfstudio_launch(tmp_path: Path) -> None:
 
 # --- end to end ----------------------------------------------------------------------------------------------------
 
-INFONERF_TINY = [
-    "--vis", "tensorboard",
-    "--viewer.quit-on-train-completion", "True",
-    "--max-num-iterations", "4",
-    "--steps-per-save", "4",
-    "--pipeline.datamanager.train-num-rays-per-batch", "64",
-    "--pipeline.datamanager.num-unseen-rays", "64",
-    "--pipeline.datamanager.eval-num-rays-per-batch", "64",
-    "--pipeline.model.num-coarse-samples", "16",
-    "--pipeline.model.num-importance-samples", "16",
-    "--pipeline.model.mlp-layer-width", "64",
-    "--pipeline.model.eval-num-rays-per-chunk", "1024",
-    "--experiment-name", "mp",
-]  # fmt: skip
+# The infonerf end-to-end suite's tiny settings, minus its device flag (TWO_CPU_PROCESSES sets it).
+INFONERF_TINY = [*INFONERF_E2E_TINY[2:], "--experiment-name", "mp"]
 
 
 @pytest.mark.slow
