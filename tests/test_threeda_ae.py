@@ -1028,3 +1028,13 @@ def test_latent_pipeline_rejects_images_the_autoencoder_cannot_encode(srn_12px: 
     config.model.autoencoder = AutoencoderConfig(**{**TINY_AE, "block_out_channels": (8, 8, 8)})  # 4x: fine
     pipeline = config.setup(device="cpu", test_mode="val")
     assert isinstance(pipeline.model, TriplaneModel) and pipeline.model.downscale == 4
+
+
+def test_exploit_refuses_to_train_without_a_stage_one_run() -> None:
+    """``3da-ae-exploit`` without ``--pipeline.stage-one-checkpoint``: one line naming the flag, before any data."""
+    from nerfstudio_methods.threeda_ae.config import threeda_ae_exploit_config
+
+    config = threeda_ae_exploit_config(cpu=True)
+    config.pipeline.datamanager.data = Path("/nonexistent")  # never read: the check comes first
+    with pytest.raises(DatasetFormatError, match=r"^--pipeline.stage-one-checkpoint: missing: stage 2"):
+        config.pipeline.setup(device="cpu", test_mode="val")

@@ -115,7 +115,7 @@ def _cpu(model: TriplaneModelConfig) -> TriplaneModelConfig:
     return model
 
 
-def _trainer(method_name: str, model: TriplaneModelConfig, cpu: bool, exploit: bool = False) -> TrainerConfig:
+def _trainer(method_name: str, model: TriplaneModelConfig, cpu: bool) -> TrainerConfig:
     datamanager = MultiSceneImageDataManagerConfig(dataparser=SrnDataParserConfig(), images_per_batch=8 if cpu else 32)
     return TrainerConfig(
         method_name=method_name,
@@ -139,7 +139,10 @@ def threeda_ae_config(cpu: bool = False) -> TrainerConfig:
 
 def threeda_ae_exploit_config(cpu: bool = False) -> TrainerConfig:
     model = TriplaneModelConfig(space="latent", phases=stage_two_phases(20.0 if cpu else EPOCHS))
-    return _trainer("3da-ae-exploit-cpu" if cpu else "3da-ae-exploit", model, cpu, exploit=True)
+    config = _trainer("3da-ae-exploit-cpu" if cpu else "3da-ae-exploit", model, cpu)
+    assert isinstance(config.pipeline, TriplanePipelineConfig)
+    config.pipeline.requires_stage_one = True
+    return config
 
 
 def rgb_triplanes_config(cpu: bool = False) -> TrainerConfig:

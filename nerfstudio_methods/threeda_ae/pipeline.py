@@ -57,6 +57,8 @@ class TriplanePipelineConfig(VanillaPipelineConfig):
     stage_one_checkpoint: Optional[Path] = None
     """Stage 2: a stage-1 (``3da-ae``) run folder, its ``nerfstudio_models`` folder or one ``step-*.ckpt``; its
     autoencoder, latent normaliser and global bases are taken over."""
+    requires_stage_one: bool = False
+    """Refuse to train without ``stage_one_checkpoint`` (``3da-ae-exploit``: a random latent space is no use)."""
 
 
 def find_checkpoint(path: Path) -> Path:
@@ -90,6 +92,11 @@ class TriplanePipeline(VanillaPipeline):
         local_rank: int = 0,
         grad_scaler: Optional[GradScaler] = None,
     ) -> None:
+        if test_mode == "val" and config.requires_stage_one and config.stage_one_checkpoint is None:
+            raise DatasetFormatError(
+                "--pipeline.stage-one-checkpoint",
+                "missing: stage 2 learns new scenes in the latent space of a stage-1 (3da-ae) run; give its folder",
+            )
         # No DDP: the model is not wrapped; processes share work through the datamanager's scene ranges instead.
         super().__init__(config, device, test_mode, world_size=1, local_rank=local_rank, grad_scaler=grad_scaler)
         self.rank, self.world_size = process_rank_and_count()
