@@ -335,6 +335,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--scratch-max-scenes", type=int, default=50, help="scratch-AE comparison up to this N")
     parser.add_argument("--eval-scenes", type=int, default=10, help="scenes whose held-out views decide 'same PSNR'")
     parser.add_argument("--gpu", action="store_true", help="the paper's settings on CUDA")
+    parser.add_argument(
+        "--pretrained-vae",
+        type=Path,
+        default=None,
+        help="SD VAE weights (diffusers folder or .safetensors) for stage 1; the 'scratch' variant is then that VAE",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="where to write the scenes (default: a temp dir)")
@@ -365,8 +371,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     # Stage 1, part 1: the autoencoder from scratch (the "scratch" latent space); part 2: latent + joint phases.
     epochs = setup["stage_one_epochs"]
-    run = Run("stage 1", make_config("stage1", data, 0, s1, setup, epochs), setup["device"], args.seed)
-    ae_steps = run.model.phase_steps()[0]
+    config = make_config("stage1", data, 0, s1, setup, epochs)
+    config.pipeline.model.autoencoder.pretrained = args.pretrained_vae
+    run = Run("stage 1", config, setup["device"], args.seed)
+    # With pretrained weights there is no autoencoder phase: "before stage 1" is the pretrained autoencoder itself.
+    ae_steps = run.model.phase_steps()[0] if run.model.active_phases()[0][0] == "autoencoder" else 0
     run.train_steps(ae_steps)
     scratch = run.save(workdir / "scratch_ae.ckpt")
     log(f"stage 1: autoencoder phase done ({run.train_seconds:.0f} s)")
