@@ -353,9 +353,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     setup = settings(args)
     started = time.perf_counter()
-    results: dict[str, Any] = {"settings": setup | vars(args) | {"threads": torch.get_num_threads()}, "scales": []}
-    results["settings"]["output"] = str(args.output)
-    results["settings"]["data"] = str(args.data)
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results: dict[str, Any] = {"settings": setup | arguments | {"threads": torch.get_num_threads()}, "scales": []}
     workdir = Path(tempfile.mkdtemp(prefix="threeda_ae_bench_"))
     data = (
         generate(args.data or workdir / "srn", args.stage_one_scenes + max(args.scenes), setup, args.seed)
