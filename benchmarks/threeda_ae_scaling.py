@@ -326,8 +326,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--eval-views", type=int, default=2, help="held-out views per scene (CPU; paper 10)")
     parser.add_argument("--ae-epochs", type=float, default=30)
     parser.add_argument("--stage-one-epochs", type=float, default=15, help="latent and joint phases (CPU)")
-    parser.add_argument("--exploit-latent-epochs", type=float, default=10)
-    parser.add_argument("--exploit-decoder-epochs", type=float, default=5)
+    parser.add_argument("--exploit-latent-epochs", type=float, default=5)
+    parser.add_argument("--exploit-decoder-epochs", type=float, default=2)
     parser.add_argument("--rgb-max-epochs", type=int, default=12)
     parser.add_argument(
         "--rgb-max-scenes", type=int, default=50, help="RGB tri-planes on the first this many of the N scenes"
