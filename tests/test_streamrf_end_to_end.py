@@ -146,3 +146,80 @@ def test_ns_render_renders_the_held_out_camera_across_time(resumed_run: Path) ->
     assert_succeeded(result)
     frames = iio.imread(video, plugin="pyav")
     assert frames.shape == (FRAMES, 32, 32, 3)  # one video frame per time step (small changes may not survive h264)
+
+
+def test_resume_after_a_hard_kill_during_a_full_pass(tmp_path: Path) -> None:
+    """``kill -9`` while frame 2's full pass runs, before any checkpoint exists; then the README's resume command
+    (``--load-dir <run>/nerfstudio_models``, a folder the killed run never made) finishes the stream from the frame
+    store, keeping the finished frames byte for byte."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BIN
+
+    frames, full_steps = 4, 200  # a long full pass: a wide window to kill the process in
+    scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
+                           "--num-frames", str(frames))  # fmt: skip
+    data = ["n3dv-data", "--data", str(scene), "--downscale-factor", "1"]
+    settings = [*TINY, "--pipeline.model.steps-per-frame", str(full_steps)]
+    killed_store = store(tmp_path, "killed")
+    process = subprocess.Popen(
+        [str(BIN / "ns-train"), "streamrf", *settings, "--timestamp", "killed", *data],
+        cwd=tmp_path,
+        env={**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            # frames 0 and 1 finished, frame 2's pilot pass done: its full pass is running
+            if (killed_store / "pilot" / "frame_00002.npz").is_file():
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    finished = sorted(p.name for p in killed_store.glob("frame_*.npz"))
+    assert finished == ["frame_00000.npz", "frame_00001.npz"]
+    kept = {name: (killed_store / name).read_bytes() for name in finished}
+    models = killed_store.parent / "nerfstudio_models"
+    assert not any(models.glob("step-*.ckpt")), "the kill was meant to come before the first checkpoint"
+
+    resumed = run_command(
+        ["ns-train", "streamrf", *settings, "--timestamp", "resumed", "--load-dir", str(models), *data],
+        cwd=tmp_path,
+        env=ONE_THREAD,
+    )
+    assert_succeeded(resumed)
+    assert "no checkpoint at" in resumed.stdout and "2 finished frame(s) taken over" in resumed.stdout
+    assert "StreamRF frame 3/4" in resumed.stdout and "StreamRF frame 2/4" not in resumed.stdout
+    resumed_store = store(tmp_path, "resumed")
+    expected = [f"frame_{t:05d}.npz" for t in range(frames)]
+    assert sorted(p.name for p in resumed_store.glob("frame_*.npz")) == expected
+    for name, content in kept.items():
+        assert (resumed_store / name).read_bytes() == content  # taken over, not retrained
+        assert (killed_store / name).read_bytes() == content  # and the killed run is left as it was
+
+
+def test_resume_with_nothing_to_resume_names_the_folder(tmp_path: Path) -> None:
+    scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
+                           "--num-frames", "2")  # fmt: skip
+    missing = tmp_path / "no_run" / "nerfstudio_models"
+    result = run_command(
+        ["ns-train", "streamrf", *TINY, "--load-dir", str(missing),
+         "n3dv-data", "--data", str(scene), "--downscale-factor", "1"],
+        cwd=tmp_path,
+        env=ONE_THREAD,
+    )  # fmt: skip
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(missing) in errors[0] and "nothing to resume" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

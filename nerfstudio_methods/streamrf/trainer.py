@@ -4,6 +4,7 @@
   ``config.yml`` is written, so ``ns-eval``/``ns-render``/``ns-viewer`` find the frames of the run they load.
 - ``--load-dir`` / ``--load-checkpoint`` resume an interrupted run: the finished frames of that run's store are copied
   into this run's store (the earlier run is left untouched) and training continues with the first unfinished frame.
+  A run killed before it saved a checkpoint (no ``nerfstudio_models/`` yet) is resumed from its store alone.
   Re-running into the same run folder (same ``--timestamp``) resumes from its store directly.
 - ``max_num_iterations`` becomes the number of steps the remaining frames need (the configured value is an upper
   bound), so progress and ETA are right and the run ends when the last frame is stored.
@@ -18,6 +19,7 @@ from typing import Literal, Type
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from dataparsers._common import DatasetFormatError
 from nerfstudio_methods.streamrf.pipeline import StreamRFPipeline, StreamRFPipelineConfig
 from nerfstudio_methods.streamrf.store import FRAMES_DIR, FrameStore
 
@@ -52,21 +54,57 @@ class StreamRFTrainer(Trainer):
         self.config.assign_frame_store()
         super().setup(test_mode)
 
-    def _load_checkpoint(self) -> None:
-        super()._load_checkpoint()
-        earlier = None
+    def _has_checkpoint(self) -> bool:
+        if self.config.load_checkpoint is not None:
+            return Path(self.config.load_checkpoint).is_file()
+        load_dir = Path(str(self.config.load_dir))
+        return load_dir.is_dir() and any(load_dir.glob("step-*.ckpt"))
+
+    def _earlier_run(self) -> Path | None:
+        """The run folder that ``--load-dir`` / ``--load-checkpoint`` points into (None when neither is given)."""
         if self.config.load_dir is not None:
-            earlier = Path(self.config.load_dir).parent / FRAMES_DIR
-        elif self.config.load_checkpoint is not None:
-            earlier = Path(self.config.load_checkpoint).parent.parent / FRAMES_DIR
+            return Path(self.config.load_dir).parent
+        if self.config.load_checkpoint is not None:
+            return Path(self.config.load_checkpoint).parent.parent
+        return None
+
+    def _load_checkpoint(self) -> None:
+        """nerfstudio's checkpoint loading when there is a checkpoint; the earlier run's frame store either way.
+
+        The frame store is the run's real state: a run killed before its first checkpoint (``kill -9``) has finished
+        frames but no ``nerfstudio_models/`` yet, and resuming it with the README's ``--load-dir`` takes over those
+        frames alone."""
+        earlier_run = self._earlier_run()
+        earlier_store = None if earlier_run is None else earlier_run / FRAMES_DIR
+        checkpoint_given = self.config.load_dir is not None or self.config.load_checkpoint is not None
+        if checkpoint_given and not self._has_checkpoint():
+            if earlier_store is None or not earlier_store.is_dir():
+                where = self.config.load_dir or self.config.load_checkpoint
+                raise DatasetFormatError(
+                    Path(str(where)), f"nothing to resume: no checkpoint there and no frame store at {earlier_store}"
+                )
+            CONSOLE.print(
+                f"StreamRF: no checkpoint at {self.config.load_dir or self.config.load_checkpoint} (the run stopped "
+                "before saving one); resuming from its frame store"
+            )
+            load_dir, load_checkpoint = self.config.load_dir, self.config.load_checkpoint
+            self.config.load_dir = self.config.load_checkpoint = None
+            try:
+                super()._load_checkpoint()
+            finally:
+                self.config.load_dir, self.config.load_checkpoint = load_dir, load_checkpoint
+        else:
+            super()._load_checkpoint()
         store = self.pipeline.full_store
         assert store is not None
-        if earlier is not None:
-            if not earlier.is_dir():
-                CONSOLE.print(f"[yellow]StreamRF: the loaded run has no frame store at {earlier}; starting at frame 0")
+        if earlier_store is not None:
+            if not earlier_store.is_dir():
+                CONSOLE.print(
+                    f"[yellow]StreamRF: the loaded run has no frame store at {earlier_store}; starting at frame 0"
+                )
             else:
-                copied = store.copy_finished_from(FrameStore(earlier))
-                CONSOLE.print(f"StreamRF: {copied} finished frame(s) taken over from {earlier}")
+                copied = store.copy_finished_from(FrameStore(earlier_store))
+                CONSOLE.print(f"StreamRF: {copied} finished frame(s) taken over from {earlier_store}")
                 self.pipeline.resume_from_store()
         remaining = self.pipeline.remaining_steps()
         self.config.max_num_iterations = min(self.config.max_num_iterations, remaining)
