@@ -1038,3 +1038,26 @@ def test_exploit_refuses_to_train_without_a_stage_one_run() -> None:
     config.pipeline.datamanager.data = Path("/nonexistent")  # never read: the check comes first
     with pytest.raises(DatasetFormatError, match=r"^--pipeline.stage-one-checkpoint: missing: stage 2"):
         config.pipeline.setup(device="cpu", test_mode="val")
+
+
+def test_cameras_without_a_scene_show_the_viewer_scene_slider() -> None:
+    """Dataset cameras carry their scene; the viewer's (and ns-render's) cameras show the Scene slider's scene,
+    which starts at ``render_scene``; a ``render_scene`` outside the run is one clear error."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    model = make_model(space="rgb", render_scene=1)
+    assert model.num_scenes == 3 and model.scene_slider.value == 1
+
+    def camera(scene: int | None) -> Cameras:
+        metadata = None if scene is None else {"scene_index": torch.tensor([[scene]])}
+        return Cameras(
+            camera_to_worlds=torch.eye(4)[None, :3], fx=8.0, fy=8.0, cx=4.0, cy=4.0, width=8, height=8,
+            metadata=metadata,
+        )  # fmt: skip
+
+    assert model.scene_of_camera(camera(None)) == 1
+    assert model.scene_of_camera(camera(2)) == 2
+    model.scene_slider.value = 0
+    assert model.scene_of_camera(camera(None)) == 0
+    with pytest.raises(DatasetFormatError, match=r"^render_scene: 3 is not a scene of this run \(it has 3\)"):
+        make_model(space="rgb", render_scene=3)

@@ -45,6 +45,7 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
+from dataparsers._common import DatasetFormatError
 from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, broadcast_from_first_process, scene_indices_of_rays
 from nerfstudio_methods.threeda_ae.autoencoder import (
     SD_TANH_SCALE,
@@ -188,11 +189,15 @@ class TriplaneModel(Model):
         self.register_buffer("scene_images_trained", torch.zeros(self.num_scenes, dtype=torch.float64))
         self.register_buffer("scene_train_seconds", torch.zeros(self.num_scenes, dtype=torch.float64))
         self.register_buffer("scene_trained_by_ranks", torch.zeros(self.num_scenes, dtype=torch.int64))
+        if not 0 <= config.render_scene < self.num_scenes:
+            raise DatasetFormatError(
+                "render_scene", f"{config.render_scene} is not a scene of this run (it has {self.num_scenes})"
+            )
         self.latent_cache: dict[int, Tensor] = {}
         # The viewer's "Scene" slider: which scene cameras without a scene index show (the viewer's own camera).
         self.scene_slider = ViewerSlider(
             name="Scene",
-            default_value=min(max(int(config.render_scene), 0), self.num_scenes - 1),
+            default_value=int(config.render_scene),
             min_value=0,
             max_value=max(self.num_scenes - 1, 1),
             step=1,
@@ -453,12 +458,10 @@ class TriplaneModel(Model):
     def scene_of_camera(self, camera: Cameras) -> int:
         metadata = camera.metadata or {}
         value = metadata.get(SCENE_INDEX_KEY)
-        scene = int(value.reshape(-1)[0]) if isinstance(value, Tensor) else int(self.config.render_scene)
-        if not 0 <= scene < self.num_scenes:
-            raise ValueError(
-                f"scene {scene} is outside this run's {self.num_scenes} scenes (--pipeline.model.render-scene)"
-            )
-        return scene
+        if isinstance(value, Tensor):
+            return int(value.reshape(-1)[0])
+        # The viewer's Scene slider (it starts at render_scene); a one-scene run's slider still spans 0..1.
+        return min(max(int(self.scene_slider.value), 0), self.num_scenes - 1)
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Any = None) -> Dict[str, Tensor]:
