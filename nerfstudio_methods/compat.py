@@ -15,7 +15,10 @@ raises at import breaks every ``ns-*`` command.
 3. ffmpeg: ``ns-render`` writes videos through an ``ffmpeg`` found on PATH. When there is none, the binary shipped
    in the ``imageio-ffmpeg`` wheel is put on PATH.
 4. Clear errors: a malformed dataset raises :class:`dataparsers.DatasetFormatError` deep inside ``ns-train``; the
-   command then prints that one message (file and problem) instead of a stack trace, and exits with status 2.
+   command then prints that one message (file and problem) instead of a stack trace, and exits with status 2. So
+   does any error escaping nerfstudio's checkpoint loading (``ns-eval``, ``ns-render``, ``ns-viewer``,
+   ``ns-train --load-dir``): a truncated or corrupt checkpoint, or an empty or missing checkpoint folder, is one line
+   naming the file.
 5. Multi-process CPU training: ``ns-train --machine.num-devices N --machine.device-type cpu`` spawns nerfstudio's
    ``_distributed_worker``, which asserts CUDA, and ``VanillaPipeline`` passes ``device_ids=[local_rank]`` to DDP,
    which DDP refuses for a CPU module. ``torch.multiprocessing.spawn`` is wrapped (looked up when ``launch`` calls
@@ -178,13 +181,42 @@ def print_input_errors_without_traceback() -> None:
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
-        if isinstance(error, DatasetFormatError):
-            print(f"error: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, DatasetFormatError) else checkpoint_error_message(error, trace)
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
             sys.stderr.flush()
             os._exit(2)
         previous(kind, error, trace)
 
     sys.excepthook = excepthook
+
+
+# Where nerfstudio loads checkpoints: ns-eval / ns-render / ns-viewer (eval_utils) and ns-train --load-dir (Trainer).
+_CHECKPOINT_LOADERS = {("eval_utils.py", "eval_load_checkpoint"), ("trainer.py", "_load_checkpoint")}
+
+
+def checkpoint_error_message(error: BaseException, trace: Any) -> Optional[str]:
+    """``<checkpoint>: cannot load this checkpoint (...)`` when ``error`` escaped nerfstudio's checkpoint loading
+    (a truncated or corrupt file, or one of another model), else None. The file is read from the loader's frame."""
+    frame_locals = None
+    while trace is not None:
+        code = trace.tb_frame.f_code
+        path = Path(code.co_filename)
+        if "nerfstudio" in path.parts and (path.name, code.co_name) in _CHECKPOINT_LOADERS:
+            frame_locals = trace.tb_frame.f_locals
+        trace = trace.tb_next
+    if frame_locals is None:
+        return None
+    checkpoint = frame_locals.get("load_path") or frame_locals.get("load_checkpoint")
+    if checkpoint is None:
+        folder = frame_locals.get("load_dir")
+        if folder is None:
+            return None
+        if isinstance(error, (FileNotFoundError, IndexError)):
+            return f"{folder}: no checkpoint (step-*.ckpt) to load here"
+        checkpoint = folder
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    return f"{checkpoint}: cannot load this checkpoint ({type(error).__name__}: {first_line})"
 
 
 # --- multi-process training ---------------------------------------------------------------------------------
