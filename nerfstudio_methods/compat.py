@@ -18,7 +18,8 @@ raises at import breaks every ``ns-*`` command.
    command then prints that one message (file and problem) instead of a stack trace, and exits with status 2. So
    does any error escaping nerfstudio's checkpoint loading (``ns-eval``, ``ns-render``, ``ns-viewer``,
    ``ns-train --load-dir``): a truncated or corrupt checkpoint, or an empty or missing checkpoint folder, is one line
-   naming the file.
+   naming the file; and any error escaping nerfstudio's own dataparsers or datasets while they read a file
+   (``blender-data`` on a missing or empty folder, a malformed ``transforms_*.json``, an unreadable image).
 5. Multi-process CPU training: ``ns-train --machine.num-devices N --machine.device-type cpu`` spawns nerfstudio's
    ``_distributed_worker``, which asserts CUDA, and ``VanillaPipeline`` passes ``device_ids=[local_rank]`` to DDP,
    which DDP refuses for a CPU module. ``torch.multiprocessing.spawn`` is wrapped (looked up when ``launch`` calls
@@ -181,7 +182,10 @@ def print_input_errors_without_traceback() -> None:
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
-        message = str(error) if isinstance(error, DatasetFormatError) else checkpoint_error_message(error, trace)
+        if isinstance(error, DatasetFormatError):
+            message: Optional[str] = str(error)
+        else:
+            message = checkpoint_error_message(error, trace) or dataset_error_message(error, trace)
         if message is not None:
             print(f"error: {message}", file=sys.stderr)
             sys.stderr.flush()
@@ -193,6 +197,36 @@ def print_input_errors_without_traceback() -> None:
 
 # Where nerfstudio loads checkpoints: ns-eval / ns-render / ns-viewer (eval_utils) and ns-train --load-dir (Trainer).
 _CHECKPOINT_LOADERS = {("eval_utils.py", "eval_load_checkpoint"), ("trainer.py", "_load_checkpoint")}
+
+
+# Where nerfstudio's own dataparsers and datasets read files (blender-data, nerfstudio-data, ... and their images).
+_DATA_READERS = {"_generate_dataparser_outputs", "get_dataparser_outputs", "get_numpy_image", "get_image_float32"}
+_PATH_LOCALS = ("uri", "filename", "image_filename", "fname", "file_path", "path")
+
+
+def dataset_error_message(error: BaseException, trace: Any) -> Optional[str]:
+    """``<file>: <problem>`` when ``error`` escaped a nerfstudio dataparser or dataset reading a file (a missing or
+    empty folder, a missing, malformed or unreadable file), else None."""
+    frames = []
+    while trace is not None:
+        frames.append(trace.tb_frame)
+        trace = trace.tb_next
+    if not any(f.f_code.co_name in _DATA_READERS and "nerfstudio" in Path(f.f_code.co_filename).parts for f in frames):
+        return None
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    if isinstance(error, OSError) and error.filename:
+        path = Path(str(error.filename))
+        if not path.parent.is_dir():
+            return f"{path.parent}: folder not found (looking for {path.name})"
+        return f"{path}: {error.strerror or first_line}"
+    for frame in reversed(frames):  # the innermost frame that names the file it was reading (a reader's own
+        # argument, e.g. imageio's `uri`, before a caller's loop variable)
+        for name in _PATH_LOCALS:
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, Path)) and str(value):
+                kind = "JSON" if str(value).endswith(".json") else "file"
+                return f"{value}: unreadable {kind} ({type(error).__name__}: {first_line})"
+    return None
 
 
 def checkpoint_error_message(error: BaseException, trace: Any) -> Optional[str]:
