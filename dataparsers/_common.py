@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
 
 
+def first_line(error: BaseException, limit: int | None = 300) -> str:
+    """The first line of an error's message (its type's name when the message is empty), for one-line reports:
+    ffmpeg, diffusers and torch put pages of detail after the reason."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if limit is None else line[:limit]
+
+
 class DatasetFormatError(ValueError):
     """A dataset folder or file does not follow its format. The message names the file and the problem."""
 

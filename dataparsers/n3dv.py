@@ -38,6 +38,7 @@ from dataparsers._common import (
     DatasetFormatError,
     PinholeCameras,
     common_image_size,
+    first_line,
     read_image,
     require_dir,
     require_file,
@@ -157,8 +158,7 @@ def _use_pyav() -> bool:
 
 def _decoder_error(path: Path, err: BaseException) -> DatasetFormatError:
     # ffmpeg's messages run to dozens of lines of build configuration; the first line carries the reason.
-    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return DatasetFormatError(path, f"unreadable video ({first_line})")
+    return DatasetFormatError(path, f"unreadable video ({first_line(err, limit=None)})")
 
 
 def _ffmpeg_reader(path: Path) -> Any:

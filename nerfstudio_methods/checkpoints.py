@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dataparsers._common import DatasetFormatError
+from dataparsers._common import DatasetFormatError, first_line
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+def listed(names: list[str], most: int = 4) -> str:
+    """``a, b, c, d, ... (N in all)``: the first few of a long list of tensor names, for a one-line error."""
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")
 
 
 def load_tensor_file(path: Path, what: str) -> object:
@@ -26,7 +26,7 @@ def load_tensor_file(path: Path, what: str) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every torch.load failure becomes one clear line naming the file
-        message = _first_line(error)
+        message = first_line(error)
         if "weights only" in str(error).lower() or "weights_only" in str(error).lower():
             raise DatasetFormatError(
                 path,
@@ -57,8 +57,7 @@ def load_state_strictly(model: nn.Module, state: dict[str, Tensor], path: Path, 
     problems = []
     for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
         if names:
-            shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
-            problems.append(f"{label}: {shown}")
+            problems.append(f"{label}: {listed(names)}")
     if problems:
         raise DatasetFormatError(path, f"{what} does not match the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)

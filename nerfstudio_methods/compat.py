@@ -204,43 +204,55 @@ _DATA_READERS = {"_generate_dataparser_outputs", "get_dataparser_outputs", "get_
 _PATH_LOCALS = ("uri", "filename", "image_filename", "fname", "file_path", "path")
 
 
-def dataset_error_message(error: BaseException, trace: Any) -> Optional[str]:
-    """``<file>: <problem>`` when ``error`` escaped a nerfstudio dataparser or dataset reading a file (a missing or
-    empty folder, a missing, malformed or unreadable file), else None."""
+def _frames(trace: Any) -> list[Any]:
+    """The frames of a traceback, outermost first."""
     frames = []
     while trace is not None:
         frames.append(trace.tb_frame)
         trace = trace.tb_next
-    if not any(f.f_code.co_name in _DATA_READERS and "nerfstudio" in Path(f.f_code.co_filename).parts for f in frames):
+    return frames
+
+
+def _in_nerfstudio(frame: Any) -> bool:
+    return "nerfstudio" in Path(frame.f_code.co_filename).parts
+
+
+def dataset_error_message(error: BaseException, trace: Any) -> Optional[str]:
+    """``<file>: <problem>`` when ``error`` escaped a nerfstudio dataparser or dataset reading a file (a missing or
+    empty folder, a missing, malformed or unreadable file), else None."""
+    from dataparsers._common import first_line
+
+    frames = _frames(trace)
+    if not any(f.f_code.co_name in _DATA_READERS and _in_nerfstudio(f) for f in frames):
         return None
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
     if isinstance(error, OSError) and error.filename:
         path = Path(str(error.filename))
         if not path.parent.is_dir():
             return f"{path.parent}: folder not found (looking for {path.name})"
-        return f"{path}: {error.strerror or first_line}"
+        return f"{path}: {error.strerror or first_line(error)}"
     for frame in reversed(frames):  # the innermost frame that names the file it was reading (a reader's own
         # argument, e.g. imageio's `uri`, before a caller's loop variable)
         for name in _PATH_LOCALS:
             value = frame.f_locals.get(name)
             if isinstance(value, (str, Path)) and str(value):
                 kind = "JSON" if str(value).endswith(".json") else "file"
-                return f"{value}: unreadable {kind} ({type(error).__name__}: {first_line})"
+                return f"{value}: unreadable {kind} ({type(error).__name__}: {first_line(error)})"
     return None
 
 
 def checkpoint_error_message(error: BaseException, trace: Any) -> Optional[str]:
     """``<checkpoint>: cannot load this checkpoint (...)`` when ``error`` escaped nerfstudio's checkpoint loading
     (a truncated or corrupt file, or one of another model), else None. The file is read from the loader's frame."""
-    frame_locals = None
-    while trace is not None:
-        code = trace.tb_frame.f_code
-        path = Path(code.co_filename)
-        if "nerfstudio" in path.parts and (path.name, code.co_name) in _CHECKPOINT_LOADERS:
-            frame_locals = trace.tb_frame.f_locals
-        trace = trace.tb_next
-    if frame_locals is None:
+    from dataparsers._common import first_line
+
+    loaders = [
+        f
+        for f in _frames(trace)
+        if _in_nerfstudio(f) and (Path(f.f_code.co_filename).name, f.f_code.co_name) in _CHECKPOINT_LOADERS
+    ]
+    if not loaders:
         return None
+    frame_locals = loaders[-1].f_locals
     checkpoint = frame_locals.get("load_path") or frame_locals.get("load_checkpoint")
     if checkpoint is None:
         folder = frame_locals.get("load_dir")
@@ -249,8 +261,7 @@ def checkpoint_error_message(error: BaseException, trace: Any) -> Optional[str]:
         if isinstance(error, (FileNotFoundError, IndexError)):
             return f"{folder}: no checkpoint (step-*.ckpt) to load here"
         checkpoint = folder
-    first_line = (str(error).strip().splitlines() or [""])[0][:300]
-    return f"{checkpoint}: cannot load this checkpoint ({type(error).__name__}: {first_line})"
+    return f"{checkpoint}: cannot load this checkpoint ({type(error).__name__}: {first_line(error)})"
 
 
 # --- multi-process training ---------------------------------------------------------------------------------

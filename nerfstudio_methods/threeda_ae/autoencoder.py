@@ -23,8 +23,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from dataparsers._common import DatasetFormatError
-from nerfstudio_methods.checkpoints import load_state_strictly, load_tensor_file
+from dataparsers._common import DatasetFormatError, first_line
+from nerfstudio_methods.checkpoints import listed, load_state_strictly, load_tensor_file
 
 SD_VAE_BLOCK_OUT_CHANNELS = (128, 256, 512, 512)
 """Stable Diffusion 1.x's VAE (its ``vae/config.json``; 83.65 M parameters, 3da-ae.md §1.2)."""
@@ -83,14 +83,16 @@ def _load_diffusers_folder(folder: Path) -> nn.Module:
         )
         model, info = loaded
     except Exception as error:  # noqa: BLE001 - one line naming the folder, whatever diffusers raises
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise DatasetFormatError(folder, f"cannot load the autoencoder ({type(error).__name__}: {message})") from None
+        raise DatasetFormatError(
+            folder, f"cannot load the autoencoder ({type(error).__name__}: {first_line(error)})"
+        ) from None
     # diffusers only warns when the weights lack some of the model's tensors and leaves those random: refuse, as
     # the single-file path does (load_state_strictly).
     missing = sorted(info.get("missing_keys") or [])
     if missing:
-        shown = ", ".join(missing[:4]) + (f", ... ({len(missing)} in all)" if len(missing) > 4 else "")
-        raise DatasetFormatError(folder, f"autoencoder weights do not match its config.json: missing keys: {shown}")
+        raise DatasetFormatError(
+            folder, f"autoencoder weights do not match its config.json: missing keys: {listed(missing)}"
+        )
     return model
 
 
@@ -101,8 +103,7 @@ def _read_weight_file(path: Path) -> dict[str, Tensor]:
         try:
             return load_file(str(path))
         except Exception as error:  # noqa: BLE001
-            message = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-            raise DatasetFormatError(path, f"unreadable or truncated safetensors file ({message})") from None
+            raise DatasetFormatError(path, f"unreadable or truncated safetensors file ({first_line(error)})") from None
     raw = load_tensor_file(path, "autoencoder weights")
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
