@@ -279,29 +279,27 @@ def test_image_encoders_shapes() -> None:
     assert small.encode(torch.rand(3, 33, 47, 3)).shape == (3, 32, 9, 12)  # ceil(ceil(33 / 2) / 2), ...
 
 
-def test_resnet18_weights_from_hub_cache(tmp_path: Path) -> None:
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        assert resnet18_hub_weights_path() == tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-        assert not ImageEncoder("resnet18").pretrained  # empty cache: random initialisation
+def test_resnet18_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # TORCH_HOME rather than torch.hub.set_dir: set_dir pins the hub folder for the rest of the session.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    hub = tmp_path / "torch_home" / "hub"
+    assert resnet18_hub_weights_path() == hub / "checkpoints" / "resnet18-f37072fd.pth"
+    assert not ImageEncoder("resnet18").pretrained  # empty cache: random initialisation
 
-        source = torchvision.models.resnet18(weights=None)
-        weights = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-        weights.parent.mkdir(parents=True)
-        torch.save(source.state_dict(), weights)
-        encoder = ImageEncoder("resnet18")
-        assert encoder.pretrained
-        loaded, saved = encoder.network.state_dict(), source.state_dict()
-        for key in ("layer2.0.conv1.weight", "bn1.running_var", "fc.bias"):
-            assert torch.equal(loaded[key], saved[key])
+    source = torchvision.models.resnet18(weights=None)
+    weights = hub / "checkpoints" / "resnet18-f37072fd.pth"
+    weights.parent.mkdir(parents=True)
+    torch.save(source.state_dict(), weights)
+    encoder = ImageEncoder("resnet18")
+    assert encoder.pretrained
+    loaded, saved = encoder.network.state_dict(), source.state_dict()
+    for key in ("layer2.0.conv1.weight", "bn1.running_var", "fc.bias"):
+        assert torch.equal(loaded[key], saved[key])
 
-        weights.write_bytes(weights.read_bytes()[:1000])
-        with pytest.raises(DatasetFormatError) as error:
-            ImageEncoder("resnet18")
-        _assert_one_line_error(error, weights, "unreadable or truncated")
-    finally:
-        torch.hub.set_dir(previous)
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DatasetFormatError) as error:
+        ImageEncoder("resnet18")
+    _assert_one_line_error(error, weights, "unreadable or truncated")
 
 
 def test_random_initialisation_is_said_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
