@@ -71,15 +71,22 @@ def broadcast_from_first_process(tensors: Sequence[Tensor]) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
+def _summed_over_processes(tensors: Sequence[Tensor]) -> Sequence[Tensor]:
+    """Each tensor summed over the processes, in one all-reduce of their concatenation (new tensors)."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    flat = _flatten_dense_tensors(list(tensors))
+    dist.all_reduce(flat)
+    return _unflatten_dense_tensors(flat, list(tensors))
+
+
 def average_gradients_before_step(optimizer: torch.optim.Optimizer) -> None:
     """Before each ``optimizer.step()``, replace its parameters' gradients by their mean over the processes.
 
     For weights every process trains (an autoencoder shared by all scenes) while each process sees other scenes:
     the step then uses the gradient of the whole batch, and the weights stay bit-identical on every rank. All ranks
     must step this optimizer at the same steps with gradients on the same parameters, as DDP requires."""
-    import torch.distributed as dist
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
     world_size = process_rank_and_count()[1]
     if world_size == 1:
         return
@@ -88,11 +95,8 @@ def average_gradients_before_step(optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
-        flat = _flatten_dense_tensors(grads)
-        dist.all_reduce(flat)
-        flat /= world_size
-        for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads)):
-            grad.copy_(averaged)
+        for grad, summed in zip(grads, _summed_over_processes(grads)):
+            grad.copy_(summed / world_size)
 
     optimizer.register_step_pre_hook(hook)
 
@@ -103,9 +107,6 @@ def share_scene_state(per_scene: Sequence[Sequence[Tensor]], owned: range) -> No
     ``per_scene[s]`` are scene ``s``'s tensors (views into per-scene counters work too); each process contributes
     its owned scenes and zeros elsewhere, and the sum over processes is the result (one all-reduce). Used before
     rank 0 writes a checkpoint or evaluates."""
-    import torch.distributed as dist
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
     if process_rank_and_count()[1] == 1:
         return
     with torch.no_grad():
@@ -115,9 +116,7 @@ def share_scene_state(per_scene: Sequence[Sequence[Tensor]], owned: range) -> No
             for index, scene in enumerate(per_scene)
             for t in scene
         ]
-        flat = _flatten_dense_tensors(masked)
-        dist.all_reduce(flat)
-        for tensor, value in zip(tensors, _unflatten_dense_tensors(flat, masked)):
+        for tensor, value in zip(tensors, _summed_over_processes(masked)):
             tensor.data.copy_(value)
 
 

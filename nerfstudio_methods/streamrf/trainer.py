@@ -78,14 +78,13 @@ class StreamRFTrainer(Trainer):
         earlier_store = None if earlier_run is None else earlier_run / FRAMES_DIR
         checkpoint_given = self.config.load_dir is not None or self.config.load_checkpoint is not None
         if checkpoint_given and not self._has_checkpoint():
+            given = Path(str(self.config.load_dir or self.config.load_checkpoint))
             if earlier_store is None or not earlier_store.is_dir():
-                where = self.config.load_dir or self.config.load_checkpoint
                 raise DatasetFormatError(
-                    Path(str(where)), f"nothing to resume: no checkpoint there and no frame store at {earlier_store}"
+                    given, f"nothing to resume: no checkpoint there and no frame store at {earlier_store}"
                 )
             CONSOLE.print(
-                f"StreamRF: no checkpoint at {self.config.load_dir or self.config.load_checkpoint} (the run stopped "
-                "before saving one); resuming from its frame store"
+                f"StreamRF: no checkpoint at {given} (the run stopped before saving one); resuming from its frame store"
             )
             load_dir, load_checkpoint = self.config.load_dir, self.config.load_checkpoint
             self.config.load_dir = self.config.load_checkpoint = None

@@ -141,11 +141,18 @@ class MultiSceneImageDataManager(FullImageDatamanager):
         rows = torch.linspace(0, len(self.train_images) - 1, min(count, len(self.train_images))).round().long()
         return self.train_images[rows].permute(0, 3, 1, 2).float() / 255.0
 
+    def _held_out_image(self, index: int) -> Tensor:
+        return self.eval_dataset.get_image_float32(index)[..., :3].to(self.device)
+
+    def _random_held_out_indices(self, count: int) -> List[int]:
+        """Held-out images of this process's scenes (of all scenes when it owns none), drawn with replacement."""
+        pool = self.eval_indices or list(range(len(self.eval_dataset)))
+        return [pool[self._random.randrange(len(pool))] for _ in range(min(count, len(pool)))]
+
     def next_eval_batch(self, step: int) -> Tuple[Cameras, Dict]:
         """A batch of held-out images of this process's scenes, shaped like :meth:`next_train`'s."""
-        pool = self.eval_indices or list(range(len(self.eval_dataset)))
-        chosen = [pool[self._random.randrange(len(pool))] for _ in range(min(self.config.images_per_batch, len(pool)))]
-        images = [self.eval_dataset.get_image_float32(i)[..., :3] for i in chosen]
+        chosen = self._random_held_out_indices(self.config.images_per_batch)
+        images = [self._held_out_image(i) for i in chosen]
         index_tensor = torch.tensor(chosen)
         batch = {
             "image": torch.stack(images).to(self.device),
@@ -156,11 +163,9 @@ class MultiSceneImageDataManager(FullImageDatamanager):
 
     def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
         """One held-out image of this process's scenes (nerfstudio's eval image during training)."""
-        pool = self.eval_indices or list(range(len(self.eval_dataset)))
-        index = pool[self._random.randrange(len(pool))]
+        (index,) = self._random_held_out_indices(1)
         camera = self.eval_dataset.cameras[index : index + 1].to(self.device)
-        data = {"image": self.eval_dataset.get_image_float32(index)[..., :3].to(self.device), "image_idx": index}
-        return camera, data
+        return camera, {"image": self._held_out_image(index), "image_idx": index}
 
     @property
     def fixed_indices_eval_dataloader(self) -> List[Tuple[Cameras, Dict]]:  # type: ignore[override]
@@ -169,6 +174,5 @@ class MultiSceneImageDataManager(FullImageDatamanager):
         items = []
         for index in range(len(self.eval_dataset)):
             camera = self.eval_dataset.cameras[index : index + 1].to(self.device)
-            image = self.eval_dataset.get_image_float32(index)[..., :3].to(self.device)
-            items.append((camera, {"image": image, "image_idx": index}))
+            items.append((camera, {"image": self._held_out_image(index), "image_idx": index}))
         return items

@@ -57,8 +57,9 @@ from nerfstudio_methods.threeda_ae.autoencoder import (
 from nerfstudio_methods.threeda_ae.renderer import TriplaneRenderer, rays_of_cameras
 from nerfstudio_methods.threeda_ae.triplanes import SceneTriplanes, TriplaneDecoder, scene_id_bytes, total_variation
 
-LOSS_NAMES = ("rgb", "latent", "decoded", "autoencoder", "tv")
 PARAM_GROUPS = ("planes", "coefficients", "global_bases", "mlp", "encoder", "decoder")
+SHARED_GROUPS = ("global_bases", "mlp", "encoder", "decoder")
+"""Groups every scene uses (the rest are per scene): averaged across processes."""
 
 
 @dataclass
@@ -236,7 +237,7 @@ class TriplaneModel(Model):
     def shared_parameters(self) -> List[nn.Parameter]:
         """Parameters every scene uses (all-reduced across processes): MLP, global bases, autoencoder."""
         groups = self.parameter_groups()
-        return [p for name in ("global_bases", "mlp", "encoder", "decoder") for p in groups.get(name, [])]
+        return [p for name in SHARED_GROUPS for p in groups.get(name, [])]
 
     def active_phases(self) -> List[Tuple[str, PhaseConfig]]:
         """The phases that run: ``autoencoder`` only when the autoencoder is trained here; zero-length ones skipped."""
@@ -293,8 +294,8 @@ class TriplaneModel(Model):
                 self.mlp.reset_parameters(seed=self.config.plane_seed + 17 * (state.index + 1))
                 for param in self.mlp.parameters():
                     optimizers.optimizers["mlp"].state.pop(param, None)
-            if self.latent and state.name != "autoencoder":
-                self._drop_latent_cache_if_encoder_trains(state)
+            if state.config.learning_rates.get("encoder", 0.0) > 0:
+                self.latent_cache.clear()  # cached encoder means are stale once the encoder trains
         self._current_phase = state
         if self.latent and state.name != "autoencoder" and not bool(self.latent_space_ready):
             self.calibrate_latent_space()
@@ -307,10 +308,6 @@ class TriplaneModel(Model):
             if optimizer is not None:
                 for group in optimizer.param_groups:
                     group["lr"] = rates.get(name, 0.0)
-
-    def _drop_latent_cache_if_encoder_trains(self, state: PhaseState) -> None:
-        if state.config.learning_rates.get("encoder", 0.0) > 0:
-            self.latent_cache.clear()
 
     # --- latent space ----------------------------------------------------------------------------------------
 
@@ -380,15 +377,20 @@ class TriplaneModel(Model):
     # --- rendering -------------------------------------------------------------------------------------------
 
     def render_cameras(
-        self, cameras: Cameras, scenes: Int[Tensor, " batch"], chunk: Optional[int] = None
+        self,
+        cameras: Cameras,
+        scenes: Int[Tensor, " batch"],
+        chunk: Optional[int] = None,
+        planes: Optional[Float[Tensor, "batch 3 c r r"]] = None,
     ) -> Dict[str, Tensor]:
         """Images of ``cameras[b]`` through scene ``scenes[b]``: ``values`` [B, C, h, w] in [0, 1] units, plus
-        ``accumulation`` and ``depth`` [B, 1, h, w]. Latent models render at 1/f of the cameras' resolution."""
+        ``accumulation`` and ``depth`` [B, 1, h, w]. Latent models render at 1/f of the cameras' resolution.
+        ``planes``: the scenes' composed tri-planes when the caller has them already."""
         if self.latent:
             cameras = cameras[torch.arange(cameras.shape[0])]
             cameras.rescale_output_resolution(1.0 / self.downscale)
         height, width = int(cameras.height[0]), int(cameras.width[0])
-        planes = self.scenes.planes_of(scenes)
+        planes = self.scenes.planes_of(scenes) if planes is None else planes
         bundle = rays_of_cameras(cameras.to(self.device))
         if chunk is None or bundle.shape[1] <= chunk:
             rendered = [self.renderer(planes, bundle, self.background)]
@@ -413,9 +415,9 @@ class TriplaneModel(Model):
         outputs: Dict[str, Tensor] = {"target_rgb": images}
         needs_render = any(self.loss_weight(n) > 0 for n in ("rgb", "latent", "decoded", "tv"))
         if needs_render:
-            outputs["planes"] = self.scenes.planes_of(scenes)
+            outputs["planes"] = self.scenes.planes_of(scenes)  # composed once: rendered and regularised (TV)
         if not self.latent:
-            rendered = self.render_cameras(cameras, scenes)
+            rendered = self.render_cameras(cameras, scenes, planes=outputs.get("planes"))
             outputs["rgb"] = rendered["values"]
             return outputs
         signed = images * 2 - 1
@@ -431,7 +433,7 @@ class TriplaneModel(Model):
             assert latents is not None
             outputs["reconstruction"] = (self.decode(latents) + 1) / 2
         if self.loss_weight("latent") > 0 or self.loss_weight("decoded") > 0:
-            rendered = self.render_cameras(cameras, scenes)
+            rendered = self.render_cameras(cameras, scenes, planes=outputs.get("planes"))
             outputs["latent"] = rendered["values"] * 2 - 1
             if self.loss_weight("decoded") > 0:
                 outputs["decoded"] = (self.decode(self.normaliser.inverse(outputs["latent"])) + 1) / 2

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Type
 
 import torch
-import yaml
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -44,7 +43,7 @@ from nerfstudio_methods.multiscene import (
 )
 from nerfstudio_methods.threeda_ae.autoencoder import autoencoder_origin
 from nerfstudio_methods.threeda_ae.datamanager import MultiSceneImageDataManager, MultiSceneImageDataManagerConfig
-from nerfstudio_methods.threeda_ae.model import TriplaneModel, TriplaneModelConfig, checksum
+from nerfstudio_methods.threeda_ae.model import SHARED_GROUPS, TriplaneModel, TriplaneModelConfig, checksum
 
 
 @dataclass
@@ -100,7 +99,6 @@ class TriplanePipeline(VanillaPipeline):
         # No DDP: the model is not wrapped; processes share work through the datamanager's scene ranges instead.
         super().__init__(config, device, test_mode, world_size=1, local_rank=local_rank, grad_scaler=grad_scaler)
         self.rank, self.world_size = process_rank_and_count()
-        self.test_mode = test_mode
         model = self.model
         assert isinstance(model, TriplaneModel)
         model.rank = self.rank
@@ -219,7 +217,7 @@ class TriplanePipeline(VanillaPipeline):
             + ")"
         )
         if self.world_size > 1 and optimizers is not None:
-            for name in ("global_bases", "mlp", "encoder", "decoder"):
+            for name in SHARED_GROUPS:
                 if name in optimizers.optimizers:
                     average_gradients_before_step(optimizers.optimizers[name])
         steps_per_save = trainer.config.steps_per_save if trainer is not None else 0
@@ -270,8 +268,3 @@ class TriplanePipeline(VanillaPipeline):
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
     ) -> Dict[str, float]:
         return evaluate_eval_images(self, output_path=output_path, get_std=get_std, group_key=SCENE_INDEX_KEY)
-
-
-def stage_one_settings(config_path: Path) -> Any:
-    """A stage-1 run's saved ``config.yml`` (for error messages that name its settings)."""
-    return yaml.load(Path(config_path).read_text(), Loader=yaml.Loader)
