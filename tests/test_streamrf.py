@@ -25,7 +25,7 @@ from nerfstudio_methods.streamrf.codec import (
     read_record,
     to_bytes,
 )
-from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, GridSpec, resample, trilinear
+from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, DenseGrid, GridSpec, SparseGrid, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
 from nerfstudio_methods.streamrf.render import ray_box, render_rays_torch
 from nerfstudio_methods.streamrf.sh import C0, C1, SH_BASES, sh_bases, sh_to_rgb
@@ -181,9 +181,12 @@ def test_resample_keeps_dense_voxels_dilated_and_zeroes_the_rest() -> None:
     values = torch.zeros(GRID_CHANNELS, 5, 5, 5)
     values[:, 2, 2, 2] = 10.0
     values[:, 0, 0, 0] = 3.0  # below the density threshold 5: dropped
-    kept, occupancy = resample(values, spec, spec, density_threshold=5.0, dilation=1)
-    assert torch.equal(occupancy, cube((5, 5, 5), 1, 3))
+    occupancy = values[0] > 0
+    resampled = resample(SparseGrid.from_dense(spec, values, occupancy), spec, density_threshold=5.0, dilation=1)
+    kept = resampled.to_dense()
+    assert torch.equal(resampled.occupancy, cube((5, 5, 5), 1, 3))
     assert float(kept[:, 0, 0, 0].abs().sum()) == 0.0 and float(kept[0, 2, 2, 2]) == 10.0
+    assert float(kept[:, 1:4, 1:4, 1:4].abs().sum()) == 28 * 10.0  # the dilated neighbours were empty: zeros
 
 
 # ----------------------------------------------------------------------------------------------- delta codec
@@ -195,10 +198,40 @@ def random_grid(generator: torch.Generator, shape: tuple[int, int, int] = (6, 7,
     return values, occupancy
 
 
+def sparse(values: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
+    """The occupied voxels' values in flat (z, y, x) order: a sparse grid's rows, as the codec takes them."""
+    return values.reshape(values.shape[0], -1)[:, occupancy.reshape(-1)].T.contiguous()
+
+
+def dense(data: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
+    values = torch.zeros(data.shape[1], occupancy.numel(), dtype=data.dtype)
+    values[:, occupancy.reshape(-1)] = data.T
+    return values.reshape(-1, *occupancy.shape)
+
+
+def encode_dense_grid(values: torch.Tensor, occupancy: torch.Tensor):
+    record, (data, decoded_occupancy) = encode_grid(sparse(values, occupancy), occupancy)
+    assert torch.equal(decoded_occupancy, occupancy)
+    return record, dense(data, occupancy)
+
+
+def encode_dense_delta(previous, previous_occupancy, current, occupancy, threshold):
+    record, (data, decoded_occupancy) = encode_delta(
+        sparse(previous, previous_occupancy), previous_occupancy, sparse(current, occupancy), occupancy, threshold
+    )
+    assert torch.equal(decoded_occupancy, occupancy)
+    return record, dense(data, occupancy)
+
+
+def apply_dense_delta(previous, previous_occupancy, delta):
+    data, occupancy = apply_delta(sparse(previous, previous_occupancy), previous_occupancy, delta)
+    return dense(data, occupancy), occupancy
+
+
 def test_delta_encode_then_decode_is_exact_and_reverts_small_changes(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(1)
     previous, previous_occupancy = random_grid(generator)
-    _, previous = encode_grid(previous, previous_occupancy)  # frame 0 as the decoder has it (fp16 values)
+    _, previous = encode_dense_grid(previous, previous_occupancy)  # frame 0 as the decoder has it (fp16 values)
     occupancy = previous_occupancy.clone()
     occupancy[0] = ~occupancy[0]  # voxels added and removed
     current = previous.clone()
@@ -213,14 +246,14 @@ def test_delta_encode_then_decode_is_exact_and_reverts_small_changes(tmp_path: P
     current[1:, small] += 0.01  # sum |dSH| = 0.27 < 1.0
     current[0, kept] += 3.0  # density alone never triggers a save
     current = current * occupancy
-    delta, encoder_grid = encode_delta(previous, previous_occupancy, current, occupancy, sh_keep_threshold=1.0)
+    delta, encoder_grid = encode_dense_delta(previous, previous_occupancy, current, occupancy, 1.0)
 
     assert delta.num_added == int((~previous_occupancy & occupancy).sum())
     assert delta.num_changed == int(big.sum())
     assert delta.occupancy_bits.size == math.ceil(occupancy.numel() / 8)
     assert delta.changed_bits.size == math.ceil(int(kept.sum()) / 8)
     assert delta.added_values.dtype == np.float16 and delta.changed_values.dtype == np.float16
-    decoded, decoded_occupancy = apply_delta(previous, previous_occupancy, through_disk(delta, tmp_path))
+    decoded, decoded_occupancy = apply_dense_delta(previous, previous_occupancy, through_disk(delta, tmp_path))
     assert torch.equal(decoded_occupancy, occupancy)
     assert torch.equal(decoded, encoder_grid)  # bit-exact
     assert torch.equal(decoded[:, small], previous[:, small])  # reverted, density change included
@@ -239,30 +272,32 @@ def test_store_replays_a_sequence_bit_exactly_with_and_without_keyframes(tmp_pat
     generator = torch.Generator().manual_seed(2)
     values, occupancy = random_grid(generator)
     store, keyed = FrameStore(tmp_path / "plain"), FrameStore(tmp_path / "keyed")
-    base, values = encode_grid(values, occupancy)
+    base, values = encode_dense_grid(values, occupancy)
     store.write_frame(0, base)
     keyed.write_frame(0, base)
-    truth = [values]
+    truth = [(values, occupancy)]
     for frame in range(1, 7):
         new_occupancy = masks.dilate(occupancy, 1) & (torch.rand(occupancy.shape, generator=generator) < 0.7)
         new_values = (values + 0.3 * torch.randn(values.shape, generator=generator)) * new_occupancy
-        delta, values = encode_delta(values, occupancy, new_values, new_occupancy, sh_keep_threshold=2.0)
+        delta, values = encode_dense_delta(values, occupancy, new_values, new_occupancy, 2.0)
         occupancy = new_occupancy
         store.write_frame(frame, delta)
         keyed.write_frame(frame, delta)
         if frame % 3 == 0:
-            keyed.write_keyframe(frame, encode_grid(values, occupancy)[0])
-        truth.append(values)
+            keyed.write_keyframe(frame, encode_dense_grid(values, occupancy)[0])
+        truth.append((values, occupancy))
     assert store.num_finished() == 7 and keyed.keyframes() == [3, 6]
     plain_player, keyed_player = GridPlayer(store), GridPlayer(keyed)
     for frame in (6, 2, 0, 5, 5, 1, 4):  # random access, backwards included
-        assert torch.equal(plain_player.grid(frame)[0], truth[frame])
-        assert torch.equal(keyed_player.grid(frame)[0], truth[frame])
+        for player in (plain_player, keyed_player):
+            data, stored_occupancy = player.grid(frame)
+            assert torch.equal(stored_occupancy, truth[frame][1])
+            assert torch.equal(dense(data, stored_occupancy), truth[frame][0])
     fresh = GridPlayer(keyed)
     fresh.grid(5)
     assert fresh.deltas_applied == 2  # from keyframe 3, not from frame 0
     assert isinstance(read_record(store.frame_path(0)), type(base))
-    torch.testing.assert_close(decode_grid(base)[0], truth[0])
+    torch.testing.assert_close(dense(*decode_grid(base)), truth[0][0])
 
 
 def test_an_interrupted_write_leaves_the_finished_frames_intact(
@@ -271,9 +306,9 @@ def test_an_interrupted_write_leaves_the_finished_frames_intact(
     generator = torch.Generator().manual_seed(3)
     values, occupancy = random_grid(generator)
     store = FrameStore(tmp_path)
-    base, values = encode_grid(values, occupancy)
+    base, values = encode_dense_grid(values, occupancy)
     store.write_frame(0, base)
-    delta, _ = encode_delta(values, occupancy, values * 0.5, occupancy, 0.1)
+    delta, _ = encode_dense_delta(values, occupancy, values * 0.5, occupancy, 0.1)
     store.write_frame(1, delta)
     before = [store.frame_path(t).read_bytes() for t in range(2)]
 
@@ -288,7 +323,7 @@ def test_an_interrupted_write_leaves_the_finished_frames_intact(
     monkeypatch.undo()
     assert store.num_finished() == 2 and not store.frame_path(2).exists()
     assert [store.frame_path(t).read_bytes() for t in range(2)] == before
-    assert torch.equal(GridPlayer(store).grid(1)[0], apply_delta(values, occupancy, delta)[0])
+    assert torch.equal(dense(*GridPlayer(store).grid(1)), apply_dense_delta(values, occupancy, delta)[0])
     store.frame_path(1).write_bytes(before[1][:100])  # a damaged file (not our writes) is reported by name
     from dataparsers._common import DatasetFormatError
 
@@ -359,8 +394,12 @@ def test_rendering_a_uniform_grid_matches_closed_form_volume_rendering() -> None
     origins = torch.tensor([[0.0, 0.0, -1.0], [0.3, -0.2, -1.0]])
     directions = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     out = render_rays_torch(
-        values, occupancy, spec, origins, directions, torch.ones(2, dtype=torch.bool), 0.5, 0.5, 0.0
+        DenseGrid(spec, values, occupancy), origins, directions, torch.ones(2, dtype=torch.bool), 0.5, 0.5, 0.0
     )
+    sparse_out = render_rays_torch(
+        SparseGrid.from_dense(spec, values, occupancy), origins, directions, torch.ones(2, dtype=torch.bool), 0.5, 0.5
+    )
+    torch.testing.assert_close(sparse_out["rgb"], out["rgb"])
     # along z the box is 2 long; steps of 0.5 voxel = 1/16 tile it exactly
     opacity = 1 - math.exp(-sigma * 2.0)
     colour = torch.tensor([C0 * red_dc + 0.5, 0.5, 0.5])
@@ -370,7 +409,7 @@ def test_rendering_a_uniform_grid_matches_closed_form_volume_rendering() -> None
     assert out["num_samples"].tolist() == [32.0, 32.0]
     # early stop: once transmittance < 0.5 the rest of the ray shows background
     stopped = render_rays_torch(
-        values, occupancy, spec, origins[:1], directions[:1], torch.ones(1, dtype=torch.bool), 0.5, 0.5, 0.5
+        SparseGrid.from_dense(spec, values, occupancy), origins[:1], directions[:1], torch.ones(1, dtype=torch.bool), 0.5, 0.5, 0.5
     )
     dt = 1 / 16
     kept = math.ceil(math.log(0.5) / (-sigma * dt))  # samples whose transmittance before them is >= 0.5
@@ -389,10 +428,14 @@ def test_empty_space_skipping_changes_nothing() -> None:
     directions = torch.cat([torch.randn(64, 2, generator=generator) * 0.2, torch.ones(64, 1)], 1)
     directions = directions / directions.norm(dim=-1, keepdim=True)
     valid = torch.ones(64, dtype=torch.bool)
-    skipped = render_rays_torch(values, occupancy, spec, origins, directions, valid, stop_thresh=0.0)
-    dense = render_rays_torch(values, torch.ones_like(occupancy), spec, origins, directions, valid, stop_thresh=0.0)
-    torch.testing.assert_close(skipped["rgb"], dense["rgb"])
-    assert skipped["num_samples"].sum() < dense["num_samples"].sum()
+    skipped = render_rays_torch(DenseGrid(spec, values, occupancy), origins, directions, valid, stop_thresh=0.0)
+    everything = DenseGrid(spec, values, torch.ones_like(occupancy))
+    unskipped = render_rays_torch(everything, origins, directions, valid, stop_thresh=0.0)
+    torch.testing.assert_close(skipped["rgb"], unskipped["rgb"])
+    assert skipped["num_samples"].sum() < unskipped["num_samples"].sum()
+    sparse_out = render_rays_torch(SparseGrid.from_dense(spec, values, occupancy), origins, directions, valid, 0.5, 0.5, 0.0)
+    torch.testing.assert_close(sparse_out["rgb"], skipped["rgb"])
+    assert torch.equal(sparse_out["num_samples"], skipped["num_samples"])
     t_near, t_far = ray_box(origins, directions, spec.radius)
     assert (t_near == 0).all() and (t_far > 1.5).all()
 
@@ -421,16 +464,17 @@ def test_times_select_frames_and_rays_without_times_use_the_default() -> None:
     assert model.frame_of_times(None, 3).tolist() == [2, 2, 2]
 
 
-def test_a_later_frame_trains_only_band_and_pilot_guided_voxels_and_replays_exactly() -> None:
-    from nerfstudio_methods.streamrf.model import GridState, Phase
+@pytest.mark.parametrize("storage", ["sparse", "dense"])
+def test_a_later_frame_trains_only_band_and_pilot_guided_voxels_and_replays_exactly(storage: str) -> None:
+    from nerfstudio_methods.streamrf.model import Phase
+    from nerfstudio_methods.streamrf.state import make_state
 
-    model = make_model()
+    model = make_model(grid_storage=storage)
     model.start_phase(Phase.FRAME0, 0)
     values = torch.zeros(GRID_CHANNELS, 8, 8, 8)
     values[0, 2:5, 2:5, 2:5] = 10.0  # a dense 3^3 block (5^3 occupied after dilation)
     occupancy = values[0] > 0
-    assert model.full is not None
-    model.full = GridState(model.full_spec, values, occupancy)
+    model.full = make_state(SparseGrid.from_dense(model.full_spec, values, occupancy), storage)  # type: ignore[arg-type]
     base = model.finish_phase()
     model.start_phase(Phase.PILOT0, 0)
     model.finish_phase()
@@ -438,21 +482,25 @@ def test_a_later_frame_trains_only_band_and_pilot_guided_voxels_and_replays_exac
     # the pilot "sees" the voxel at pilot (1, 1, 1) change colour
     model.start_phase(Phase.PILOT, 1)
     assert model.pilot is not None
-    with torch.no_grad():
-        model.pilot.values[1:, 1, 1, 1] += 1.0
+    pilot = model.pilot.sparse()
+    changed_pilot = pilot.to_dense()
+    changed_pilot[1:, 1, 1, 1] += 1.0
+    model.pilot.set(SparseGrid.from_dense(pilot.spec, changed_pilot, pilot.occupancy))
     model.finish_phase()
     assert model.guidance is not None and model.guidance.changed[1, 1, 1] and int(model.guidance.changed.sum()) == 1
     model.start_phase(Phase.FULL, 1)
     assert model.previous is not None and model.update_mask is not None
     previous_values, previous_occupancy = model.previous
+    assert previous_values.dtype == torch.float16  # frame 0 as decoded (fp16 values): kept in fp16, exactly
     changed_full = masks.upsample_mask(model.guidance.changed, model.pilot_spec, model.full_spec)
     expected_mask = masks.narrow_band(previous_occupancy, 1) & masks.student_mask(changed_full)
     assert torch.equal(model.update_mask, expected_mask) and expected_mask.any()
     full = model.full
+    assert full is not None
     full.values.grad = torch.ones_like(full.values)
     model.optimizer_step()
-    moved = (full.values.detach() != previous_values).any(0)
+    moved = (full.sparse().to_dense() != dense(previous_values.float(), previous_occupancy)).any(0)
     assert torch.equal(moved, expected_mask & full.occupancy)  # nothing outside band AND pilot guidance
     delta = model.finish_phase()
     replayed, replayed_occupancy = apply_delta(*decode_grid(base), delta)  # type: ignore[arg-type]
-    assert torch.equal(replayed, full.values.detach()) and torch.equal(replayed_occupancy, full.occupancy)
+    assert torch.equal(replayed, full.occupied_values()) and torch.equal(replayed_occupancy, full.occupancy)

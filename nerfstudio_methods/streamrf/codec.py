@@ -20,6 +20,7 @@ import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from dataparsers._common import DatasetFormatError
+from nerfstudio_methods.streamrf.grid import chunks
 
 VALUE_DTYPE = np.float16
 
@@ -51,7 +53,8 @@ def to_fp16(values: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
 
 @dataclass
 class EncodedGrid:
-    """A whole grid: occupancy bits plus fp16 values ``[n_occupied, 28]`` in flat (z, y, x) order."""
+    """A whole grid: occupancy bits plus fp16 values ``[n_occupied, 28]`` in flat (z, y, x) order (the sparse grid's
+    rows as they are)."""
 
     shape: tuple[int, int, int]
     occupancy_bits: np.ndarray
@@ -99,88 +102,94 @@ class FrameDelta:
         return int(self.changed_values.shape[0])
 
 
-def _flat(values: Float[Tensor, "c z y x"]) -> Float[Tensor, "c n"]:
-    return values.reshape(values.shape[0], -1)
+OccupiedValues = Tuple[Float[Tensor, "n c"], Bool[Tensor, "z y x"]]
+"""A grid as the codec sees it: the occupied voxels' values (rows in flat (z, y, x) order, :class:`.grid.SparseGrid`'s
+``data``) and the occupancy."""
 
 
-def encode_grid(
-    values: Float[Tensor, "c z y x"], occupancy: Bool[Tensor, "z y x"]
-) -> tuple[EncodedGrid, Float[Tensor, "c z y x"]]:
-    """Store a whole grid; returns it and the grid the decoder rebuilds (fp16-rounded, zero outside occupancy)."""
-    flat_occupancy = occupancy.reshape(-1)
-    stored = _flat(values.detach())[:, flat_occupancy].transpose(0, 1)
+def encode_grid(data: Float[Tensor, "n c"], occupancy: Bool[Tensor, "z y x"]) -> tuple[EncodedGrid, OccupiedValues]:
+    """Store a whole grid; returns it and the grid the decoder rebuilds (fp16-rounded values)."""
+    if int(occupancy.sum()) != data.shape[0]:
+        raise ValueError("grid values do not match its occupancy")
     encoded = EncodedGrid(
         shape=tuple(occupancy.shape),  # type: ignore[arg-type]
         occupancy_bits=pack_mask(occupancy),
-        values=stored.cpu().numpy().astype(VALUE_DTYPE),
+        values=data.detach().cpu().numpy().astype(VALUE_DTYPE),
     )
-    return encoded, decode_grid(encoded, values.device)[0]
+    return encoded, decode_grid(encoded, data.device)
 
 
-def decode_grid(
-    encoded: EncodedGrid, device: torch.device | str = "cpu"
-) -> tuple[Float[Tensor, "c z y x"], Bool[Tensor, "z y x"]]:
+def decode_grid(encoded: EncodedGrid, device: torch.device | str = "cpu") -> OccupiedValues:
     shape = encoded.shape
     count = int(np.prod(shape))
     occupancy = unpack_mask(encoded.occupancy_bits, count, device)
     if int(occupancy.sum()) != encoded.values.shape[0]:
         raise ValueError("grid values do not match its occupancy")
-    values = torch.zeros(encoded.values.shape[1], count, device=device)
-    values[:, occupancy] = torch.from_numpy(encoded.values.astype(np.float32)).to(device).transpose(0, 1)
-    return values.reshape(-1, *shape), occupancy.reshape(shape)
+    return _from_fp16(encoded.values, device), occupancy.reshape(shape)
+
+
+def _from_fp16(values: np.ndarray, device: torch.device | str) -> Float[Tensor, "n c"]:
+    return torch.from_numpy(values).to(device).to(torch.float32)
+
+
+def sh_change(previous: Float[Tensor, "n c"], current: Float[Tensor, "n c"]) -> Float[Tensor, " n"]:
+    """L1 norm of the change of the 27 SH values of each row (``compress_saving``'s keep test), in chunks."""
+    out = current.new_empty(current.shape[0])
+    for part in chunks(current.shape[0]):
+        out[part] = (current[part, 1:] - previous[part, 1:].to(current.dtype)).abs().sum(1)
+    return out
 
 
 def encode_delta(
-    previous: Float[Tensor, "c z y x"],
+    previous: Float[Tensor, "n c"],
     previous_occupancy: Bool[Tensor, "z y x"],
-    current: Float[Tensor, "c z y x"],
+    current: Float[Tensor, "m c"],
     current_occupancy: Bool[Tensor, "z y x"],
     sh_keep_threshold: float,
-) -> tuple[FrameDelta, Float[Tensor, "c z y x"]]:
-    """Delta from ``previous`` to ``current``; returns it and the grid the decoder rebuilds from ``previous``.
+) -> tuple[FrameDelta, OccupiedValues]:
+    """Delta from ``previous`` to ``current`` (occupied values, rows in flat order); returns it and the grid the
+    decoder rebuilds from ``previous``.
 
     The caller continues training from the returned grid (kept-but-unchanged voxels reverted, stored values rounded
     to fp16), so a decoder that replays every delta from the same start reproduces each frame exactly.
     """
-    previous_flat, current_flat = _flat(previous.detach()), _flat(current.detach())
     before, now = previous_occupancy.reshape(-1), current_occupancy.reshape(-1)
-    added, kept = now & ~before, now & before
-    sh_change = (current_flat[1:, kept] - previous_flat[1:, kept]).abs().sum(0)
-    changed = sh_change > sh_keep_threshold
-    kept_indices = torch.nonzero(kept)[:, 0]
+    kept_now = before[now]  # rows of ``current`` whose voxel was occupied before, in flat order
+    kept_before = now[before]  # the same voxels' rows of ``previous``
+    current = current.detach()
+    kept_rows = torch.nonzero(kept_now)[:, 0]
+    changed = sh_change(previous.detach()[kept_before], current[kept_rows]) > sh_keep_threshold
     delta = FrameDelta(
         shape=tuple(current_occupancy.shape),  # type: ignore[arg-type]
         occupancy_bits=pack_mask(current_occupancy),
-        added_values=current_flat[:, added].transpose(0, 1).cpu().numpy().astype(VALUE_DTYPE),
+        added_values=current[~kept_now].cpu().numpy().astype(VALUE_DTYPE),
         changed_bits=pack_mask(changed),
-        changed_values=current_flat[:, kept_indices[changed]].transpose(0, 1).cpu().numpy().astype(VALUE_DTYPE),
+        changed_values=current[kept_rows[changed]].cpu().numpy().astype(VALUE_DTYPE),
     )
-    return delta, apply_delta(previous, previous_occupancy, delta)[0]
+    return delta, apply_delta(previous, previous_occupancy, delta)
 
 
 def apply_delta(
-    previous: Float[Tensor, "c z y x"], previous_occupancy: Bool[Tensor, "z y x"], delta: FrameDelta
-) -> tuple[Float[Tensor, "c z y x"], Bool[Tensor, "z y x"]]:
+    previous: Float[Tensor, "n c"], previous_occupancy: Bool[Tensor, "z y x"], delta: FrameDelta
+) -> OccupiedValues:
     """Replay one delta (``compress_loading``): kept voxels keep their previous values unless stored, removed ones
-    become 0, added and changed ones take the stored fp16 values."""
+    are dropped, added and changed ones take the stored fp16 values."""
     shape = tuple(previous_occupancy.shape)
     if tuple(delta.shape) != shape:
         raise ValueError(f"delta for a {delta.shape} grid applied to a {shape} grid")
     device = previous.device
-    count = previous_occupancy.numel()
     before = previous_occupancy.reshape(-1)
-    now = unpack_mask(delta.occupancy_bits, count, device)
-    added, kept = now & ~before, now & before
-    kept_indices = torch.nonzero(kept)[:, 0]
-    changed = unpack_mask(delta.changed_bits, kept_indices.numel(), device)
-    if int(added.sum()) != delta.num_added or int(changed.sum()) != delta.num_changed:
+    now = unpack_mask(delta.occupancy_bits, before.numel(), device)
+    kept_now, kept_before = before[now], now[before]
+    kept_rows = torch.nonzero(kept_now)[:, 0]
+    changed = unpack_mask(delta.changed_bits, kept_rows.numel(), device)
+    if int((~kept_now).sum()) != delta.num_added or int(changed.sum()) != delta.num_changed:
         raise ValueError("delta does not match the grid it is applied to (wrong previous frame?)")
-    values = _flat(previous.detach()).clone() * now.to(previous.dtype)
-    values[:, added] = torch.from_numpy(delta.added_values.astype(np.float32)).to(device).transpose(0, 1)
-    values[:, kept_indices[changed]] = (
-        torch.from_numpy(delta.changed_values.astype(np.float32)).to(device).transpose(0, 1)
-    )
-    return values.reshape(previous.shape), now.reshape(shape)
+    values = previous.new_zeros(kept_now.shape[0], previous.shape[1], dtype=torch.float32)
+    values[kept_rows] = previous.detach()[kept_before].to(torch.float32)
+    values[~kept_now] = _from_fp16(delta.added_values, device)
+    values[kept_rows[changed]] = _from_fp16(delta.changed_values, device)
+    return values, now.reshape(shape)
 
 
 def to_bytes(encoded: EncodedGrid | FrameDelta) -> bytes:

@@ -8,24 +8,28 @@ its in-grid neighbours are occupied.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool
 from torch import Tensor
 
-from nerfstudio_methods.streamrf.grid import GridSpec, trilinear
+from nerfstudio_methods.streamrf.grid import GridSpec
 
 NARROW_BAND_INNER = 6
 """The band reaches 6 voxels inside the occupied region: ``erode^6`` (brief §1.3, full pass)."""
 
 
 def dilate(mask: Bool[Tensor, "z y x"], times: int = 1) -> Bool[Tensor, "z y x"]:
-    """``times`` rounds of 3x3x3 max-pooling (max_pool3d pads with -inf, so the border clamps like ``_C.dilate``)."""
-    if times <= 0:
-        return mask.clone()
-    grid = mask[None, None].to(torch.float32)
+    """``times`` rounds of a 3x3x3 maximum, clamped at the border like ``_C.dilate``. The 3x3x3 cube is separable
+    into one 3-voxel OR per axis, done on the boolean mask in place (no float copy of the grid)."""
+    grid = mask.clone()
     for _ in range(times):
-        grid = F.max_pool3d(grid, kernel_size=3, stride=1, padding=1)
-    return grid[0, 0] > 0.5
+        for axis in range(3):
+            length = grid.shape[axis]
+            if length < 2:
+                continue
+            before = grid.clone()
+            grid.narrow(axis, 1, length - 1).logical_or_(before.narrow(axis, 0, length - 1))  # from voxel i - 1
+            grid.narrow(axis, 0, length - 1).logical_or_(before.narrow(axis, 1, length - 1))  # from voxel i + 1
+    return grid
 
 
 def erode(mask: Bool[Tensor, "z y x"], times: int = 1) -> Bool[Tensor, "z y x"]:
@@ -45,7 +49,30 @@ def student_mask(change_mask: Bool[Tensor, "z y x"]) -> Bool[Tensor, "z y x"]:
 
 
 def upsample_mask(mask: Bool[Tensor, "z y x"], source: GridSpec, target: GridSpec) -> Bool[Tensor, "z y x"]:
-    """StreamRF's ``resample_mask``: trilinear interpolation of the 0/1 mask at the target voxel centres, then > 0."""
-    centres = target.voxel_centres(mask.device).reshape(-1, 3)
-    values = trilinear(mask[None].to(torch.float32), centres)[:, 0]
-    return (values > 0).reshape(target.shape)
+    """StreamRF's ``resample_mask``: trilinear interpolation of the 0/1 mask at the target voxel centres, then > 0.
+
+    A trilinear weight is a product of one weight per axis, so the result is > 0 exactly where some set source voxel
+    has a non-zero weight on every axis: computed axis by axis on booleans (an OR over the 1 or 2 source voxels
+    each target voxel touches), never as a float grid at the target resolution."""
+    out = mask
+    # tensor dims are (z, y, x); resolutions are (x, y, z)
+    for dim, (source_size, target_size) in ((2, (source.resolution[0], target.resolution[0])),
+                                            (1, (source.resolution[1], target.resolution[1])),
+                                            (0, (source.resolution[2], target.resolution[2]))):  # fmt: skip
+        centre = (torch.arange(target_size, dtype=torch.float64, device=mask.device) + 0.5) / target_size
+        u = (centre * source_size - 0.5).clamp(0.0, source_size - 1.0)
+        low = u.floor().clamp_max(max(source_size - 2, 0))
+        frac = u - low
+        low = low.long()
+        high = (low + 1).clamp_max(source_size - 1)
+        picked = out.index_select(dim, low) & _along(frac < 1.0, dim)
+        picked |= out.index_select(dim, high) & _along(frac > 0.0, dim)
+        out = picked
+    return out
+
+
+def _along(flags: Bool[Tensor, " n"], dim: int) -> Bool[Tensor, "..."]:
+    """``flags`` shaped to broadcast along tensor dimension ``dim`` of a (z, y, x) grid."""
+    shape = [1, 1, 1]
+    shape[dim] = flags.shape[0]
+    return flags.reshape(shape)

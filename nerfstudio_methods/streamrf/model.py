@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -32,10 +32,20 @@ from torch import Tensor
 
 from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
-from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid
-from nerfstudio_methods.streamrf.grid import GridSpec, initial_grid, resample, trilinear
-from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
+from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid, sh_change
+from nerfstudio_methods.streamrf.grid import (
+    GridLookup,
+    GridSpec,
+    SparseGrid,
+    chunks,
+    initial_grid,
+    occupied_indices,
+    reoccupy,
+    resample,
+)
+from nerfstudio_methods.streamrf.optim import exponential_lr
 from nerfstudio_methods.streamrf.render import NerfaccSampler, render_rays_torch
+from nerfstudio_methods.streamrf.state import GridState, GridStorage, make_state
 from nerfstudio_methods.streamrf.store import GridPlayer
 from nerfstudio_methods.timeline import nearest_frame, ray_times
 
@@ -90,6 +100,9 @@ class StreamRFModelConfig(ModelConfig):
     """Transmittance at which rays stop in the pilot passes (0.01 for both datasets)."""
     sampler: Literal["auto", "torch", "nerfacc"] = "auto"
     """"auto": nerfacc's CUDA occupancy-grid sampler when CUDA is present, else the pure-torch marcher."""
+    grid_storage: GridStorage = "sparse"
+    """"sparse": svox2's index grid + values of occupied voxels only (training state grows with the occupied
+    voxels); "dense": one [28, Z, Y, X] tensor (the original path, for comparisons)."""
 
     # --- losses ---
     tv_density: float = 5e-4
@@ -168,49 +181,13 @@ class PilotGuidance:
     removed: Bool[Tensor, "z y x"]
 
 
-class GridState:
-    """One trainable grid: values ``[28, Z, Y, X]`` (zero outside ``occupancy``) and its optimiser state."""
-
-    def __init__(self, spec: GridSpec, values: Tensor, occupancy: Tensor) -> None:
-        self.spec = spec
-        self.values = values.detach().contiguous().requires_grad_(True)
-        self.occupancy = occupancy
-        self.optimizer = MaskedRMSprop(tuple(self.values.shape), self.values.device)
-
-    def set(self, spec: GridSpec, values: Tensor, occupancy: Tensor) -> None:
-        if spec != self.spec:
-            self.optimizer = MaskedRMSprop(tuple(values.shape), values.device)
-        self.spec = spec
-        self.values = values.detach().contiguous().requires_grad_(True)
-        self.occupancy = occupancy
-
-    def snapshot(self) -> tuple[Tensor, Tensor]:
-        return self.values.detach().clone(), self.occupancy.clone()
-
-
-def total_variation(
-    values: Float[Tensor, "c z y x"], channels: slice, fraction: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """svox2's sparse TV: on a random contiguous ``fraction`` of cells (flat order), ``sqrt(dx^2 + dy^2 + dz^2)`` per
-    cell and channel with forward differences (clamped at the border) weighted by ``resolution / 256`` per axis,
-    summed over channels and averaged over the cells."""
-    _, depth, height, width = values.shape
-    total = depth * height * width
-    count = max(1, int(total * fraction))
-    start = int(torch.randint(0, max(1, total - count + 1), (1,), generator=generator))
-    flat = torch.arange(start, start + count, device=values.device)
-    z, rest = flat // (height * width), flat % (height * width)
-    y, x = rest // width, rest % width
-    data = values[channels].reshape(values[channels].shape[0], -1)
-
-    def at(zz: Tensor, yy: Tensor, xx: Tensor) -> Tensor:
-        return data[:, (zz * height + yy) * width + xx]
-
-    centre = at(z, y, x)
-    dx = (at(z, y, (x + 1).clamp_max(width - 1)) - centre) * (width / 256.0)
-    dy = (at(z, (y + 1).clamp_max(height - 1), x) - centre) * (height / 256.0)
-    dz = (at((z + 1).clamp_max(depth - 1), y, x) - centre) * (depth / 256.0)
-    return torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum() / count
+def snapshot(grid: SparseGrid) -> tuple[Tensor, Tensor]:
+    """A copy of a grid's occupied values and occupancy. The values a frame starts from were decoded from fp16
+    (the codec), so they are kept in fp16 when that is exact: half the memory of the previous frame's copy."""
+    data = grid.data.detach()
+    half = data.to(torch.float16)
+    exact = all(torch.equal(half[part].to(data.dtype), data[part]) for part in chunks(data.shape[0]))
+    return (half if exact else data.clone()), grid.occupancy.clone()
 
 
 class StreamRFModel(Model):
@@ -249,6 +226,8 @@ class StreamRFModel(Model):
         self.phase_frame = -1
         self.phase_step = 0
         self.update_mask: Optional[Tensor] = None
+        self.allowed: Optional[Tensor] = None
+        """``update_mask`` in the form the active grid's optimiser step takes (rows of a sparse grid)."""
         self.previous: Optional[tuple[Tensor, Tensor]] = None
         self.guidance: Optional[PilotGuidance] = None
         self.player: Optional[GridPlayer] = None
@@ -276,11 +255,19 @@ class StreamRFModel(Model):
             raise RuntimeError(f"no grid for phase {phase.value}")
         return grid
 
+    def new_state(self, grid: SparseGrid) -> GridState:
+        return make_state(grid, self.config.grid_storage)
+
     def restore(self, full: tuple[Tensor, Tensor], pilot: tuple[Tensor, Tensor] | None, finished_frames: int) -> None:
-        """Continue from stored grids (resume): ``full``/``pilot`` are frame ``finished_frames - 1``."""
+        """Continue from stored grids (resume): ``full``/``pilot`` are frame ``finished_frames - 1`` as occupied
+        values and occupancy (:class:`.store.GridPlayer`)."""
         device = self.device
-        self.full = GridState(self.full_spec, full[0].to(device), full[1].to(device))
-        self.pilot = None if pilot is None else GridState(self.pilot_spec, pilot[0].to(device), pilot[1].to(device))
+        self.full = self.new_state(SparseGrid(self.full_spec, full[0].to(device), full[1].to(device)))
+        self.pilot = (
+            None
+            if pilot is None
+            else self.new_state(SparseGrid(self.pilot_spec, pilot[0].to(device), pilot[1].to(device)))
+        )
         self.finished_frames = finished_frames
         self.frames_done.fill_(finished_frames)
         self.phase = None
@@ -290,54 +277,55 @@ class StreamRFModel(Model):
         config, device = self.config, self.device
         self.phase, self.phase_frame, self.phase_step = phase, frame, 0
         if phase is Phase.FRAME0:
-            values, occupancy = initial_grid(self.frame0_specs[0], config.init_density, device=device)
-            self.full = GridState(self.frame0_specs[0], values, occupancy)
+            self.full = self.new_state(initial_grid(self.frame0_specs[0], config.init_density, device=device))
             self.update_mask = None
         elif phase is Phase.PILOT0:
             assert self.full is not None
-            values, occupancy = resample(
-                self.full.values.detach(),
-                self.full.spec,
-                self.pilot_spec,
-                config.density_threshold,
-                config.pilot_dilate_after,
+            self.full.reset_optimizer()  # frame 0 is finished: free its optimiser state
+            pilot_grid = resample(
+                self.full.sparse(), self.pilot_spec, config.density_threshold, config.pilot_dilate_after
             )
-            self.pilot = GridState(self.pilot_spec, values, occupancy)
+            self.pilot = self.new_state(pilot_grid)
             self.update_mask = None
         elif phase is Phase.PILOT:
             pilot = self.grid_of(phase)
-            self.previous = pilot.snapshot()
-            pilot.set(pilot.spec, pilot.values.detach(), masks.dilate(pilot.occupancy, config.pilot_dilate_before))
-            pilot.optimizer.reset()
+            current = pilot.sparse()
+            self.previous = snapshot(current)
+            pilot.set(reoccupy(current, masks.dilate(pilot.occupancy, config.pilot_dilate_before)))
             self.update_mask = None  # the pilot trains every occupied voxel
         else:
             full = self.grid_of(phase)
-            self.previous = full.snapshot()
-            previous_occupancy = full.occupancy
+            current = full.sparse()
+            self.previous = snapshot(current)
+            previous_occupancy = current.occupancy
             band = (
                 masks.narrow_band(previous_occupancy, config.dilate_before, config.narrow_band_inner)
                 if config.narrow_band
                 else None
             )
             occupancy = masks.dilate(previous_occupancy, config.dilate_before)
-            values = full.values.detach().clone()
             mask = band
             if config.use_pilot and self.guidance is not None:
                 guidance = self.guidance
                 added = masks.upsample_mask(guidance.added, self.pilot_spec, self.full_spec) & ~previous_occupancy
                 removed = masks.upsample_mask(guidance.removed, self.pilot_spec, self.full_spec) & ~added
                 changed = masks.upsample_mask(guidance.changed, self.pilot_spec, self.full_spec)
-                pilot = self.grid_of(Phase.PILOT)
-                if added.any():
-                    centres = self.full_spec.voxel_centres(device)[added]
-                    values[:, added] = trilinear(pilot.values.detach(), centres).transpose(0, 1)
-                values[:, removed] = 0.0
                 occupancy = occupancy | added
+                grid = reoccupy(current, occupancy)
+                rows = grid.links.reshape(-1)
+                added_flat = occupied_indices(added)
+                if added_flat.numel():  # new voxels start from the pilot's values there
+                    pilot = self.grid_of(Phase.PILOT).lookup()
+                    grid.data[rows[added_flat].long()] = pilot.query(self.full_spec.centres_of(added_flat))
+                removed_rows = rows[occupied_indices(removed)].long()
+                grid.data[removed_rows[removed_rows >= 0]] = 0.0
                 student = masks.student_mask(changed)
                 mask = student if band is None else band & student
-            full.set(full.spec, values * occupancy, occupancy)
-            full.optimizer.reset()
+            else:
+                grid = reoccupy(current, occupancy)
+            full.set(grid)
             self.update_mask = mask
+        self.allowed = self.grid_of(phase).allowed(self.update_mask)
 
     def phase_learning_rates(self) -> tuple[float, float]:
         config, step = self.config, self.phase_step
@@ -369,36 +357,29 @@ class StreamRFModel(Model):
         if self.phase is None:
             return 0
         grid = self.grid_of(self.phase)
-        updated = 0
-        if grid.values.grad is not None:
-            allowed = grid.occupancy if self.update_mask is None else grid.occupancy & self.update_mask
-            lr_density, lr_sh = self.phase_learning_rates()
-            updated = grid.optimizer.step(grid.values, grid.values.grad, allowed, lr_density, lr_sh)
-            grid.values.grad = None
-            with torch.no_grad():
-                grid.values.mul_(grid.occupancy)
+        lr_density, lr_sh = self.phase_learning_rates()
+        updated = grid.step(self.allowed, lr_density, lr_sh)
         self.phase_step += 1
         if self.phase is Phase.FRAME0 and self.config.frame0_upsample_every > 0:
             level = min(self.phase_step // self.config.frame0_upsample_every, len(self.frame0_specs) - 1)
             if self.frame0_specs[level] != grid.spec:
-                values, occupancy = resample(
-                    grid.values.detach(), grid.spec, self.frame0_specs[level], self.config.density_threshold,
-                    self.config.frame0_dilation,
+                grid.set(
+                    resample(grid.sparse(), self.frame0_specs[level], self.config.density_threshold,
+                             self.config.frame0_dilation)
                 )  # fmt: skip
-                grid.set(self.frame0_specs[level], values, occupancy)
+                self.allowed = grid.allowed(self.update_mask)
         return updated
 
     def _sparsify_and_prune(self, grid: GridState, dilation: int, prune_threshold: float | None) -> None:
         """``sparsify_voxel_grid`` (density >= threshold, dilated) then ``preprune`` (new voxels with small SH)."""
-        values, occupancy = resample(
-            grid.values.detach(), grid.spec, grid.spec, self.config.density_threshold, dilation
-        )
+        kept = resample(grid.sparse(), grid.spec, self.config.density_threshold, dilation)
         if prune_threshold is not None and self.previous is not None:
-            new = occupancy & ~self.previous[1]
-            weak = new & (values[1:].abs().sum(0) < prune_threshold)
-            occupancy = occupancy & ~weak
-            values = values * occupancy
-        grid.set(grid.spec, values, occupancy)
+            new_rows = ~self.previous[1].reshape(-1)[occupied_indices(kept.occupancy)]
+            weak_rows = new_rows & (kept.data[:, 1:].abs().sum(1) < prune_threshold)
+            occupancy = kept.occupancy.clone()
+            occupancy.reshape(-1)[occupied_indices(kept.occupancy)[weak_rows]] = False
+            kept = SparseGrid(grid.spec, kept.data[~weak_rows], occupancy)
+        grid.set(kept)
 
     def finish_phase(self) -> EncodedGrid | FrameDelta:
         """End the current phase: re-sparsify, encode (whole grid or delta), continue from what a decoder rebuilds."""
@@ -408,19 +389,16 @@ class StreamRFModel(Model):
         grid = self.grid_of(phase)
         if phase is Phase.FRAME0:
             if grid.spec != self.full_spec:  # fewer steps than the upsampling schedule: finish at full resolution
-                values, occupancy = resample(
-                    grid.values.detach(), grid.spec, self.full_spec, config.density_threshold, config.frame0_dilation
-                )
-                grid.set(self.full_spec, values, occupancy)
+                grid.set(resample(grid.sparse(), self.full_spec, config.density_threshold, config.frame0_dilation))
             self.previous = None
             self._sparsify_and_prune(grid, config.dilate_after, None)
-            record, decoded = encode_grid(grid.values, grid.occupancy)
-            grid.set(grid.spec, decoded, grid.occupancy)
+            record, decoded = encode_grid(grid.occupied_values(), grid.occupancy)
+            grid.set(SparseGrid(grid.spec, *decoded))
         elif phase is Phase.PILOT0:
             self.previous = None
             self._sparsify_and_prune(grid, config.pilot_dilate_after, None)
-            record, decoded = encode_grid(grid.values, grid.occupancy)
-            grid.set(grid.spec, decoded, grid.occupancy)
+            record, decoded = encode_grid(grid.occupied_values(), grid.occupancy)
+            grid.set(SparseGrid(grid.spec, *decoded))
         else:
             is_pilot = phase is Phase.PILOT
             assert self.previous is not None
@@ -433,23 +411,26 @@ class StreamRFModel(Model):
             record, decoded = encode_delta(
                 previous_values,
                 previous_occupancy,
-                grid.values,
+                grid.occupied_values(),
                 grid.occupancy,
                 config.pilot_sh_keep_threshold if is_pilot else config.sh_keep_threshold,
             )
             if is_pilot:
-                kept = previous_occupancy & grid.occupancy
-                sh_change = (decoded[1:] - previous_values[1:]).abs().sum(0)
-                self.guidance = PilotGuidance(
-                    changed=(grid.occupancy & ~previous_occupancy) | (kept & (sh_change > 0)),
-                    added=grid.occupancy & ~previous_occupancy,
-                    removed=previous_occupancy & ~grid.occupancy,
-                )
-            grid.set(grid.spec, decoded, grid.occupancy)
-        grid.optimizer.reset()
+                occupancy = grid.occupancy
+                added = occupancy & ~previous_occupancy
+                # kept voxels whose SH the stored delta changes (reverted ones are equal to the previous frame)
+                kept_now = previous_occupancy.reshape(-1)[occupied_indices(occupancy)]
+                kept_before = occupancy.reshape(-1)[occupied_indices(previous_occupancy)]
+                moved = sh_change(previous_values[kept_before], decoded[0][kept_now]) > 0
+                changed = added.clone()
+                changed.reshape(-1)[occupied_indices(occupancy)[kept_now][moved]] = True
+                self.guidance = PilotGuidance(changed=changed, added=added, removed=previous_occupancy & ~occupancy)
+            grid.set(SparseGrid(grid.spec, *decoded))
+        grid.reset_optimizer()
         self.previous = None
         self.phase = None
         self.update_mask = None
+        self.allowed = None
         return record
 
     def mark_frame_finished(self, frame: int) -> None:
@@ -462,41 +443,42 @@ class StreamRFModel(Model):
         """Frame index of each ray: ``round(time * (T - 1))``, clamped; ``default_time`` for rays without times."""
         return nearest_frame(ray_times(times, count, self.config.default_time, self.device), self.num_frames)
 
-    def grid_for_frame(self, frame: int) -> tuple[GridSpec, Tensor, Tensor]:
+    def grid_for_frame(self, frame: int) -> GridLookup:
         """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame); the live grid
         for frames not stored yet (mid-training), else the newest stored frame."""
         stored = self.player.store.num_finished() if self.player is not None else 0
-        live = None if self.full is None else (self.full.spec, self.full.values.detach(), self.full.occupancy)
+        live = None if self.full is None else self.full.lookup()
         live_is_stored = live is not None and self.phase not in (Phase.FRAME0, Phase.FULL) and self.finished_frames > 0
         if frame < stored and not (live_is_stored and frame == self.finished_frames - 1):
             assert self.player is not None
             values, occupancy = self.player.grid(frame)
-            return self.full_spec, values.to(self.device), occupancy.to(self.device)
+            return SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device))
         if live is not None:
             return live
         if self.player is not None and stored > 0:
             values, occupancy = self.player.grid(stored - 1)
-            return self.full_spec, values.to(self.device), occupancy.to(self.device)
+            return SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device))
         raise RuntimeError("StreamRF has no trained frame to render yet")
 
     def render_grid(
-        self, spec: GridSpec, values: Tensor, occupancy: Tensor, origins: Tensor, directions: Tensor, stop_thresh: float
+        self, grid: GridLookup, origins: Tensor, directions: Tensor, stop_thresh: float
     ) -> Dict[str, Tensor]:
         ndc_origins, ndc_directions, valid = ndc_rays(origins, directions, self.ndc_coeffs)
         use_nerfacc = self.config.sampler == "nerfacc" or (
-            self.config.sampler == "auto" and NerfaccSampler.available(values.device)
+            self.config.sampler == "auto" and NerfaccSampler.available(origins.device)
         )
         if use_nerfacc:
+            spec = grid.spec
             sampler = self._nerfacc.get(spec)
             if sampler is None:
-                sampler = self._nerfacc[spec] = NerfaccSampler(spec, values.device)
-            sampler.set_occupancy(occupancy)
+                sampler = self._nerfacc[spec] = NerfaccSampler(spec, origins.device)
+            sampler.set_occupancy(grid.occupancy)
             return sampler.render(
-                values, ndc_origins, ndc_directions, valid, self.config.step_size,
+                grid, ndc_origins, ndc_directions, valid, self.config.step_size,
                 self.config.background_brightness, stop_thresh,
             )  # fmt: skip
         return render_rays_torch(
-            values, occupancy, spec, ndc_origins, ndc_directions, valid,
+            grid, ndc_origins, ndc_directions, valid,
             self.config.step_size, self.config.background_brightness, stop_thresh,
         )  # fmt: skip
 
@@ -513,17 +495,15 @@ class StreamRFModel(Model):
                 Phase.PILOT0: self.config.pilot_stop_thresh,
                 Phase.PILOT: self.config.pilot_stop_thresh,
             }.get(self.phase, self.config.stop_thresh)
-            outputs = self.render_grid(grid.spec, grid.values, grid.occupancy, origins, directions, stop)
+            outputs = self.render_grid(grid, origins, directions, stop)
         else:
             frames = self.frame_of_times(ray_bundle.times, origins.shape[0])
             pieces: list[tuple[Tensor, Dict[str, Tensor]]] = []
             for frame in torch.unique(frames).tolist():
                 index = torch.nonzero(frames == frame)[:, 0]
-                spec, values, occupancy = self.grid_for_frame(int(frame))
+                grid = self.grid_for_frame(int(frame))
                 stop = self.config.frame0_stop_thresh if int(frame) == 0 else self.config.stop_thresh
-                pieces.append(
-                    (index, self.render_grid(spec, values, occupancy, origins[index], directions[index], stop))
-                )
+                pieces.append((index, self.render_grid(grid, origins[index], directions[index], stop)))
             outputs: Dict[str, Tensor] = {}
             for key in pieces[0][1]:
                 merged = pieces[0][1][key].new_zeros((origins.shape[0], *pieces[0][1][key].shape[1:]))
@@ -544,15 +524,13 @@ class StreamRFModel(Model):
         image = batch["image"].to(self.device)[..., :3]
         losses = {"rgb_loss": torch.mean((outputs["rgb"] - image) ** 2)}
         if self.training and self.phase is not None:
-            grid = self.grid_of(self.phase).values
+            grid = self.grid_of(self.phase)
             if self.config.tv_density > 0:
-                losses["tv_density_loss"] = self.config.tv_density * total_variation(
-                    grid, slice(0, 1), self.config.tv_sparsity
+                losses["tv_density_loss"] = self.config.tv_density * grid.total_variation(
+                    slice(0, 1), self.config.tv_sparsity
                 )
             if self.config.tv_sh > 0:
-                losses["tv_sh_loss"] = self.config.tv_sh * total_variation(
-                    grid, slice(1, None), self.config.tv_sparsity
-                )
+                losses["tv_sh_loss"] = self.config.tv_sh * grid.total_variation(slice(1, None), self.config.tv_sparsity)
         return losses
 
     def get_image_metrics_and_images(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 RMSPROP_BETA = 0.95
@@ -33,8 +33,59 @@ def exponential_lr(
     return rate
 
 
+def rmsprop_update(
+    values: Float[Tensor, "m c"],
+    rms: Float[Tensor, "m c"],
+    grad: Float[Tensor, "m c"],
+    lr_density: float,
+    lr_sh: float,
+    beta: float = RMSPROP_BETA,
+) -> tuple[Float[Tensor, "m c"], Float[Tensor, "m c"]]:
+    """One svox2 ``rmsprop_once`` on gathered rows (channel 0 density, the rest SH): new values and new RMS state."""
+    new_rms = torch.where(rms == 0, grad * grad, torch.lerp(grad * grad, rms, beta))
+    lr = torch.full((1, grad.shape[1]), lr_sh, device=grad.device, dtype=grad.dtype)
+    lr[0, 0] = lr_density
+    return values - lr * grad / (new_rms.sqrt() + RMSPROP_EPS), new_rms
+
+
+class SparseRMSprop:
+    """The same RMSprop on a sparse grid's rows ``[N, 28]``: the RMS state exists only for occupied voxels, and only
+    while a phase trains (:meth:`reset` frees it). The step takes the gradient of the rows a batch touched, as
+    svox2's ``sparse_grad_indexer`` does, instead of a gradient over the whole grid."""
+
+    def __init__(self, beta: float = RMSPROP_BETA) -> None:
+        self.rms: Tensor | None = None
+        self.beta = beta
+
+    def reset(self) -> None:
+        self.rms = None
+
+    @torch.no_grad()
+    def step(
+        self,
+        data: Float[Tensor, "n c"],
+        rows: Int[Tensor, " m"],
+        grad: Float[Tensor, "m c"],
+        allowed: Bool[Tensor, " n"] | None,
+        lr_density: float,
+        lr_sh: float,
+    ) -> int:
+        """Update ``data`` in place at the distinct ``rows`` (with their summed gradients) that are ``allowed`` and
+        have a non-zero gradient; returns the number of voxels updated."""
+        update = (grad != 0).any(1)
+        if allowed is not None:
+            update &= allowed[rows]
+        rows, grad = rows[update], grad[update]
+        if rows.numel() == 0:
+            return 0
+        if self.rms is None:
+            self.rms = torch.zeros_like(data)
+        data[rows], self.rms[rows] = rmsprop_update(data[rows], self.rms[rows], grad, lr_density, lr_sh, self.beta)
+        return int(rows.numel())
+
+
 class MaskedRMSprop:
-    """RMSprop over a ``[28, Z, Y, X]`` grid, updating only voxels that are allowed (``mask``) and touched (any
+    """RMSprop over a dense ``[28, Z, Y, X]`` grid (``--pipeline.model.grid-storage dense``), updating only voxels that are allowed (``mask``) and touched (any
     non-zero gradient); channel 0 (density) and channels 1.. (SH) take their own learning rates."""
 
     def __init__(self, shape: tuple[int, ...], device: torch.device | str, beta: float = RMSPROP_BETA) -> None:
@@ -59,13 +110,11 @@ class MaskedRMSprop:
         index = torch.nonzero(update)[:, 0]
         if index.numel() == 0:
             return 0
-        g = flat_grad[:, index]
         rms_flat = self.rms.view(self.rms.shape[0], -1)
-        previous = rms_flat[:, index]
-        rms = torch.where(previous == 0, g * g, torch.lerp(g * g, previous, self.beta))
-        rms_flat[:, index] = rms
-        lr = torch.full((g.shape[0], 1), lr_sh, device=g.device, dtype=g.dtype)
-        lr[0] = lr_density
         flat_values = values.view(values.shape[0], -1)
-        flat_values[:, index] -= lr * g / (rms.sqrt() + RMSPROP_EPS)
+        new_values, new_rms = rmsprop_update(
+            flat_values[:, index].T, rms_flat[:, index].T, flat_grad[:, index].T, lr_density, lr_sh, self.beta
+        )
+        rms_flat[:, index] = new_rms.T
+        flat_values[:, index] = new_values.T
         return int(index.numel())

@@ -251,7 +251,7 @@ class StreamRFPipeline(VanillaPipeline):
         self.model.mark_frame_finished(frame)
         if self.config.keyframe_every > 0 and frame > 0 and frame % self.config.keyframe_every == 0:
             full = self.model.grid_of(Phase.FULL)
-            self.full_store.write_keyframe(frame, encode_grid(full.values, full.occupancy)[0])
+            self.full_store.write_keyframe(frame, encode_grid(full.occupied_values(), full.occupancy)[0])
         entries = [e for e in self.frame_log if e["frame"] == frame]
         total = time.perf_counter() - self.frame_started_at
         summary: dict[str, Any] = {

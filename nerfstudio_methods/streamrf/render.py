@@ -25,7 +25,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from nerfstudio_methods.rays import depth_from_ndc_z
-from nerfstudio_methods.streamrf.grid import GridSpec, trilinear
+from nerfstudio_methods.streamrf.grid import GridLookup, GridSpec
 from nerfstudio_methods.streamrf.sh import sh_bases, sh_to_rgb
 
 
@@ -75,9 +75,7 @@ def march_steps(spec: GridSpec, directions: Float[Tensor, "n 3"], step_size: flo
 
 
 def render_rays_torch(
-    values: Float[Tensor, "c z y x"],
-    occupancy: Bool[Tensor, "z y x"],
-    spec: GridSpec,
+    grid: GridLookup,
     origins: Float[Tensor, "n 3"],
     directions: Float[Tensor, "n 3"],
     valid: Bool[Tensor, " n"],
@@ -86,6 +84,7 @@ def render_rays_torch(
     stop_thresh: float = 1e-7,
 ) -> dict[str, Tensor]:
     """Render NDC rays (unit directions) through the grid in pure torch; see the module doc."""
+    spec = grid.spec
     count = origins.shape[0]
     t_near, t_far = ray_box(origins, directions, spec.radius)
     valid = valid & (t_far > t_near)
@@ -93,19 +92,21 @@ def render_rays_torch(
     num_steps = torch.where(valid, torch.ceil((t_far - t_near) / dt), torch.zeros_like(dt)).long()
     max_steps = int(num_steps.max()) if count else 0
     if max_steps == 0:
-        background_rgb = origins.new_full((count, 3), background) + 0.0 * values.sum()
+        _, nothing = grid.query_occupied(origins.new_zeros(0, 3))  # keeps the loss connected to the grid
+        background_rgb = origins.new_full((count, 3), background) + 0.0 * nothing.sum()
         zeros = origins.new_zeros((count, 1))
         return {"rgb": background_rgb, "accumulation": zeros, "depth": zeros, "num_samples": zeros[:, 0]}
     steps = torch.arange(max_steps, device=origins.device, dtype=origins.dtype)
     t = t_near[:, None] + (steps[None, :] + 0.5) * dt[:, None]
     inside = steps[None, :] < num_steps[:, None]
     points = origins[:, None, :] + t[..., None] * directions[:, None, :]
-    coords = spec.normalize(points).reshape(-1, 3)
+    coords = spec.normalize(points).reshape(-1, 3)[inside.reshape(-1)]
+    inside_index = torch.nonzero(inside.reshape(-1))[:, 0]
     # Empty-space skipping: a sample whose 8 corner voxels are all empty interpolates exact zeros.
-    near_occupied = trilinear(occupancy[None].to(values.dtype), coords)[:, 0] > 0
-    use = inside.reshape(-1) & near_occupied
-    index = torch.nonzero(use)[:, 0]
-    looked_up = trilinear(values, coords[index])
+    occupied, looked_up = grid.query_occupied(coords)
+    index = inside_index[occupied]
+    use = torch.zeros(count * max_steps, dtype=torch.bool, device=origins.device)
+    use[index] = True
     sigma = origins.new_zeros(count * max_steps).index_put((index,), looked_up[:, 0])
     ray_of_sample = index // max_steps
     colour = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray_of_sample]))
@@ -153,7 +154,7 @@ class NerfaccSampler:
 
     def render(
         self,
-        values: Float[Tensor, "c z y x"],
+        grid: GridLookup,
         origins: Float[Tensor, "n 3"],
         directions: Float[Tensor, "n 3"],
         valid: Bool[Tensor, " n"],
@@ -168,7 +169,7 @@ class NerfaccSampler:
 
         def lookup(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             mid = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) / 2)[:, None]
-            return trilinear(values, self.spec.normalize(mid))
+            return grid.query(self.spec.normalize(mid))
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             return torch.relu(lookup(t_starts, t_ends, ray_indices)[:, 0])

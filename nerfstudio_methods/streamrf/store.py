@@ -156,7 +156,9 @@ class GridPlayer:
     def invalidate(self) -> None:
         self._cached = None
 
-    def grid(self, frame: int) -> tuple[Float[Tensor, "c z y x"], Bool[Tensor, "z y x"]]:
+    def grid(self, frame: int) -> tuple[Float[Tensor, "n c"], Bool[Tensor, "z y x"]]:
+        """Frame ``frame`` as occupied values (rows in flat order, :class:`.grid.SparseGrid`'s ``data``) and
+        occupancy."""
         finished = self.store.num_finished()
         if not 0 <= frame < finished:
             raise IndexError(f"frame {frame} is not stored (the store holds {finished} frames)")

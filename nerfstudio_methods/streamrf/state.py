@@ -1,0 +1,225 @@
+"""A trainable StreamRF grid: its values, the lookups a training step differentiates through, sparse total
+variation and the masked RMSprop step, stored sparsely (default) or densely.
+
+Sparse (``--pipeline.model.grid-storage sparse``, :class:`SparseGridState`): the grid is a :class:`.grid.SparseGrid`
+(``links`` + ``data [N, 28]``). A training lookup does not differentiate through the whole ``data``: it gathers the
+distinct rows it reads into a small leaf tensor and remembers which rows those were, so the gradient exists only
+for the voxels a batch touched (svox2's ``sparse_grad_indexer``) and no ``[N, 28]`` gradient is ever allocated. The
+RMS state exists for occupied voxels only and only while a phase trains.
+
+Dense (``grid-storage dense``, :class:`DenseGridState`): the original ``[28, Z, Y, X]`` tensor with ``grid_sample``
+lookups, autograd over the whole tensor and :class:`.optim.MaskedRMSprop`; kept to compare speed and results.
+
+Both exchange grids as :class:`.grid.SparseGrid` (resampling, codec, pilot lookups) and compute the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, Optional, Union
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from nerfstudio_methods.streamrf.grid import DenseGrid, GridSpec, SparseGrid, corner_sum, occupied_indices, trilinear
+from nerfstudio_methods.streamrf.optim import MaskedRMSprop, SparseRMSprop
+
+GridStorage = Literal["sparse", "dense"]
+
+
+def total_variation(
+    gather: Callable[[Tensor], Tensor],
+    shape: tuple[int, int, int],
+    fraction: float,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """svox2's sparse TV: on a random contiguous ``fraction`` of cells (flat order), ``sqrt(dx^2 + dy^2 + dz^2)`` per
+    cell and channel with forward differences (clamped at the border) weighted by ``resolution / 256`` per axis,
+    summed over channels and averaged over the cells. ``gather(flat)`` returns the values ``[n, c]`` of the voxels
+    with flat indices ``flat`` (0 for empty voxels)."""
+    depth, height, width = shape
+    total = depth * height * width
+    count = max(1, int(total * fraction))
+    start = int(torch.randint(0, max(1, total - count + 1), (1,), generator=generator))
+    flat = torch.arange(start, start + count, device=device)
+    z, rest = flat // (height * width), flat % (height * width)
+    y, x = rest // width, rest % width
+
+    def index(zz: Tensor, yy: Tensor, xx: Tensor) -> Tensor:
+        return (zz * height + yy) * width + xx
+
+    neighbours = [
+        flat,
+        index(z, y, (x + 1).clamp_max(width - 1)),
+        index(z, (y + 1).clamp_max(height - 1), x),
+        index((z + 1).clamp_max(depth - 1), y, x),
+    ]
+    centre, right, down, back = gather(torch.cat(neighbours)).split(count)
+    dx = (right - centre) * (width / 256.0)
+    dy = (down - centre) * (height / 256.0)
+    dz = (back - centre) * (depth / 256.0)
+    return torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum() / count
+
+
+class SparseGridState:
+    """A trainable sparse grid; see the module doc."""
+
+    storage: GridStorage = "sparse"
+
+    def __init__(self, grid: SparseGrid) -> None:
+        self.optimizer = SparseRMSprop()
+        self.set(grid)
+
+    def set(self, grid: SparseGrid) -> None:
+        """Replace the grid (new occupancy or resolution); the optimiser state starts again."""
+        self.grid = SparseGrid(grid.spec, grid.data.detach().contiguous(), grid.occupancy, grid._links)
+        self.values = self.grid.data.requires_grad_(True)
+        """The occupied voxels' values ``[N, 28]``; a gradient set on it directly is used by :meth:`step` too."""
+        self.pending: list[tuple[Tensor, Tensor]] = []
+        self.optimizer.reset()
+
+    @property
+    def spec(self) -> GridSpec:
+        return self.grid.spec
+
+    @property
+    def occupancy(self) -> Bool[Tensor, "z y x"]:
+        return self.grid.occupancy
+
+    def sparse(self) -> SparseGrid:
+        return SparseGrid(self.spec, self.values.detach(), self.occupancy, self.grid.links)
+
+    def lookup(self) -> SparseGrid:
+        """The grid for rendering without training."""
+        return self.sparse()
+
+    def occupied_values(self) -> Float[Tensor, "n c"]:
+        return self.values.detach()
+
+    # --- differentiable lookups -------------------------------------------------------------------------------
+
+    def _gathered(self, rows: Int[Tensor, "n k"], weights: Float[Tensor, "n k"]) -> Float[Tensor, "n c"]:
+        """``sum_k weights * data[rows]`` (rows -1 read 0) through a leaf holding only the distinct rows read."""
+        data = self.values.detach()
+        valid = rows >= 0
+        mark = torch.zeros(data.shape[0], dtype=torch.bool, device=data.device)
+        mark[rows[valid]] = True
+        distinct = torch.nonzero(mark)[:, 0]
+        slot = torch.cumsum(mark, 0) - 1
+        index = torch.where(valid, slot[rows.clamp_min(0)], torch.zeros_like(rows))
+        leaf = data[distinct]
+        if torch.is_grad_enabled():
+            leaf.requires_grad_(True)
+            self.pending.append((distinct, leaf))
+        return corner_sum(leaf, index, weights.masked_fill(~valid, 0.0))
+
+    def query(self, coords: Float[Tensor, "n 3"]) -> Float[Tensor, "n c"]:
+        rows, weights = self.grid.corner_rows(coords)
+        return self._gathered(rows, weights)
+
+    def query_occupied(self, coords: Float[Tensor, "n 3"]) -> tuple[Int[Tensor, " m"], Float[Tensor, "m c"]]:
+        index = torch.nonzero(self.grid.near_occupied(coords))[:, 0]
+        return index, self.query(coords[index])
+
+    def total_variation(self, channels: slice, fraction: float) -> Tensor:
+        def gather(flat: Tensor) -> Tensor:
+            rows = self.grid.rows(flat)[:, None]
+            return self._gathered(rows, torch.ones(rows.shape, device=rows.device))[:, channels]
+
+        return total_variation(gather, self.spec.shape, fraction, self.values.device)
+
+    # --- optimiser ----------------------------------------------------------------------------------------------
+
+    def allowed(self, mask: Optional[Bool[Tensor, "z y x"]]) -> Optional[Bool[Tensor, " n"]]:
+        """The per-row form of a voxel mask of trainable voxels (None: every occupied voxel)."""
+        return None if mask is None else mask.reshape(-1)[occupied_indices(self.occupancy)]
+
+    def step(self, allowed: Optional[Tensor], lr_density: float, lr_sh: float) -> int:
+        """Masked RMSprop with the gradients of this step's lookups (summed per voxel); returns voxels updated."""
+        parts = [(rows, leaf.grad) for rows, leaf in self.pending if leaf.grad is not None]
+        if self.values.grad is not None:
+            parts.append((torch.arange(self.values.shape[0], device=self.values.device), self.values.grad))
+            self.values.grad = None
+        self.pending = []
+        if not parts:
+            return 0
+        rows = torch.cat([rows for rows, _ in parts])
+        grads = torch.cat([grad for _, grad in parts])
+        if len(parts) > 1:  # one summed gradient per voxel, as a dense gradient would hold
+            mark = torch.zeros(self.values.shape[0], dtype=torch.bool, device=rows.device)
+            mark[rows] = True
+            distinct = torch.nonzero(mark)[:, 0]
+            slot = torch.cumsum(mark, 0) - 1
+            grads = grads.new_zeros(distinct.shape[0], grads.shape[1]).index_add_(0, slot[rows], grads)
+            rows = distinct
+        return self.optimizer.step(self.values.detach(), rows, grads, allowed, lr_density, lr_sh)
+
+    def reset_optimizer(self) -> None:
+        self.optimizer.reset()
+        self.pending = []
+
+
+class DenseGridState:
+    """A trainable dense ``[28, Z, Y, X]`` grid (the comparison path); see the module doc."""
+
+    storage: GridStorage = "dense"
+
+    def __init__(self, grid: SparseGrid) -> None:
+        self.set(grid)
+
+    def set(self, grid: SparseGrid) -> None:
+        self._spec = grid.spec
+        self._occupancy = grid.occupancy
+        self.values = grid.to_dense().contiguous().requires_grad_(True)
+        self.optimizer = MaskedRMSprop(tuple(self.values.shape), self.values.device)
+
+    @property
+    def spec(self) -> GridSpec:
+        return self._spec
+
+    @property
+    def occupancy(self) -> Bool[Tensor, "z y x"]:
+        return self._occupancy
+
+    def sparse(self) -> SparseGrid:
+        return SparseGrid.from_dense(self.spec, self.values.detach(), self.occupancy)
+
+    def lookup(self) -> DenseGrid:
+        return DenseGrid(self.spec, self.values.detach(), self.occupancy)
+
+    def occupied_values(self) -> Float[Tensor, "n c"]:
+        return self.sparse().data
+
+    def query(self, coords: Float[Tensor, "n 3"]) -> Float[Tensor, "n c"]:
+        return trilinear(self.values, coords)
+
+    def query_occupied(self, coords: Float[Tensor, "n 3"]) -> tuple[Int[Tensor, " m"], Float[Tensor, "m c"]]:
+        return DenseGrid(self.spec, self.values, self.occupancy).query_occupied(coords)
+
+    def total_variation(self, channels: slice, fraction: float) -> Tensor:
+        data = self.values[channels].reshape(self.values[channels].shape[0], -1)
+        return total_variation(lambda flat: data[:, flat].transpose(0, 1), self.spec.shape, fraction, data.device)
+
+    def allowed(self, mask: Optional[Bool[Tensor, "z y x"]]) -> Bool[Tensor, "z y x"]:
+        return self.occupancy if mask is None else self.occupancy & mask
+
+    def step(self, allowed: Optional[Tensor], lr_density: float, lr_sh: float) -> int:
+        if self.values.grad is None:
+            return 0
+        mask = self.occupancy if allowed is None else allowed
+        updated = self.optimizer.step(self.values, self.values.grad, mask, lr_density, lr_sh)
+        self.values.grad = None
+        with torch.no_grad():
+            self.values.mul_(self.occupancy)
+        return updated
+
+    def reset_optimizer(self) -> None:
+        self.optimizer.reset()
+
+
+GridState = Union[SparseGridState, DenseGridState]
+
+
+def make_state(grid: SparseGrid, storage: GridStorage = "sparse") -> GridState:
+    return SparseGridState(grid) if storage == "sparse" else DenseGridState(grid)
