@@ -409,7 +409,13 @@ def test_rendering_a_uniform_grid_matches_closed_form_volume_rendering() -> None
     assert out["num_samples"].tolist() == [32.0, 32.0]
     # early stop: once transmittance < 0.5 the rest of the ray shows background
     stopped = render_rays_torch(
-        SparseGrid.from_dense(spec, values, occupancy), origins[:1], directions[:1], torch.ones(1, dtype=torch.bool), 0.5, 0.5, 0.5
+        SparseGrid.from_dense(spec, values, occupancy),
+        origins[:1],
+        directions[:1],
+        torch.ones(1, dtype=torch.bool),
+        0.5,
+        0.5,
+        0.5,
     )
     dt = 1 / 16
     kept = math.ceil(math.log(0.5) / (-sigma * dt))  # samples whose transmittance before them is >= 0.5
@@ -433,7 +439,9 @@ def test_empty_space_skipping_changes_nothing() -> None:
     unskipped = render_rays_torch(everything, origins, directions, valid, stop_thresh=0.0)
     torch.testing.assert_close(skipped["rgb"], unskipped["rgb"])
     assert skipped["num_samples"].sum() < unskipped["num_samples"].sum()
-    sparse_out = render_rays_torch(SparseGrid.from_dense(spec, values, occupancy), origins, directions, valid, 0.5, 0.5, 0.0)
+    sparse_out = render_rays_torch(
+        SparseGrid.from_dense(spec, values, occupancy), origins, directions, valid, 0.5, 0.5, 0.0
+    )
     torch.testing.assert_close(sparse_out["rgb"], skipped["rgb"])
     assert torch.equal(sparse_out["num_samples"], skipped["num_samples"])
     t_near, t_far = ray_box(origins, directions, spec.radius)
@@ -504,3 +512,194 @@ def test_a_later_frame_trains_only_band_and_pilot_guided_voxels_and_replays_exac
     delta = model.finish_phase()
     replayed, replayed_occupancy = apply_delta(*decode_grid(base), delta)  # type: ignore[arg-type]
     assert torch.equal(replayed, full.occupied_values()) and torch.equal(replayed_occupancy, full.occupancy)
+
+
+# ----------------------------------------------------------------------------------------------- sparse grid
+
+
+def random_sparse_scene(seed: int, spec: GridSpec, fill: float = 0.4):
+    generator = torch.Generator().manual_seed(seed)
+    occupancy = torch.rand(spec.shape, generator=generator) < fill
+    values = torch.randn(GRID_CHANNELS, *spec.shape, generator=generator, dtype=torch.float64) * occupancy
+    return values, occupancy, generator
+
+
+def test_sparse_lookup_matches_brute_force_and_the_dense_grid() -> None:
+    spec = GridSpec((6, 5, 4), (1.2, 1.0, 1.0))
+    values, occupancy, generator = random_sparse_scene(5, spec)
+    grid = SparseGrid.from_dense(spec, values, occupancy)
+    assert grid.num_occupied == int(occupancy.sum())
+    assert torch.equal(grid.links >= 0, occupancy)
+    assert grid.links.reshape(-1)[occupancy.reshape(-1)].tolist() == list(range(grid.num_occupied))  # flat order
+    coords = torch.rand(300, 3, generator=generator, dtype=torch.float64) * 2.4 - 1.2  # beyond the outer centres too
+    coords[:2] = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    expected = brute_force_trilinear(values, coords)  # zeros outside the occupancy are in ``values``
+    torch.testing.assert_close(grid.query(coords), expected)
+    torch.testing.assert_close(DenseGrid(spec, values, occupancy).query(coords), expected)
+    index, looked_up = grid.query_occupied(coords)
+    dense_index, dense_looked_up = DenseGrid(spec, values, occupancy).query_occupied(coords)
+    assert torch.equal(index, dense_index)
+    torch.testing.assert_close(looked_up, dense_looked_up)
+    skipped = torch.ones(coords.shape[0], dtype=torch.bool)
+    skipped[index] = False
+    assert not expected[skipped].any()  # skipped points read exact zeros
+    assert torch.equal(grid.to_dense(), values)
+
+
+def test_a_grid_of_one_voxel_along_an_axis_reads_that_voxel() -> None:
+    spec = GridSpec((3, 1, 2), (1.0, 1.0, 1.0))
+    values = torch.arange(6, dtype=torch.float64).reshape(1, 2, 1, 3)
+    occupancy = torch.ones(spec.shape, dtype=torch.bool)
+    coords = torch.tensor([[0.0, 0.7, 0.0], [-0.9, -0.3, 0.9]], dtype=torch.float64)
+    torch.testing.assert_close(SparseGrid.from_dense(spec, values, occupancy).query(coords), trilinear(values, coords))
+
+
+def test_sparse_gradients_equal_the_dense_gradients_on_occupied_voxels() -> None:
+    from nerfstudio_methods.streamrf.state import DenseGridState, SparseGridState
+
+    spec = GridSpec((7, 6, 5), (1.0, 1.0, 1.0))
+    values, occupancy, generator = random_sparse_scene(6, spec)
+    values = values.float()
+    grid = SparseGrid.from_dense(spec, values, occupancy)
+    coords = torch.rand(40, 3, generator=generator) * 2 - 1
+    weights = torch.randn(40, GRID_CHANNELS, generator=generator)
+    sparse_state, dense_state = SparseGridState(grid), DenseGridState(grid)
+    (sparse_state.query(coords) * weights).sum().backward()
+    (dense_state.query(coords) * weights).sum().backward()
+    assert dense_state.values.grad is not None
+    dense_grad = dense_state.values.grad.reshape(GRID_CHANNELS, -1)[:, occupancy.reshape(-1)].T
+    ((rows, leaf),) = sparse_state.pending
+    assert leaf.grad is not None
+    sparse_grad = torch.zeros_like(dense_grad)
+    sparse_grad[rows] = leaf.grad
+    torch.testing.assert_close(sparse_grad, dense_grad, rtol=1e-5, atol=1e-6)
+    # the leaf holds only the rows the points read (with a non-zero weight or not), never the whole grid
+    touched = torch.zeros(grid.num_occupied, dtype=torch.bool)
+    corner_rows, _ = grid.corner_rows(coords)
+    touched[corner_rows[corner_rows >= 0]] = True
+    assert torch.equal(rows, torch.nonzero(touched)[:, 0]) and rows.numel() < grid.num_occupied
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_a_sparse_training_step_equals_the_dense_step_on_occupied_voxels(with_mask: bool) -> None:
+    from nerfstudio_methods.streamrf.state import DenseGridState, SparseGridState
+
+    spec = GridSpec((8, 7, 6), (1.0, 1.0, 1.0))
+    values, occupancy, generator = random_sparse_scene(7, spec, fill=0.5)
+    grid = SparseGrid.from_dense(spec, values.float(), occupancy)
+    mask = (torch.rand(spec.shape, generator=generator) < 0.6) if with_mask else None
+    states = (SparseGridState(grid), DenseGridState(grid))
+    results = []
+    for state in states:
+        for step in range(3):  # the second and third steps exercise the RMS state
+            step_generator = torch.Generator().manual_seed(100 + step)
+            coords = torch.rand(400, 3, generator=step_generator) * 2 - 1
+            target = torch.randn(400, GRID_CHANNELS, generator=step_generator)
+            torch.manual_seed(step)  # the TV's random slabs
+            loss = ((state.query(coords) - target) ** 2).mean()
+            loss = (
+                loss + 0.1 * state.total_variation(slice(0, 1), 0.2) + 0.1 * state.total_variation(slice(1, None), 0.2)
+            )
+            loss.backward()
+            updated = state.step(state.allowed(mask), lr_density=1.0, lr_sh=0.01)
+            assert updated > 0
+        results.append(state.sparse().to_dense())
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+    moved = (results[0] != values.float()).any(0)
+    assert not moved[~occupancy].any()
+    if mask is not None:
+        assert not moved[~mask].any() and moved[mask & occupancy].any()
+
+
+def test_sparse_total_variation_equals_the_dense_one() -> None:
+    from nerfstudio_methods.streamrf.state import DenseGridState, SparseGridState
+
+    spec = GridSpec((6, 6, 6), (1.0, 1.0, 1.0))
+    values, occupancy, _ = random_sparse_scene(8, spec)
+    grid = SparseGrid.from_dense(spec, values.float(), occupancy)
+    for channels in (slice(0, 1), slice(1, None)):
+        torch.manual_seed(3)
+        sparse_tv = SparseGridState(grid).total_variation(channels, 0.3)
+        torch.manual_seed(3)
+        dense_tv = DenseGridState(grid).total_variation(channels, 0.3)
+        # by hand on the same slab: forward differences of the dense grid, clamped at the border
+        torch.manual_seed(3)
+        total = spec.num_voxels
+        count = int(total * 0.3)
+        start = int(torch.randint(0, total - count + 1, (1,)))
+        dense_values = values.float()[channels]
+        expected = 0.0
+        for flat in range(start, start + count):
+            z, y, x = flat // 36, (flat // 6) % 6, flat % 6
+            centre = dense_values[:, z, y, x]
+            dx = (dense_values[:, z, y, min(x + 1, 5)] - centre) * (6 / 256)
+            dy = (dense_values[:, z, min(y + 1, 5), x] - centre) * (6 / 256)
+            dz = (dense_values[:, min(z + 1, 5), y, x] - centre) * (6 / 256)
+            expected += float(torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum())
+        torch.testing.assert_close(sparse_tv, dense_tv)
+        assert float(sparse_tv) == pytest.approx(expected / count, rel=1e-5)
+
+
+def test_dilation_and_mask_upsampling_match_the_float_references() -> None:
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(9)
+    for shape in ((7, 9, 11), (1, 5, 6), (4, 4, 4)):
+        mask = torch.rand(shape, generator=generator) < 0.08
+        reference = mask[None, None].float()
+        for times in (1, 2, 3):
+            reference = F.max_pool3d(reference, kernel_size=3, stride=1, padding=1)
+            assert torch.equal(masks.dilate(mask, times), reference[0, 0] > 0.5)
+    for source_res, target_res in (((4, 3, 2), (8, 6, 4)), ((5, 4, 3), (10, 8, 6)), ((3, 3, 2), (7, 5, 4))):
+        source, target = GridSpec(source_res, (1.0, 1.0, 1.0)), GridSpec(target_res, (1.0, 1.0, 1.0))
+        mask = torch.rand(source.shape, generator=generator) < 0.3
+        centres = target.voxel_centres().reshape(-1, 3).double()
+        reference = (trilinear(mask[None].double(), centres)[:, 0] > 0).reshape(target.shape)
+        assert torch.equal(masks.upsample_mask(mask, source, target), reference)
+
+
+def test_sparse_resampling_matches_dense_trilinear_resampling() -> None:
+    source = GridSpec((6, 5, 4), (1.0, 1.0, 1.0))
+    values, occupancy, _ = random_sparse_scene(10, source, fill=0.6)
+    values = values.float() * 6.0
+    grid = SparseGrid.from_dense(source, values, occupancy)
+    for target in (source.scaled(2.0), source.scaled(0.5), source):
+        resampled = resample(grid, target, density_threshold=5.0, dilation=1)
+        if target == source:
+            interpolated = values
+        else:
+            centres = target.voxel_centres().reshape(-1, 3)
+            interpolated = trilinear(values, centres).T.reshape(GRID_CHANNELS, *target.shape)
+        expected_occupancy = masks.dilate(interpolated[0] >= 5.0, 1)
+        assert torch.equal(resampled.occupancy, expected_occupancy)
+        torch.testing.assert_close(resampled.to_dense(), interpolated * expected_occupancy, rtol=1e-5, atol=1e-5)
+
+
+def test_sparsify_and_prune_drop_weak_new_voxels_as_the_dense_grid_does() -> None:
+    from nerfstudio_methods.streamrf.state import make_state
+
+    results = {}
+    for storage in ("sparse", "dense"):
+        model = make_model(grid_storage=storage)
+        spec = model.full_spec
+        values = torch.zeros(GRID_CHANNELS, *spec.shape)
+        values[0, 3:5, 3:5, 3:5] = 10.0
+        values[1:, 3:5, 3:5, 3:5] = 0.5
+        before = values[0] > 0
+        model.previous = (SparseGrid.from_dense(spec, values, before).data, before)
+        values[0, 3:5, 3:5, 6] = 8.0  # new dense voxels: kept; their dilated neighbours have SH 0 -> pruned...
+        values[1:, 3:5, 3:5, 6] = 0.05  # ...and so are they: sum |SH| = 27 * 0.05 = 1.35 >= 0.2 keeps them
+        values[0, 0, 0, 0] = 8.0  # a new voxel with no colour: pruned (sum |SH| = 0 < 0.2)
+        occupancy = values[0] > 0
+        state = make_state(SparseGrid.from_dense(spec, values, occupancy), storage)  # type: ignore[arg-type]
+        model._sparsify_and_prune(state, 1, 0.2)
+        results[storage] = (state.sparse().to_dense(), state.occupancy)
+    assert torch.equal(results["sparse"][1], results["dense"][1])
+    assert torch.equal(results["sparse"][0], results["dense"][0])
+    kept = results["sparse"][1]
+    dilated = masks.dilate(values[0] >= 5.0, 1)
+    weak = dilated & ~before & (values[1:].abs().sum(0) < 0.2)
+    assert torch.equal(kept, dilated & ~weak)
+    assert (
+        not kept[0, 0, 0] and kept[3, 3, 6] and kept[4, 4, 4] and not kept[2, 2, 2]
+    )  # a new neighbour without colour: pruned
