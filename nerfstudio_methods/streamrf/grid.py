@@ -137,16 +137,20 @@ class CornerSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, rows: Tensor, index: Tensor, weights: Tensor) -> Tensor:  # type: ignore[override]
         out = rows.new_zeros(index.shape[0], rows.shape[1])
+        ctx.num_rows = rows.shape[0]
+        ctx.save_for_backward(index, weights)
+        if rows.shape[0] == 0:  # every corner empty (the weights are all 0)
+            return out
         for k in range(index.shape[1]):
             out.addcmul_(rows[index[:, k]], weights[:, k : k + 1])
-        ctx.save_for_backward(index, weights)
-        ctx.num_rows = rows.shape[0]
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Optional[Tensor], None, None]:  # type: ignore[override]
         index, weights = ctx.saved_tensors
         grad = grad_out.new_zeros(ctx.num_rows, grad_out.shape[1])
+        if ctx.num_rows == 0:
+            return grad, None, None
         for k in range(index.shape[1]):
             grad.index_add_(0, index[:, k], grad_out * weights[:, k : k + 1])
         return grad, None, None
