@@ -60,7 +60,9 @@ N3DV_INTRINSICS = (1460.0, 1460.0, 1352.0, 1014.0)
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=REPO / "bench_results")
-    parser.add_argument("--parts", nargs="+", default=("memory", "delta", "speed"), choices=("memory", "delta", "speed"))
+    parser.add_argument(
+        "--parts", nargs="+", default=("memory", "delta", "speed"), choices=("memory", "delta", "speed")
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--occupied", type=float, default=0.15, help="occupied fraction of the trained grid")
     parser.add_argument("--rays", type=int, default=20000, help="rays of the memory part's step (paper: 20,000)")
@@ -247,7 +249,9 @@ def memory_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "baseline_rss_gb": meter.baseline / GB,
         "stages": meter.stages,
-        "one_step_peak_gb": max(meter.stages["full_pass_step"]["peak_gb"], meter.stages["full_pass_second_step"]["peak_gb"]),
+        "one_step_peak_gb": max(
+            meter.stages["full_pass_step"]["peak_gb"], meter.stages["full_pass_second_step"]["peak_gb"]
+        ),
         "bound_gb": bound,
         "within_bound": max(s["peak_gb"] for s in meter.stages.values()) <= bound,
         "state_tensors_gb": {key: value / GB for key, value in state.items()},

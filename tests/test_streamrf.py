@@ -703,3 +703,95 @@ def test_sparsify_and_prune_drop_weak_new_voxels_as_the_dense_grid_does() -> Non
     assert (
         not kept[0, 0, 0] and kept[3, 3, 6] and kept[4, 4, 4] and not kept[2, 2, 2]
     )  # a new neighbour without colour: pruned
+
+
+# ----------------------------------------------------------------------------------------------- nerfacc sampler
+
+
+def emulated_nerfacc_sampling(estimator, rays_o, rays_d, sigma_fn, render_step_size, near_plane, far_plane, t_min,
+                              t_max, early_stop_eps, alpha_thre, stratified):  # fmt: skip
+    """nerfacc 0.5's ``OccGridEstimator.sampling`` as its CUDA kernel does it, one ray at a time on the CPU: march
+    ``render_step_size`` from max(near, t_min, box entry); keep intervals whose midpoint (before the box exit) lies in
+    an occupied cell of ``binaries[0, x, y, z]``; drop those after the transmittance fell below ``early_stop_eps``."""
+    binaries = estimator.binaries[0]
+    size = torch.tensor(binaries.shape, dtype=rays_o.dtype)
+    starts, ends, rays = [], [], []
+    for ray in range(rays_o.shape[0]):
+        o, d = rays_o[ray], rays_d[ray]
+        safe = torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
+        t1, t2 = (0 - o) / safe, (size - o) / safe
+        near = max(near_plane, float(t_min[ray]), float(torch.minimum(t1, t2).max()))
+        far = min(far_plane, float(t_max[ray]), float(torch.maximum(t1, t2).min()))
+        t = near
+        while t + render_step_size / 2 < far:
+            cell = (
+                (o + (t + render_step_size / 2) * d)
+                .floor()
+                .long()
+                .clamp(torch.zeros(3, dtype=torch.long), size.long() - 1)
+            )
+            if binaries[cell[0], cell[1], cell[2]]:
+                starts.append(t), ends.append(t + render_step_size), rays.append(ray)
+            t += render_step_size
+    t_starts, t_ends, ray_indices = torch.tensor(starts), torch.tensor(ends), torch.tensor(rays, dtype=torch.long)
+    weights = emulated_weights(t_starts, t_ends, sigma_fn(t_starts, t_ends, ray_indices), ray_indices, rays_o.shape[0])
+    keep = weights[1] >= early_stop_eps
+    return ray_indices[keep], t_starts[keep], t_ends[keep]
+
+
+def emulated_weights(t_starts, t_ends, sigmas, ray_indices, n_rays):
+    """``render_weight_from_density`` (weights, and the transmittance before each sample)."""
+    optical = sigmas * (t_ends - t_starts)
+    before = torch.zeros_like(optical)
+    for ray in range(n_rays):
+        index = torch.nonzero(ray_indices == ray)[:, 0]
+        before[index] = torch.cumsum(optical[index], 0) - optical[index]
+    transmittance = torch.exp(-before)
+    return transmittance * (1 - torch.exp(-optical)), transmittance, None
+
+
+def test_the_nerfacc_sampler_marches_the_torch_samples_on_an_anisotropic_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nerfacc's kernels need CUDA (scripts/streamrf_sampler_check.py runs them); here they are emulated on the CPU
+    to check what our code around them does: index-space marching, per-ray stretch, occupancy grid and its axes."""
+    import nerfacc
+
+    from nerfstudio_methods.streamrf.render import NerfaccSampler
+
+    spec = GridSpec((24, 20, 8), (1.05, 1.02, 1.0))
+    centres = spec.voxel_centres() * torch.tensor(spec.radius)
+    x, y, z = centres.unbind(-1)
+    density = torch.where(((x - 0.2) ** 2 + y**2 + (z + 0.1) ** 2).sqrt() < 0.5, 30.0, 0.0)
+    density = density + torch.where(z > 0.5, 12.0, 0.0)
+    occupancy = masks.dilate(density >= 5.0, 1)
+    values = torch.zeros(GRID_CHANNELS, *spec.shape)
+    values[0] = density - 1.0
+    for channel in range(3):
+        values[1 + 9 * channel] = torch.sin(3 * centres[..., channel] + channel)
+        values[2 + 9 * channel] = 0.5 * torch.cos(2 * centres[..., channel])
+    grid = SparseGrid.from_dense(spec, values * occupancy, occupancy)
+    generator = torch.Generator().manual_seed(11)
+    count = 48
+    origins = torch.cat([(torch.rand(count, 2, generator=generator) * 2 - 1) * 1.1, -torch.ones(count, 1)], 1)
+    directions = torch.cat([torch.randn(count, 2, generator=generator) * 0.2, torch.ones(count, 1)], 1)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    valid = torch.ones(count, dtype=torch.bool)
+    valid[0] = False
+    sampler = NerfaccSampler(spec, "cpu")
+    sampler.set_occupancy(grid.occupancy)
+    assert torch.equal(sampler.estimator.binaries[0], masks.dilate(occupancy, 1).permute(2, 1, 0))
+    monkeypatch.setattr(
+        sampler.estimator, "sampling", lambda *a, **k: emulated_nerfacc_sampling(sampler.estimator, *a, **k)
+    )
+    monkeypatch.setattr(
+        nerfacc,
+        "render_weight_from_density",
+        emulated_weights,
+    )
+    monkeypatch.setattr(nerfacc, "accumulate_along_rays", lambda w, v, ray_indices, n_rays: torch.zeros(
+        n_rays, 1 if v is None else v.shape[1]).index_add_(0, ray_indices, w[:, None] * (1 if v is None else v)))  # fmt: skip
+    for stop in (1e-7, 0.05):
+        expected = render_rays_torch(grid, origins, directions, valid, 0.5, 0.5, stop)
+        fast = sampler.render(grid, origins, directions, valid, 0.5, 0.5, stop)
+        torch.testing.assert_close(fast["rgb"], expected["rgb"], rtol=0, atol=1e-4)
+        torch.testing.assert_close(fast["accumulation"], expected["accumulation"], rtol=0, atol=1e-4)
+        assert 0.2 < float(expected["accumulation"].mean()) < 0.99

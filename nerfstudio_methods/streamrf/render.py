@@ -11,9 +11,9 @@ Two samplers produce the same quantities:
 - :func:`render_rays_torch` (CPU and GPU): every ray marched to the end of the box in one batch; samples whose 8
   corner voxels are all empty are skipped before the 28-channel lookup (they would read exact zeros).
 - :class:`NerfaccSampler` (CUDA only): nerfacc's ``OccGridEstimator`` built from the grid's occupancy, which skips
-  empty space and stops rays early on the GPU. nerfacc steps a fixed NDC length, 0.5 of the smallest voxel edge,
-  where svox2 steps 0.5 voxel in index space; on N3DV's 512x512x128 box the two coincide along x and y.
-  Untested here (no GPU on the development machines); it is used only when CUDA is available.
+  empty space and stops rays early on the GPU. It marches in grid-index space so that its samples are the torch
+  marcher's (0.5 voxel, midpoints inside the box, same early stop); ``scripts/streamrf_sampler_check.py`` compares
+  the two samplers' colours on a CUDA machine (no GPU on the development machines).
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def render_rays_torch(
     t_near, t_far = ray_box(origins, directions, spec.radius)
     valid = valid & (t_far > t_near)
     dt = march_steps(spec, directions, step_size)
-    num_steps = torch.where(valid, torch.ceil((t_far - t_near) / dt), torch.zeros_like(dt)).long()
+    # samples at t_near + (k + 0.5) dt whose midpoints lie inside the box (as nerfacc's marcher takes them)
+    num_steps = torch.where(valid, torch.ceil((t_far - t_near) / dt - 0.5), torch.zeros_like(dt)).clamp_min(0).long()
     max_steps = int(num_steps.max()) if count else 0
     if max_steps == 0:
         _, nothing = grid.query_occupied(origins.new_zeros(0, 3))  # keeps the loss connected to the grid
@@ -126,17 +127,24 @@ def render_rays_torch(
 
 
 class NerfaccSampler:
-    """nerfacc 0.5's occupancy-grid sampler over the grid's box (CUDA only; see the module doc)."""
+    """nerfacc 0.5's occupancy-grid sampler over the grid's box (CUDA only; see the module doc).
+
+    It marches in grid-index space, where the box is ``[0, X] x [0, Y] x [0, Z]`` and nerfacc's fixed step is
+    ``step_size`` voxels, exactly svox2's (and :func:`render_rays_torch`'s) step on an anisotropic grid; densities
+    are divided by each ray's index-space stretch, so that ``sigma * dt`` is the NDC optical depth. Its occupancy
+    grid is the sparse grid's occupancy dilated once: a point in a cell none of whose 26 neighbours is occupied
+    reads 8 empty corners (exact zeros), every other point may not, so nerfacc skips exactly the samples the torch
+    marcher skips.
+    """
 
     def __init__(self, spec: GridSpec, device: torch.device | str) -> None:
         from nerfacc import OccGridEstimator
 
-        rx, ry, rz = spec.radius
+        x, y, z = spec.resolution
         self.spec = spec
         self.estimator: Any = OccGridEstimator(
-            roi_aabb=torch.tensor([-rx, -ry, -rz, rx, ry, rz]), resolution=list(spec.resolution), levels=1
+            roi_aabb=torch.tensor([0.0, 0.0, 0.0, float(x), float(y), float(z)]), resolution=[x, y, z], levels=1
         ).to(device)
-        self.step = 0.5 / max(spec.index_space_scale())
 
     @staticmethod
     def available(device: torch.device | str) -> bool:
@@ -149,8 +157,10 @@ class NerfaccSampler:
         return True
 
     def set_occupancy(self, occupancy: Bool[Tensor, "z y x"]) -> None:
+        from nerfstudio_methods.streamrf.masks import dilate
+
         # nerfacc indexes its binaries [level, x, y, z]; ours are [z, y, x].
-        self.estimator.binaries = occupancy.permute(2, 1, 0).contiguous()[None]
+        self.estimator.binaries = dilate(occupancy, 1).permute(2, 1, 0).contiguous()[None]
 
     def render(
         self,
@@ -165,37 +175,47 @@ class NerfaccSampler:
         from nerfacc import accumulate_along_rays, render_weight_from_density
 
         count = origins.shape[0]
-        step = step_size / max(self.spec.index_space_scale())
+        scale = origins.new_tensor(self.spec.index_space_scale())
+        # index space: NDC point p -> (p + radius) * scale; a unit NDC direction stretches by |d * scale|
+        stretched = directions * scale
+        stretch = stretched.norm(dim=-1).clamp_min(1e-12)
+        index_origins = (origins + origins.new_tensor(self.spec.radius)) * scale
+        index_directions = stretched / stretch[:, None]
+        t_near, t_far = ray_box(origins, directions, self.spec.radius)
+        t_near = torch.where(valid & (t_far > t_near), t_near, t_far)  # invalid rays: an empty interval
 
-        def lookup(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-            mid = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) / 2)[:, None]
-            return grid.query(self.spec.normalize(mid))
+        def midpoints(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            ndc_t = (t_starts + t_ends) / 2 / stretch[ray_indices]
+            return origins[ray_indices] + directions[ray_indices] * ndc_t[:, None]
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-            return torch.relu(lookup(t_starts, t_ends, ray_indices)[:, 0])
+            mid = midpoints(t_starts, t_ends, ray_indices)
+            return torch.relu(grid.query(self.spec.normalize(mid))[:, 0]) / stretch[ray_indices]
 
         with torch.no_grad():
             ray_indices, t_starts, t_ends = self.estimator.sampling(
-                origins,
-                directions,
+                index_origins,
+                index_directions,
                 sigma_fn=sigma_fn,
-                render_step_size=step,
+                render_step_size=step_size,
                 near_plane=0.0,
                 far_plane=1e10,
+                t_min=t_near * stretch,
+                t_max=t_far * stretch,
                 early_stop_eps=stop_thresh,
                 alpha_thre=0.0,
                 stratified=False,
             )
-            keep = valid[ray_indices]
-            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
-        looked_up = lookup(t_starts, t_ends, ray_indices)
-        sigma = torch.relu(looked_up[:, 0])
+        mid = midpoints(t_starts, t_ends, ray_indices)
+        looked_up = grid.query(self.spec.normalize(mid))
+        sigma = torch.relu(looked_up[:, 0]) / stretch[ray_indices]
         colour = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray_indices]))
         weights, _, _ = render_weight_from_density(t_starts, t_ends, sigma, ray_indices=ray_indices, n_rays=count)
         rgb = accumulate_along_rays(weights, colour, ray_indices=ray_indices, n_rays=count)
         accumulation = accumulate_along_rays(weights, None, ray_indices=ray_indices, n_rays=count)
-        mid_z = (origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) / 2)[:, None])[:, 2]
-        depth = accumulate_along_rays(weights, depth_from_ndc_z(mid_z)[:, None], ray_indices=ray_indices, n_rays=count)
+        depth = accumulate_along_rays(
+            weights, depth_from_ndc_z(mid[:, 2])[:, None], ray_indices=ray_indices, n_rays=count
+        )
         samples = torch.bincount(ray_indices, minlength=count).to(origins.dtype)
         return {
             "rgb": rgb + (1.0 - accumulation) * background,
