@@ -236,11 +236,25 @@ class SparseGrid:
         return self.rows(flat), weights
 
     def near_occupied(self, coords: Float[Tensor, "n 3"]) -> Bool[Tensor, " n"]:
-        out = torch.empty(coords.shape[0], dtype=torch.bool, device=coords.device)
+        out = torch.zeros(coords.shape[0], dtype=torch.bool, device=coords.device)
+        out[self.occupied_corners(coords)[0]] = True
+        return out
+
+    def occupied_corners(
+        self, coords: Float[Tensor, "n 3"]
+    ) -> tuple[Int[Tensor, " m"], Int[Tensor, "m 8"], Float[Tensor, "m 8"]]:
+        """The points with at least one occupied corner of non-zero weight, with their corner rows (-1 where empty)
+        and weights; the other points read exact zeros. In chunks, so the corners of all points never coexist."""
+        found: list[tuple[Tensor, Tensor, Tensor]] = []
         for part in chunks(coords.shape[0]):
             rows, weights = self.corner_rows(coords[part])
-            out[part] = ((rows >= 0) & (weights > 0)).any(1)
-        return out
+            near = torch.nonzero(((rows >= 0) & (weights > 0)).any(1))[:, 0]
+            found.append((near + part.start, rows[near], weights[near]))
+        if not found:
+            empty = coords.new_zeros(0, 8)
+            return torch.zeros(0, dtype=torch.long, device=coords.device), empty.long(), empty
+        index, rows, weights = (torch.cat(items) for items in zip(*found))
+        return index, rows, weights
 
     def query(self, coords: Float[Tensor, "n 3"]) -> Float[Tensor, "n c"]:
         out = self.data.new_zeros(coords.shape[0], self.data.shape[1])
@@ -253,8 +267,11 @@ class SparseGrid:
         return out
 
     def query_occupied(self, coords: Float[Tensor, "n 3"]) -> tuple[Int[Tensor, " m"], Float[Tensor, "m c"]]:
-        index = torch.nonzero(self.near_occupied(coords))[:, 0]
-        return index, self.query(coords[index])
+        index, rows, weights = self.occupied_corners(coords)
+        if self.num_occupied == 0:
+            return index, self.data.new_zeros(index.shape[0], self.data.shape[1])
+        empty = rows < 0
+        return index, corner_sum(self.data, rows.masked_fill(empty, 0), weights.masked_fill(empty, 0.0))
 
 
 class DenseGrid:

@@ -119,8 +119,8 @@ class SparseGridState:
         return self._gathered(rows, weights)
 
     def query_occupied(self, coords: Float[Tensor, "n 3"]) -> tuple[Int[Tensor, " m"], Float[Tensor, "m c"]]:
-        index = torch.nonzero(self.grid.near_occupied(coords))[:, 0]
-        return index, self.query(coords[index])
+        index, rows, weights = self.grid.occupied_corners(coords)
+        return index, self._gathered(rows, weights)
 
     def total_variation(self, channels: slice, fraction: float) -> Tensor:
         def gather(flat: Tensor) -> Tensor:
