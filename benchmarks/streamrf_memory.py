@@ -231,7 +231,7 @@ def memory_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     model.full = model.pilot = None
     model.previous = None
-    meter.run("frame0_upsampling_256_to_full", frame0_upsample)
+    meter.run("frame0_upsampling_to_full", frame0_upsample)
     voxels, pilot_voxels = spec.num_voxels, pilot_spec.num_voxels
     dense_per_copy = voxels * GRID_CHANNELS * 4
     dense = {
@@ -245,6 +245,7 @@ def memory_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "occupied_voxels": occupied,
         "occupied_fraction": occupied / voxels,
         "surface_thickness_voxels": thickness,
+        "frame0_upsampling_from": list(model.frame0_specs[0].resolution),
         "rays_per_step": args.rays,
         "threads": args.threads,
         "baseline_rss_gb": meter.baseline / GB,

@@ -322,7 +322,8 @@ def resample(grid: SparseGrid, target: GridSpec, density_threshold: float, dilat
 
     Used for frame-0 upsampling, the pilot grid (downsampling by ``pilot_factor``) and re-sparsifying at the same
     resolution after each frame (``sparsify_voxel_grid``). Only the density is evaluated at every target voxel (one
-    channel, in chunks); the 28 channels are interpolated for the kept voxels only.
+    channel, in chunks); the 28 channels are interpolated for the kept voxels only, so no 28-channel grid of the
+    target's size is ever allocated.
     """
     from nerfstudio_methods.streamrf.masks import dilate
 
@@ -333,11 +334,14 @@ def resample(grid: SparseGrid, target: GridSpec, density_threshold: float, dilat
     density = torch.zeros(target.num_voxels, device=device)
     if source.resolution == target.resolution:
         density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
-    else:
-        density_only = SparseGrid(source, grid.data[:, :1].detach(), grid.occupancy, grid.links)
+    else:  # one channel may be dense at the source resolution (4 bytes per voxel): grid_sample is faster
+        source_density = torch.zeros(source.num_voxels, device=device)
+        source_density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
+        source_density = source_density.reshape(1, *source.shape)
         for part in chunks(target.num_voxels):
             flat = torch.arange(part.start, part.stop, device=device)
-            density[part] = density_only.query(target.centres_of(flat))[:, 0]
+            density[part] = trilinear(source_density, target.centres_of(flat))[:, 0]
+        del source_density
     occupancy = dilate(density.reshape(target.shape) >= density_threshold, dilation)
     del density
     if source.resolution == target.resolution:
