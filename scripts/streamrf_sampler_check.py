@@ -126,7 +126,9 @@ def main() -> int:
         world_directions = (world_directions / world_directions.norm(dim=-1, keepdim=True)).to(device)
         with torch.no_grad():
             rendered[choice] = model.render_grid(grid, torch.zeros_like(world_directions), world_directions, 0.01)
-    cases.append(compare("model.render_grid, sampler torch vs nerfacc, stop_thresh 0.01", rendered["torch"], rendered["nerfacc"]))
+    cases.append(
+        compare("model.render_grid, sampler torch vs nerfacc, stop_thresh 0.01", rendered["torch"], rendered["nerfacc"])
+    )
 
     worst = max(case["max_abs_rgb_difference"] for case in cases)
     report = {
@@ -144,7 +146,9 @@ def main() -> int:
     path = args.output / "streamrf_sampler_check.json"
     write_atomically(path, json.dumps(report, indent=1).encode())
     verdict = "PASS" if report["passed"] else "FAIL"
-    print(f"streamrf_sampler_check: {verdict}: max |rgb torch - rgb nerfacc| = {worst:.2e} (tolerance {args.tolerance:g}); wrote {path}")
+    print(
+        f"streamrf_sampler_check: {verdict}: max |rgb torch - rgb nerfacc| = {worst:.2e} (tolerance {args.tolerance:g}); wrote {path}"
+    )
     return 0 if report["passed"] else 1
 
 
