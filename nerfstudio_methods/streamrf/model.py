@@ -234,6 +234,7 @@ class StreamRFModel(Model):
         self.finished_frames = 0
         """Frames of the full grid in the store (0..finished_frames-1); the live full grid is the newest."""
         self._nerfacc: dict[GridSpec, NerfaccSampler] = {}
+        self._stored: Optional[tuple[Tensor, SparseGrid]] = None
         self.register_buffer("frames_done", torch.zeros((), dtype=torch.long))
 
         from torchmetrics.functional import structural_similarity_index_measure
@@ -443,6 +444,15 @@ class StreamRFModel(Model):
         """Frame index of each ray: ``round(time * (T - 1))``, clamped; ``default_time`` for rays without times."""
         return nearest_frame(ray_times(times, count, self.config.default_time, self.device), self.num_frames)
 
+    def stored_grid(self, frame: int) -> SparseGrid:
+        """A stored frame as a sparse grid on the model's device; the last one is kept, so that rendering it chunk by
+        chunk builds its ``links`` once."""
+        assert self.player is not None
+        values, occupancy = self.player.grid(frame)
+        if self._stored is None or self._stored[0] is not values:
+            self._stored = (values, SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device)))
+        return self._stored[1]
+
     def grid_for_frame(self, frame: int) -> GridLookup:
         """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame); the live grid
         for frames not stored yet (mid-training), else the newest stored frame."""
@@ -451,13 +461,11 @@ class StreamRFModel(Model):
         live_is_stored = live is not None and self.phase not in (Phase.FRAME0, Phase.FULL) and self.finished_frames > 0
         if frame < stored and not (live_is_stored and frame == self.finished_frames - 1):
             assert self.player is not None
-            values, occupancy = self.player.grid(frame)
-            return SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device))
+            return self.stored_grid(frame)
         if live is not None:
             return live
         if self.player is not None and stored > 0:
-            values, occupancy = self.player.grid(stored - 1)
-            return SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device))
+            return self.stored_grid(stored - 1)
         raise RuntimeError("StreamRF has no trained frame to render yet")
 
     def render_grid(
