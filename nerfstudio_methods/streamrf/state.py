@@ -106,8 +106,8 @@ class SparseGridState:
         mark = torch.zeros(data.shape[0], dtype=torch.bool, device=data.device)
         mark[rows[valid]] = True
         distinct = torch.nonzero(mark)[:, 0]
-        slot = torch.cumsum(mark, 0) - 1
-        index = torch.where(valid, slot[rows.clamp_min(0)], torch.zeros_like(rows))
+        slot = torch.cumsum(mark, 0, dtype=torch.int32)  # 1 + the leaf row of each marked grid row
+        index = torch.where(valid, slot[rows.clamp_min(0)].long() - 1, torch.zeros_like(rows))
         leaf = data[distinct]
         if torch.is_grad_enabled():
             leaf.requires_grad_(True)
@@ -150,8 +150,8 @@ class SparseGridState:
             mark = torch.zeros(self.values.shape[0], dtype=torch.bool, device=rows.device)
             mark[rows] = True
             distinct = torch.nonzero(mark)[:, 0]
-            slot = torch.cumsum(mark, 0) - 1
-            grads = grads.new_zeros(distinct.shape[0], grads.shape[1]).index_add_(0, slot[rows], grads)
+            slot = torch.cumsum(mark, 0, dtype=torch.int32)
+            grads = grads.new_zeros(distinct.shape[0], grads.shape[1]).index_add_(0, slot[rows].long() - 1, grads)
             rows = distinct
         return self.optimizer.step(self.values.detach(), rows, grads, allowed, lr_density, lr_sh)
 
