@@ -18,8 +18,9 @@ Three parts, one JSON (``<output>/streamrf_memory.json``):
    values, gradient, RMS state and the previous frame's copy, plus the pilot grid the same way).
 2. **delta** (``--parts delta``): a generated N3DV video (``--cameras`` cameras, cam00 held out, 64x48, 30
    frames written, the first ``--frames`` streamed), the ``streamrf`` pipeline with a ``--resolution`` grid after
-   frame 0; per frame the stored delta's bytes against one dense fp32 grid, and what the delta is made of
-   (occupied and changed fractions, bytes per changed voxel, the occupancy masks' share).
+   frame 0, then each ``--schedules`` per-frame schedule from that same frame 0 (a copy of the frame store, resumed);
+   per frame the stored delta's bytes against one dense fp32 grid, and what the delta is made of (occupied and
+   stored fractions, bytes per stored voxel, each array's raw size).
 3. **speed** (``--parts speed``): on the grid the delta part trained, sparse and dense storage side by side in this
    process: seconds per training step of a full pass (narrow band), a pilot pass and a frame-0 step on a fully
    occupied grid, ``--rays`` rays each, the same ray batches for both, interleaved rounds, median.
@@ -73,8 +74,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, nargs=3, default=(48, 48, 48))
     parser.add_argument("--frame0-steps", type=int, default=500)
     parser.add_argument("--pilot0-steps", type=int, default=150)
-    parser.add_argument("--pilot-steps", type=int, default=40)
-    parser.add_argument("--full-steps", type=int, default=30)
+    parser.add_argument(
+        "--schedules",
+        nargs="+",
+        default=("40:30:1", "30:45:5"),
+        help="per-frame schedules PILOT_STEPS:FULL_STEPS:LR_SCALE streamed from the same frame 0 (the paper's rates x "
+        "LR_SCALE); the first also times the speed part. Defaults: the stream benchmark's former schedule and its "
+        "current candidate",
+    )
     parser.add_argument("--speed-rays", type=int, default=1024)
     parser.add_argument("--speed-steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--speed-rounds", type=int, default=5)
@@ -283,7 +290,14 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- delta and speed
 
 
-def make_pipeline_config(args: argparse.Namespace, scene: Path, store: Path | None, storage: str = "sparse"):
+def parse_schedule(text: str) -> tuple[int, int, float]:
+    pilot, full, scale = text.split(":")
+    return int(pilot), int(full), float(scale)
+
+
+def make_pipeline_config(
+    args: argparse.Namespace, scene: Path, store: Path | None, schedule: str, storage: str = "sparse"
+):
     from nerfstudio_methods.streamrf.config import streamrf_n3dv_config
 
     config = streamrf_n3dv_config()
@@ -310,10 +324,17 @@ def make_pipeline_config(args: argparse.Namespace, scene: Path, store: Path | No
     model.frame0_lr_decay_steps = max(1, round(250000 * scale))
     model.frame0_lr_density_delay_steps = max(1, round(15000 * scale))
     model.pilot_frame0_steps = args.pilot0_steps
-    model.pilot_steps = args.pilot_steps
-    model.pilot_lr_sh_decay_steps = args.pilot_steps
-    model.steps_per_frame = args.full_steps
-    model.lr_sh_decay_steps = max(1, round(args.full_steps * 300 / 500))
+    pilot_steps, full_steps, lr_scale = parse_schedule(schedule)
+    model.pilot_steps = pilot_steps
+    model.pilot_lr_sh_decay_steps = pilot_steps
+    model.steps_per_frame = full_steps
+    model.lr_sh_decay_steps = max(1, round(full_steps * 300 / 500))
+    model.pilot_lr_density, model.pilot_lr_sh, model.pilot_lr_sh_final = (
+        1.0 * lr_scale,
+        1e-2 * lr_scale,
+        1e-3 * lr_scale,
+    )
+    model.lr_density, model.lr_sh, model.lr_sh_final = 1.0 * lr_scale, 1e-2 * lr_scale, 3e-3 * lr_scale
     return config
 
 
@@ -322,64 +343,81 @@ def train_step(pipeline, step: int) -> None:
     torch.stack(list(loss_dict.values())).sum().backward()
 
 
-def run_delta(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from nerfstudio_methods.scenegen.formats.n3dv import write_n3dv
-    from nerfstudio_methods.streamrf.codec import read_record
-    from nerfstudio_methods.streamrf.grid import GRID_CHANNELS
-    from nerfstudio_methods.streamrf.store import FrameStore
-
-    scene = work / "scene"
-    write_n3dv(scene, width=64, height=48, num_cameras=args.cameras, num_frames=30, seed=args.seed)
-    store_root = work / "streamrf_frames"
-    pipeline = make_pipeline_config(args, scene, store_root).pipeline.setup(device="cpu", test_mode="val")
+def stream(pipeline) -> float:
+    """Train the pipeline's remaining schedule as ``ns-train`` does (callbacks around each step); seconds."""
     pipeline.train()
     begin = time.perf_counter()
     for step in range(pipeline.remaining_steps()):
         pipeline.before_step(step)
         train_step(pipeline, step)
         pipeline.after_step(step)
-    seconds = time.perf_counter() - begin
     assert pipeline.done
+    return time.perf_counter() - begin
+
+
+def delta_report(store_root: Path, spec, frames: int) -> dict[str, Any]:
+    import numpy as np
+
+    from nerfstudio_methods.streamrf.codec import FrameDelta, read_record
+    from nerfstudio_methods.streamrf.grid import GRID_CHANNELS
+    from nerfstudio_methods.streamrf.store import FrameStore
+
     store = FrameStore(store_root)
-    spec = pipeline.model.full_spec
     dense_bytes = spec.num_voxels * GRID_CHANNELS * 4
-    frames = []
-    for frame in range(1, args.frames):
+    per_frame = []
+    for frame in range(1, frames):
         delta = read_record(store.frame_path(frame))
+        assert isinstance(delta, FrameDelta)
         size = store.frame_bytes(frame)
-        arrays = delta.arrays()
-        raw = {key: int(value.nbytes) for key, value in arrays.items() if key not in ("kind", "shape")}
-        occupied = int(torch.from_numpy(__import__("numpy").unpackbits(delta.occupancy_bits)[: spec.num_voxels]).sum())
-        stored_voxels = delta.num_added + delta.num_changed  # type: ignore[union-attr]
-        frames.append(
+        occupied = int(np.unpackbits(delta.occupancy_bits)[: spec.num_voxels].sum())
+        stored = delta.num_added + delta.num_changed
+        per_frame.append(
             {
                 "frame": frame,
                 "bytes": size,
                 "dense_fp32_over_delta": dense_bytes / size,
                 "occupied_fraction": occupied / spec.num_voxels,
-                "added": delta.num_added,  # type: ignore[union-attr]
-                "changed": delta.num_changed,  # type: ignore[union-attr]
-                "stored_voxel_fraction_of_occupied": stored_voxels / max(occupied, 1),
-                "bytes_per_stored_voxel": size / max(stored_voxels, 1),
-                "uncompressed_array_bytes": raw,
+                "added": delta.num_added,
+                "changed": delta.num_changed,
+                "stored_voxel_fraction_of_occupied": stored / max(occupied, 1),
+                "bytes_per_stored_voxel": size / max(stored, 1),
+                "raw_array_bytes": {k: int(v.nbytes) for k, v in delta.arrays().items() if k not in ("kind", "shape")},
             }
         )
         print(f"[delta] frame {frame}: {size} B, dense fp32 / delta = {dense_bytes / size:.0f}x", flush=True)
-    mean = sum(f["bytes"] for f in frames) / len(frames)
+    mean = sum(f["bytes"] for f in per_frame) / len(per_frame)
+    return {"mean_delta_bytes": mean, "dense_fp32_over_mean_delta": dense_bytes / mean, "per_frame": per_frame}
+
+
+def run_delta(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from nerfstudio_methods.scenegen.formats.n3dv import write_n3dv
+    from nerfstudio_methods.streamrf.grid import GRID_CHANNELS
+    from nerfstudio_methods.streamrf.store import FrameStore
+
+    scene = work / "scene"
+    write_n3dv(scene, width=64, height=48, num_cameras=args.cameras, num_frames=30, seed=args.seed)
+    first = work / "streamrf_frames"
+    pipeline = make_pipeline_config(args, scene, first, args.schedules[0]).pipeline.setup(device="cpu", test_mode="val")
+    seconds = {args.schedules[0]: stream(pipeline)}
+    spec = pipeline.model.full_spec
+    store = FrameStore(first)
+    for index, schedule in enumerate(args.schedules[1:], start=1):  # the same frame 0, other per-frame schedules
+        root = work / f"streamrf_frames_{index}"
+        for name in ("meta.json", "frame_00000.npz", "pilot/meta.json", "pilot/frame_00000.npz"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(first / name, root / name)
+        other = make_pipeline_config(args, scene, root, schedule).pipeline.setup(device="cpu", test_mode="val")
+        seconds[schedule] = stream(other)
+    roots = [first] + [work / f"streamrf_frames_{i}" for i in range(1, len(args.schedules))]
     return {
         "grid": list(spec.resolution),
-        "dense_fp32_grid_bytes": dense_bytes,
+        "dense_fp32_grid_bytes": spec.num_voxels * GRID_CHANNELS * 4,
         "frame0_bytes": store.frame_bytes(0),
-        "mean_delta_bytes": mean,
-        "dense_fp32_over_mean_delta": dense_bytes / mean,
-        "per_frame": frames,
-        "stream_seconds": seconds,
-        "schedule": {
-            "frame0_steps": args.frame0_steps,
-            "pilot0_steps": args.pilot0_steps,
-            "pilot_steps": args.pilot_steps,
-            "full_steps": args.full_steps,
-            "rays": args.speed_rays,
+        "frame0_steps": args.frame0_steps,
+        "rays_per_step": args.speed_rays,
+        "schedules": {
+            schedule: {**delta_report(root, spec, args.frames), "stream_seconds": seconds[schedule]}
+            for schedule, root in zip(args.schedules, roots)
         },
     }
 
@@ -393,7 +431,8 @@ def run_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for storage in ("sparse", "dense"):
         copy = work / f"speed_{storage}"
         shutil.copytree(store_root, copy)
-        pipeline = make_pipeline_config(args, scene, copy, storage).pipeline.setup(device="cpu", test_mode="val")
+        config = make_pipeline_config(args, scene, copy, args.schedules[0], storage)
+        pipeline = config.pipeline.setup(device="cpu", test_mode="val")
         pipeline.train()
         pipeline.datamanager.set_frame(args.frames - 1)
         pipeline.datamanager.set_rays_per_batch(args.speed_rays)
