@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +383,12 @@ def delta_report(store_root: Path, spec, frames: int) -> dict[str, Any]:
                 "stored_voxel_fraction_of_occupied": stored / max(occupied, 1),
                 "bytes_per_stored_voxel": size / max(stored, 1),
                 "raw_array_bytes": {k: int(v.nbytes) for k, v in delta.arrays().items() if k not in ("kind", "shape")},
+                # each array deflated alone (what savez_compressed does per member): where the bytes go
+                "deflated_array_bytes": {
+                    k: len(zlib.compress(v.tobytes(), 6))
+                    for k, v in delta.arrays().items()
+                    if k not in ("kind", "shape")
+                },
             }
         )
         print(f"[delta] frame {frame}: {size} B, dense fp32 / delta = {dense_bytes / size:.0f}x", flush=True)
