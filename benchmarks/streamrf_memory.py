@@ -79,9 +79,12 @@ def parse_args() -> argparse.Namespace:
         "--schedules",
         nargs="+",
         default=("40:30:1", "30:45:5"),
-        help="per-frame schedules PILOT_STEPS:FULL_STEPS:LR_SCALE streamed from the same frame 0 (the paper's rates x "
-        "LR_SCALE); the first also times the speed part. Defaults: the stream benchmark's former schedule and its "
-        "current candidate",
+        help="per-frame schedules PILOT_STEPS:FULL_STEPS:LR_SCALE[:KEEP] streamed from the same frame 0 (the paper's "
+        "rates x LR_SCALE, SH keep thresholds x KEEP, default 1); the first also times the speed part. Defaults: the "
+        "stream benchmark's former schedule and its current candidate",
+    )
+    parser.add_argument(
+        "--reuse-frame0", action="store_true", help="stream the schedules from the frame 0 of the previous run's store"
     )
     parser.add_argument("--speed-rays", type=int, default=1024)
     parser.add_argument("--speed-steps", type=int, default=10, help="steps per timed block")
@@ -291,9 +294,9 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- delta and speed
 
 
-def parse_schedule(text: str) -> tuple[int, int, float]:
-    pilot, full, scale = text.split(":")
-    return int(pilot), int(full), float(scale)
+def parse_schedule(text: str) -> tuple[int, int, float, float]:
+    pilot, full, scale, *keep = text.split(":")
+    return int(pilot), int(full), float(scale), float(keep[0]) if keep else 1.0
 
 
 def make_pipeline_config(
@@ -325,7 +328,9 @@ def make_pipeline_config(
     model.frame0_lr_decay_steps = max(1, round(250000 * scale))
     model.frame0_lr_density_delay_steps = max(1, round(15000 * scale))
     model.pilot_frame0_steps = args.pilot0_steps
-    pilot_steps, full_steps, lr_scale = parse_schedule(schedule)
+    pilot_steps, full_steps, lr_scale, keep_scale = parse_schedule(schedule)
+    model.sh_keep_threshold *= keep_scale
+    model.pilot_sh_keep_threshold *= keep_scale
     model.pilot_steps = pilot_steps
     model.pilot_lr_sh_decay_steps = pilot_steps
     model.steps_per_frame = full_steps
@@ -402,20 +407,28 @@ def run_delta(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from nerfstudio_methods.streamrf.store import FrameStore
 
     scene = work / "scene"
-    write_n3dv(scene, width=64, height=48, num_cameras=args.cameras, num_frames=30, seed=args.seed)
-    first = work / "streamrf_frames"
-    pipeline = make_pipeline_config(args, scene, first, args.schedules[0]).pipeline.setup(device="cpu", test_mode="val")
-    seconds = {args.schedules[0]: stream(pipeline)}
-    spec = pipeline.model.full_spec
-    store = FrameStore(first)
-    for index, schedule in enumerate(args.schedules[1:], start=1):  # the same frame 0, other per-frame schedules
+    frame0 = work / "frame0"
+    if not (args.reuse_frame0 and (frame0 / "frame_00000.npz").is_file()):
+        for stale in [scene, frame0, *work.glob("streamrf_frames*")]:
+            if stale.exists():
+                shutil.rmtree(stale)
+        write_n3dv(scene, width=64, height=48, num_cameras=args.cameras, num_frames=30, seed=args.seed)
+        args_frame0 = argparse.Namespace(**{**vars(args), "frames": 1})
+        config = make_pipeline_config(args_frame0, scene, frame0, args.schedules[0])
+        stream(config.pipeline.setup(device="cpu", test_mode="val"))
+    seconds, roots = {}, []
+    for index, schedule in enumerate(args.schedules):  # the same frame 0, each per-frame schedule
         root = work / f"streamrf_frames_{index}"
-        for name in ("meta.json", "frame_00000.npz", "pilot/meta.json", "pilot/frame_00000.npz"):
+        if root.exists():
+            shutil.rmtree(root)
+        for name in ("frame_00000.npz", "pilot/frame_00000.npz"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(first / name, root / name)
-        other = make_pipeline_config(args, scene, root, schedule).pipeline.setup(device="cpu", test_mode="val")
-        seconds[schedule] = stream(other)
-    roots = [first] + [work / f"streamrf_frames_{i}" for i in range(1, len(args.schedules))]
+            shutil.copy(frame0 / name, root / name)
+        pipeline = make_pipeline_config(args, scene, root, schedule).pipeline.setup(device="cpu", test_mode="val")
+        seconds[schedule] = stream(pipeline)
+        roots.append(root)
+    spec = pipeline.model.full_spec
+    store = FrameStore(roots[0])
     return {
         "grid": list(spec.resolution),
         "dense_fp32_grid_bytes": spec.num_voxels * GRID_CHANNELS * 4,
@@ -433,7 +446,7 @@ def run_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from nerfstudio_methods.streamrf.grid import initial_grid
     from nerfstudio_methods.streamrf.model import Phase
 
-    scene, store_root = work / "scene", work / "streamrf_frames"
+    scene, store_root = work / "scene", work / "streamrf_frames_0"
     pipelines = {}
     for storage in ("sparse", "dense"):
         copy = work / f"speed_{storage}"
@@ -511,10 +524,8 @@ def main() -> None:
         save()
     work = output / "streamrf_memory_work"
     if "delta" in args.parts or "speed" in args.parts:
-        if "delta" in args.parts or not (work / "streamrf_frames").is_dir():
-            if work.exists():
-                shutil.rmtree(work)
-            work.mkdir(parents=True)
+        if "delta" in args.parts or not (work / "streamrf_frames_0").is_dir():
+            work.mkdir(parents=True, exist_ok=True)
             report["delta"] = run_delta(args, work)
             save()
         if "speed" in args.parts:

@@ -27,7 +27,7 @@ from nerfstudio_methods.streamrf.codec import (
 )
 from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, DenseGrid, GridSpec, SparseGrid, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
-from nerfstudio_methods.streamrf.render import ray_box, render_rays_torch
+from nerfstudio_methods.streamrf.render import composite_packed, ray_box, render_rays_torch
 from nerfstudio_methods.streamrf.sh import C0, C1, SH_BASES, sh_bases, sh_to_rgb
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
 
@@ -795,3 +795,39 @@ def test_the_nerfacc_sampler_marches_the_torch_samples_on_an_anisotropic_grid(mo
         torch.testing.assert_close(fast["rgb"], expected["rgb"], rtol=0, atol=1e-4)
         torch.testing.assert_close(fast["accumulation"], expected["accumulation"], rtol=0, atol=1e-4)
         assert 0.2 < float(expected["accumulation"].mean()) < 0.99
+
+
+def dense_composite(sigma, rgb, depth, dt, background, stop_thresh):
+    """Plenoxels' compositing on a [rays, samples] layout, as a product of (1 - alpha): the reference."""
+    alpha = 1.0 - torch.exp(-torch.relu(sigma) * dt)
+    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
+    alpha = alpha * (transmittance >= stop_thresh)
+    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha], dim=1), dim=1)
+    weights = transmittance[:, :-1] * alpha
+    accumulation = weights.sum(-1, keepdim=True)
+    return {
+        "rgb": (weights[..., None] * rgb).sum(1) + transmittance[:, -1:] * background,
+        "accumulation": accumulation,
+        "depth": (weights * depth).sum(-1, keepdim=True) / accumulation.clamp_min(1e-6),
+    }
+
+
+@pytest.mark.parametrize("stop_thresh", [0.0, 0.3])
+def test_packed_compositing_matches_the_dense_product_form(stop_thresh: float) -> None:
+    generator = torch.Generator().manual_seed(12)
+    rays, samples = 7, 9
+    sigma = torch.rand(rays, samples, generator=generator, dtype=torch.float64) * 4
+    sigma[torch.rand(rays, samples, generator=generator) < 0.4] = 0.0  # skipped samples: no effect
+    sigma[3] = 0.0  # a ray through empty space
+    rgb = torch.rand(rays, samples, 3, generator=generator, dtype=torch.float64)
+    depth = torch.rand(rays, samples, generator=generator, dtype=torch.float64) * 5
+    dt = torch.rand(rays, 1, generator=generator, dtype=torch.float64).expand(rays, samples) * 0.5
+    expected = dense_composite(sigma, rgb, depth, dt, 0.5, stop_thresh)
+    kept = sigma.reshape(-1) > 0
+    ray = torch.arange(rays).repeat_interleave(samples)[kept]
+    packed = composite_packed(
+        (sigma * dt).reshape(-1)[kept], rgb.reshape(-1, 3)[kept], depth.reshape(-1)[kept], ray, rays, 0.5, stop_thresh
+    )
+    for key in ("rgb", "accumulation", "depth"):
+        torch.testing.assert_close(packed[key], expected[key])
+    assert float(packed["rgb"][3].sub(0.5).abs().max()) == 0.0

@@ -24,11 +24,11 @@ from typing import Tuple
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from dataparsers._common import DatasetFormatError
-from nerfstudio_methods.streamrf.grid import chunks
+from nerfstudio_methods.streamrf.grid import chunks, copy_rows
 
 VALUE_DTYPE = np.float16
 
@@ -132,11 +132,18 @@ def _from_fp16(values: np.ndarray, device: torch.device | str) -> Float[Tensor, 
     return torch.from_numpy(values).to(device).to(torch.float32)
 
 
-def sh_change(previous: Float[Tensor, "n c"], current: Float[Tensor, "n c"]) -> Float[Tensor, " n"]:
-    """L1 norm of the change of the 27 SH values of each row (``compress_saving``'s keep test), in chunks."""
-    out = current.new_empty(current.shape[0])
-    for part in chunks(current.shape[0]):
-        out[part] = (current[part, 1:] - previous[part, 1:].to(current.dtype)).abs().sum(1)
+def sh_change(
+    previous: Float[Tensor, "n c"],
+    previous_rows: Int[Tensor, " m"],
+    current: Float[Tensor, "k c"],
+    current_rows: Int[Tensor, " m"],
+) -> Float[Tensor, " m"]:
+    """L1 norm of the change of the 27 SH values from ``previous[previous_rows]`` to ``current[current_rows]``
+    (``compress_saving``'s keep test), in chunks."""
+    out = current.new_empty(current_rows.shape[0])
+    for part in chunks(current_rows.shape[0]):
+        before = previous[previous_rows[part], 1:].to(current.dtype)
+        out[part] = (current[current_rows[part], 1:] - before).abs().sum(1)
     return out
 
 
@@ -158,7 +165,8 @@ def encode_delta(
     kept_before = now[before]  # the same voxels' rows of ``previous``
     current = current.detach()
     kept_rows = torch.nonzero(kept_now)[:, 0]
-    changed = sh_change(previous.detach()[kept_before], current[kept_rows]) > sh_keep_threshold
+    previous_rows = torch.nonzero(kept_before)[:, 0]
+    changed = sh_change(previous.detach(), previous_rows, current, kept_rows) > sh_keep_threshold
     delta = FrameDelta(
         shape=tuple(current_occupancy.shape),  # type: ignore[arg-type]
         occupancy_bits=pack_mask(current_occupancy),
@@ -186,7 +194,7 @@ def apply_delta(
     if int((~kept_now).sum()) != delta.num_added or int(changed.sum()) != delta.num_changed:
         raise ValueError("delta does not match the grid it is applied to (wrong previous frame?)")
     values = previous.new_zeros(kept_now.shape[0], previous.shape[1], dtype=torch.float32)
-    values[kept_rows] = previous.detach()[kept_before].to(torch.float32)
+    copy_rows(values, kept_rows, previous.detach(), torch.nonzero(kept_before)[:, 0])
     values[~kept_now] = _from_fp16(delta.added_values, device)
     values[kept_rows[changed]] = _from_fp16(delta.changed_values, device)
     return values, now.reshape(shape)

@@ -312,8 +312,24 @@ def reoccupy(grid: SparseGrid, occupancy: Bool[Tensor, "z y x"]) -> SparseGrid:
     """The same values on a new occupancy: voxels in both keep theirs, new ones start at 0, the others are dropped."""
     before, now = grid.occupancy.reshape(-1), occupancy.reshape(-1)
     data = grid.data.new_zeros(int(now.sum()), grid.data.shape[1])
-    data[before[now]] = grid.data[now[before]]
+    copy_rows(data, torch.nonzero(before[now])[:, 0], grid.data.detach(), torch.nonzero(now[before])[:, 0])
     return SparseGrid(grid.spec, data, occupancy)
+
+
+def copy_rows(target: Tensor, target_rows: Int[Tensor, " n"], source: Tensor, source_rows: Int[Tensor, " n"]) -> None:
+    """``target[target_rows] = source[source_rows]`` in chunks (no full-size gathered copy)."""
+    for part in chunks(target_rows.shape[0]):
+        target[target_rows[part]] = source[source_rows[part]].to(target.dtype)
+
+
+def kept_voxels(grid: SparseGrid, density_threshold: float, dilation: int) -> Bool[Tensor, "z y x"]:
+    """The voxels :func:`resample` keeps at the same resolution: density >= threshold (empty voxels read 0),
+    dilated."""
+    from nerfstudio_methods.streamrf.masks import dilate
+
+    density = torch.zeros(grid.spec.num_voxels, device=grid.data.device)
+    density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
+    return dilate(density.reshape(grid.spec.shape) >= density_threshold, dilation)
 
 
 def resample(grid: SparseGrid, target: GridSpec, density_threshold: float, dilation: int) -> SparseGrid:
@@ -331,21 +347,19 @@ def resample(grid: SparseGrid, target: GridSpec, density_threshold: float, dilat
     if source.radius != target.radius:
         raise ValueError("resample keeps the box: source and target radii must match")
     device = grid.data.device
-    density = torch.zeros(target.num_voxels, device=device)
     if source.resolution == target.resolution:
-        density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
-    else:  # one channel may be dense at the source resolution (4 bytes per voxel): grid_sample is faster
-        source_density = torch.zeros(source.num_voxels, device=device)
-        source_density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
-        source_density = source_density.reshape(1, *source.shape)
-        for part in chunks(target.num_voxels):
-            flat = torch.arange(part.start, part.stop, device=device)
-            density[part] = trilinear(source_density, target.centres_of(flat))[:, 0]
-        del source_density
+        return reoccupy(grid, kept_voxels(grid, density_threshold, dilation))
+    # one channel may be dense at the source resolution (4 bytes per voxel): grid_sample is faster
+    source_density = torch.zeros(source.num_voxels, device=device)
+    source_density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
+    source_density = source_density.reshape(1, *source.shape)
+    density = torch.zeros(target.num_voxels, device=device)
+    for part in chunks(target.num_voxels):
+        flat = torch.arange(part.start, part.stop, device=device)
+        density[part] = trilinear(source_density, target.centres_of(flat))[:, 0]
+    del source_density
     occupancy = dilate(density.reshape(target.shape) >= density_threshold, dilation)
     del density
-    if source.resolution == target.resolution:
-        return reoccupy(SparseGrid(source, grid.data.detach(), grid.occupancy, grid.links), occupancy)
     kept = occupied_indices(occupancy)
     data = grid.data.new_empty(kept.shape[0], grid.data.shape[1])
     values = SparseGrid(source, grid.data.detach(), grid.occupancy, grid.links)

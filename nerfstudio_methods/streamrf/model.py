@@ -39,6 +39,7 @@ from nerfstudio_methods.streamrf.grid import (
     SparseGrid,
     chunks,
     initial_grid,
+    kept_voxels,
     occupied_indices,
     reoccupy,
     resample,
@@ -373,14 +374,16 @@ class StreamRFModel(Model):
 
     def _sparsify_and_prune(self, grid: GridState, dilation: int, prune_threshold: float | None) -> None:
         """``sparsify_voxel_grid`` (density >= threshold, dilated) then ``preprune`` (new voxels with small SH)."""
-        kept = resample(grid.sparse(), grid.spec, self.config.density_threshold, dilation)
+        current = grid.sparse()
+        kept = kept_voxels(current, self.config.density_threshold, dilation)
         if prune_threshold is not None and self.previous is not None:
-            new_rows = ~self.previous[1].reshape(-1)[occupied_indices(kept.occupancy)]
-            weak_rows = new_rows & (kept.data[:, 1:].abs().sum(1) < prune_threshold)
-            occupancy = kept.occupancy.clone()
-            occupancy.reshape(-1)[occupied_indices(kept.occupancy)[weak_rows]] = False
-            kept = SparseGrid(grid.spec, kept.data[~weak_rows], occupancy)
-        grid.set(kept)
+            new = occupied_indices(kept & ~self.previous[1])
+            rows = current.rows(new)  # -1 for voxels empty now: their SH is 0
+            strength = torch.zeros(new.shape[0], device=new.device)
+            present = rows >= 0
+            strength[present] = current.data[rows[present], 1:].detach().abs().sum(1)
+            kept.reshape(-1)[new[strength < prune_threshold]] = False
+        grid.set(reoccupy(current, kept))
 
     def finish_phase(self) -> EncodedGrid | FrameDelta:
         """End the current phase: re-sparsify, encode (whole grid or delta), continue from what a decoder rebuilds."""
@@ -388,6 +391,7 @@ class StreamRFModel(Model):
         phase = self.phase
         assert phase is not None
         grid = self.grid_of(phase)
+        grid.reset_optimizer()  # the phase has had its steps: its RMS state is not needed any more
         if phase is Phase.FRAME0:
             if grid.spec != self.full_spec:  # fewer steps than the upsampling schedule: finish at full resolution
                 grid.set(resample(grid.sparse(), self.full_spec, config.density_threshold, config.frame0_dilation))
@@ -422,7 +426,8 @@ class StreamRFModel(Model):
                 # kept voxels whose SH the stored delta changes (reverted ones are equal to the previous frame)
                 kept_now = previous_occupancy.reshape(-1)[occupied_indices(occupancy)]
                 kept_before = occupancy.reshape(-1)[occupied_indices(previous_occupancy)]
-                moved = sh_change(previous_values[kept_before], decoded[0][kept_now]) > 0
+                rows_now, rows_before = torch.nonzero(kept_now)[:, 0], torch.nonzero(kept_before)[:, 0]
+                moved = sh_change(previous_values, rows_before, decoded[0], rows_now) > 0
                 changed = added.clone()
                 changed.reshape(-1)[occupied_indices(occupancy)[kept_now][moved]] = True
                 self.guidance = PilotGuidance(changed=changed, added=added, removed=previous_occupancy & ~occupancy)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from nerfstudio_methods.rays import depth_from_ndc_z
@@ -41,33 +41,6 @@ def ray_box(
     return t_near, t_far
 
 
-def composite(
-    sigma: Float[Tensor, "n k"],
-    rgb: Float[Tensor, "n k 3"],
-    depth: Float[Tensor, "n k"],
-    dt: Float[Tensor, "n k"],
-    background: float,
-    stop_thresh: float,
-) -> dict[str, Tensor]:
-    """Plenoxels' compositing with early stopping: samples after the transmittance fell below ``stop_thresh`` are
-    dropped, and the transmittance left at that point is filled with ``background``."""
-    alpha = 1.0 - torch.exp(-torch.relu(sigma) * dt)
-    with torch.no_grad():
-        transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=1), dim=1)
-        keep = (transmittance >= stop_thresh).to(alpha.dtype)
-    alpha = alpha * keep
-    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha], dim=1), dim=1)
-    weights = transmittance[:, :-1] * alpha
-    left = transmittance[:, -1:]
-    accumulation = weights.sum(-1, keepdim=True)
-    return {
-        "rgb": (weights[..., None] * rgb).sum(1) + left * background,
-        "accumulation": accumulation,
-        "depth": (weights * depth).sum(-1, keepdim=True) / accumulation.clamp_min(1e-6),
-        "weights": weights,
-    }
-
-
 def march_steps(spec: GridSpec, directions: Float[Tensor, "n 3"], step_size: float) -> Float[Tensor, " n"]:
     """NDC length of a ``step_size``-voxel step in grid-index space along each (unit) direction."""
     scale = directions.new_tensor(spec.index_space_scale())
@@ -83,47 +56,70 @@ def render_rays_torch(
     background: float = 0.5,
     stop_thresh: float = 1e-7,
 ) -> dict[str, Tensor]:
-    """Render NDC rays (unit directions) through the grid in pure torch; see the module doc."""
+    """Render NDC rays (unit directions) through the grid in pure torch; see the module doc.
+
+    Samples are kept packed (ray by ray, in marching order) and only those near occupied voxels are looked up and
+    composited: memory and time grow with the samples that matter, not with rays x the longest ray."""
     spec = grid.spec
     count = origins.shape[0]
+    device = origins.device
     t_near, t_far = ray_box(origins, directions, spec.radius)
     valid = valid & (t_far > t_near)
     dt = march_steps(spec, directions, step_size)
     # samples at t_near + (k + 0.5) dt whose midpoints lie inside the box (as nerfacc's marcher takes them)
     num_steps = torch.where(valid, torch.ceil((t_far - t_near) / dt - 0.5), torch.zeros_like(dt)).clamp_min(0).long()
-    max_steps = int(num_steps.max()) if count else 0
-    if max_steps == 0:
-        _, nothing = grid.query_occupied(origins.new_zeros(0, 3))  # keeps the loss connected to the grid
-        background_rgb = origins.new_full((count, 3), background) + 0.0 * nothing.sum()
-        zeros = origins.new_zeros((count, 1))
-        return {"rgb": background_rgb, "accumulation": zeros, "depth": zeros, "num_samples": zeros[:, 0]}
-    steps = torch.arange(max_steps, device=origins.device, dtype=origins.dtype)
-    t = t_near[:, None] + (steps[None, :] + 0.5) * dt[:, None]
-    inside = steps[None, :] < num_steps[:, None]
-    points = origins[:, None, :] + t[..., None] * directions[:, None, :]
-    coords = spec.normalize(points).reshape(-1, 3)[inside.reshape(-1)]
-    inside_index = torch.nonzero(inside.reshape(-1))[:, 0]
+    ray_of_sample = torch.repeat_interleave(torch.arange(count, device=device), num_steps)
+    step = torch.arange(ray_of_sample.shape[0], device=device) - (torch.cumsum(num_steps, 0) - num_steps)[ray_of_sample]
+    t = t_near[ray_of_sample] + (step.to(origins.dtype) + 0.5) * dt[ray_of_sample]
+    del step
+    points = origins[ray_of_sample] + t[:, None] * directions[ray_of_sample]
+    del t
     # Empty-space skipping: a sample whose 8 corner voxels are all empty interpolates exact zeros.
-    occupied, looked_up = grid.query_occupied(coords)
-    index = inside_index[occupied]
-    use = torch.zeros(count * max_steps, dtype=torch.bool, device=origins.device)
-    use[index] = True
-    sigma = origins.new_zeros(count * max_steps).index_put((index,), looked_up[:, 0])
-    ray_of_sample = index // max_steps
-    colour = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray_of_sample]))
-    rgb = origins.new_zeros(count * max_steps, 3).index_put((index,), colour)
-    depth = depth_from_ndc_z(points[..., 2])
-    out = composite(
-        sigma.reshape(count, max_steps),
-        rgb.reshape(count, max_steps, 3),
-        depth,
-        dt[:, None].expand(count, max_steps),
-        background,
-        stop_thresh,
-    )
-    out["num_samples"] = use.reshape(count, max_steps).sum(-1).to(origins.dtype)
-    del out["weights"]
+    used, looked_up = grid.query_occupied(spec.normalize(points))
+    ray = ray_of_sample[used]
+    depth = depth_from_ndc_z(points[used, 2])
+    del ray_of_sample, points
+    colour = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray]))
+    optical = torch.relu(looked_up[:, 0]) * dt[ray]
+    out = composite_packed(optical, colour, depth, ray, count, background, stop_thresh)
+    out["num_samples"] = torch.bincount(ray, minlength=count).to(origins.dtype)
     return out
+
+
+def composite_packed(
+    optical: Float[Tensor, " m"],
+    rgb: Float[Tensor, "m 3"],
+    depth: Float[Tensor, " m"],
+    ray: Int[Tensor, " m"],
+    count: int,
+    background: float,
+    stop_thresh: float,
+) -> dict[str, Tensor]:
+    """:func:`composite` on packed samples (sorted by ray, in marching order) of optical depth ``sigma * dt``:
+    the transmittance before a sample is ``exp(-sum of the ray's earlier optical depths)`` (an exclusive cumulative
+    sum per ray, in float64 so that the running sum over all rays keeps its precision)."""
+
+    def transmittance_before(depths: Tensor) -> tuple[Tensor, Tensor]:
+        running = torch.cumsum(depths.double(), 0)
+        total = running.new_zeros(count).index_add_(0, ray, depths.double())
+        ray_end = torch.cumsum(total, 0)
+        ray_start = ray_end - total
+        before = running - depths.double() - ray_start[ray]
+        return torch.exp(-before).to(depths.dtype), torch.exp(-total).to(depths.dtype)
+
+    with torch.no_grad():
+        keep = (transmittance_before(optical)[0] >= stop_thresh).to(optical.dtype)
+    optical = optical * keep
+    before, left = transmittance_before(optical)
+    weights = before * (1.0 - torch.exp(-optical))
+    accumulation = optical.new_zeros(count, 1).index_add_(0, ray, weights[:, None])
+    colour = optical.new_zeros(count, 3).index_add_(0, ray, weights[:, None] * rgb)
+    weighted_depth = optical.new_zeros(count, 1).index_add_(0, ray, (weights * depth)[:, None])
+    return {
+        "rgb": colour + left[:, None] * background,
+        "accumulation": accumulation,
+        "depth": weighted_depth / accumulation.clamp_min(1e-6),
+    }
 
 
 class NerfaccSampler:

@@ -15,33 +15,33 @@ Both exchange grids as :class:`.grid.SparseGrid` (resampling, codec, pilot looku
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from nerfstudio_methods.streamrf.grid import DenseGrid, GridSpec, SparseGrid, corner_sum, occupied_indices, trilinear
+from nerfstudio_methods.streamrf.grid import (
+    DenseGrid,
+    GridSpec,
+    SparseGrid,
+    chunks,
+    corner_sum,
+    occupied_indices,
+    trilinear,
+)
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, SparseRMSprop
 
 GridStorage = Literal["sparse", "dense"]
 
 
-def total_variation(
-    gather: Callable[[Tensor], Tensor],
-    shape: tuple[int, int, int],
-    fraction: float,
-    device: torch.device,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """svox2's sparse TV: on a random contiguous ``fraction`` of cells (flat order), ``sqrt(dx^2 + dy^2 + dz^2)`` per
-    cell and channel with forward differences (clamped at the border) weighted by ``resolution / 256`` per axis,
-    summed over channels and averaged over the cells. ``gather(flat)`` returns the values ``[n, c]`` of the voxels
-    with flat indices ``flat`` (0 for empty voxels)."""
+def tv_cells(shape: tuple[int, int, int], fraction: float, device: torch.device) -> Int[Tensor, "4 n"]:
+    """svox2's sparse TV cells: a random contiguous ``fraction`` of the voxels (flat order), each with its +x, +y and
+    +z neighbours (clamped at the border): flat indices ``[centre, right, down, back]``."""
     depth, height, width = shape
     total = depth * height * width
     count = max(1, int(total * fraction))
-    start = int(torch.randint(0, max(1, total - count + 1), (1,), generator=generator))
+    start = int(torch.randint(0, max(1, total - count + 1), (1,)))
     flat = torch.arange(start, start + count, device=device)
     z, rest = flat // (height * width), flat % (height * width)
     y, x = rest // width, rest % width
@@ -49,17 +49,77 @@ def total_variation(
     def index(zz: Tensor, yy: Tensor, xx: Tensor) -> Tensor:
         return (zz * height + yy) * width + xx
 
-    neighbours = [
-        flat,
-        index(z, y, (x + 1).clamp_max(width - 1)),
-        index(z, (y + 1).clamp_max(height - 1), x),
-        index((z + 1).clamp_max(depth - 1), y, x),
-    ]
-    centre, right, down, back = gather(torch.cat(neighbours)).split(count)
-    dx = (right - centre) * (width / 256.0)
-    dy = (down - centre) * (height / 256.0)
-    dz = (back - centre) * (depth / 256.0)
-    return torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum() / count
+    return torch.stack(
+        [
+            flat,
+            index(z, y, (x + 1).clamp_max(width - 1)),
+            index(z, (y + 1).clamp_max(height - 1), x),
+            index((z + 1).clamp_max(depth - 1), y, x),
+        ]
+    )
+
+
+def tv_axis_weights(shape: tuple[int, int, int]) -> tuple[float, float, float]:
+    """svox2 weighs the x, y, z differences by resolution / 256."""
+    depth, height, width = shape
+    return width / 256.0, height / 256.0, depth / 256.0
+
+
+def total_variation(
+    values: Callable[[Tensor], Tensor], cells: Int[Tensor, "4 n"], shape: tuple[int, int, int]
+) -> Tensor:
+    """svox2's sparse TV with autograd: ``sqrt(dx^2 + dy^2 + dz^2)`` per cell and channel (forward differences
+    weighted by :func:`tv_axis_weights`), summed over channels and averaged over the cells. ``values(flat)`` reads
+    the voxels with flat indices ``flat`` ``[n, c]`` (0 for empty voxels)."""
+    wx, wy, wz = tv_axis_weights(shape)
+    centre, right, down, back = values(cells.reshape(-1)).split(cells.shape[1])
+    dx, dy, dz = (right - centre) * wx, (down - centre) * wy, (back - centre) * wz
+    return torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum() / cells.shape[1]
+
+
+TV_CHUNK = 1 << 16
+"""Cells per chunk of :class:`SparseTotalVariation`."""
+
+
+class SparseTotalVariation(torch.autograd.Function):
+    """:func:`total_variation` over gathered rows, with an analytic gradient computed chunk by chunk (svox2 adds its
+    TV gradient in place, ``inplace_tv_grad``): no per-cell tensors are kept for the backward pass.
+
+    ``rows`` ``[m, C]`` holds the voxels read; ``index`` ``[4, n]`` the row of each cell's centre / right / down /
+    back voxel, ``present`` whether that voxel is occupied (an empty one reads 0)."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: Tensor, index: Tensor, present: Tensor, channels: slice, weights: tuple) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(rows, index, present)
+        ctx.channels, ctx.weights = channels, weights
+        total = rows.new_zeros((), dtype=torch.float64)
+        for part in chunks(index.shape[1], TV_CHUNK):
+            _, _, norm = SparseTotalVariation.differences(rows, index[:, part], present[:, part], channels, weights)
+            total += norm.sum(dtype=torch.float64)
+        return (total / index.shape[1]).to(rows.dtype)
+
+    @staticmethod
+    def differences(rows: Tensor, index: Tensor, present: Tensor, channels: slice, weights: tuple):
+        centre, right, down, back = (rows[index[k], channels] * present[k, :, None] for k in range(4))
+        diffs = [(right - centre) * weights[0], (down - centre) * weights[1], (back - centre) * weights[2]]
+        norm = torch.sqrt(diffs[0] * diffs[0] + diffs[1] * diffs[1] + diffs[2] * diffs[2] + 1e-12)
+        return centre, diffs, norm
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor):  # type: ignore[override]
+        rows, index, present = ctx.saved_tensors
+        channels, weights = ctx.channels, ctx.weights
+        grad = torch.zeros_like(rows)
+        target = grad[:, channels]
+        scale = grad_out / index.shape[1]
+        for part in chunks(index.shape[1], TV_CHUNK):
+            _, diffs, norm = SparseTotalVariation.differences(rows, index[:, part], present[:, part], channels, weights)
+            # d norm / d (right, down, back) = w * d / norm; the centre gets minus their sum
+            neighbours = [diffs[k] * (weights[k] * scale) / norm for k in range(3)]
+            centre = -(neighbours[0] + neighbours[1] + neighbours[2])
+            for k, part_grad in enumerate([centre, *neighbours]):
+                target.index_add_(0, index[k, part], part_grad * present[k, part, None])
+        return grad, None, None, None, None
 
 
 class SparseGridState:
@@ -99,10 +159,10 @@ class SparseGridState:
 
     # --- differentiable lookups -------------------------------------------------------------------------------
 
-    def _gathered(self, rows: Int[Tensor, "n k"], weights: Float[Tensor, "n k"]) -> Float[Tensor, "n c"]:
-        """``sum_k weights * data[rows]`` (rows -1 read 0) through a leaf holding only the distinct rows read."""
+    def _leaf(self, rows: Int[Tensor, "..."], valid: Bool[Tensor, "..."]) -> tuple[Tensor, Int[Tensor, "..."]]:
+        """A leaf tensor holding the distinct rows ``rows[valid]`` (remembered for :meth:`step`), and the index of
+        each entry of ``rows`` in it (0 where not valid)."""
         data = self.values.detach()
-        valid = rows >= 0
         mark = torch.zeros(data.shape[0], dtype=torch.bool, device=data.device)
         mark[rows[valid]] = True
         distinct = torch.nonzero(mark)[:, 0]
@@ -112,6 +172,12 @@ class SparseGridState:
         if torch.is_grad_enabled():
             leaf.requires_grad_(True)
             self.pending.append((distinct, leaf))
+        return leaf, index
+
+    def _gathered(self, rows: Int[Tensor, "n k"], weights: Float[Tensor, "n k"]) -> Float[Tensor, "n c"]:
+        """``sum_k weights * data[rows]`` (rows -1 read 0) through a leaf holding only the distinct rows read."""
+        valid = rows >= 0
+        leaf, index = self._leaf(rows, valid)
         return corner_sum(leaf, index, weights.masked_fill(~valid, 0.0))
 
     def query(self, coords: Float[Tensor, "n 3"]) -> Float[Tensor, "n c"]:
@@ -123,11 +189,11 @@ class SparseGridState:
         return index, self._gathered(rows, weights)
 
     def total_variation(self, channels: slice, fraction: float) -> Tensor:
-        def gather(flat: Tensor) -> Tensor:
-            rows = self.grid.rows(flat)[:, None]
-            return self._gathered(rows, torch.ones(rows.shape, device=rows.device))[:, channels]
-
-        return total_variation(gather, self.spec.shape, fraction, self.values.device)
+        cells = tv_cells(self.spec.shape, fraction, self.values.device)
+        rows = self.grid.rows(cells)
+        present = rows >= 0
+        leaf, index = self._leaf(rows, present)
+        return SparseTotalVariation.apply(leaf, index, present, channels, tv_axis_weights(self.spec.shape))  # type: ignore[no-any-return]
 
     # --- optimiser ----------------------------------------------------------------------------------------------
 
@@ -199,7 +265,8 @@ class DenseGridState:
 
     def total_variation(self, channels: slice, fraction: float) -> Tensor:
         data = self.values[channels].reshape(self.values[channels].shape[0], -1)
-        return total_variation(lambda flat: data[:, flat].transpose(0, 1), self.spec.shape, fraction, data.device)
+        cells = tv_cells(self.spec.shape, fraction, data.device)
+        return total_variation(lambda flat: data[:, flat].transpose(0, 1), cells, self.spec.shape)
 
     def allowed(self, mask: Optional[Bool[Tensor, "z y x"]]) -> Bool[Tensor, "z y x"]:
         return self.occupancy if mask is None else self.occupancy & mask
