@@ -638,6 +638,10 @@ def test_sparse_total_variation_equals_the_dense_one() -> None:
             expected += float(torch.sqrt(dx * dx + dy * dy + dz * dz + 1e-12).sum())
         torch.testing.assert_close(sparse_tv, dense_tv)
         assert float(sparse_tv) == pytest.approx(expected / count, rel=1e-5)
+    empty = SparseGridState(SparseGrid(spec, torch.zeros(0, GRID_CHANNELS), torch.zeros(spec.shape, dtype=torch.bool)))
+    tv = empty.total_variation(slice(1, None), 0.3)  # a slab of empty voxels: sqrt(1e-12) per cell and channel
+    tv.backward()
+    assert float(tv) == pytest.approx(27 * 1e-6)
 
 
 def test_dilation_and_mask_upsampling_match_the_float_references() -> None:

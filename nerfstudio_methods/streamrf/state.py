@@ -100,6 +100,8 @@ class SparseTotalVariation(torch.autograd.Function):
 
     @staticmethod
     def differences(rows: Tensor, index: Tensor, present: Tensor, channels: slice, weights: tuple):
+        if rows.shape[0] == 0:  # every voxel read is empty (index all 0, present all False)
+            rows = rows.new_zeros(1, rows.shape[1])
         centre, right, down, back = (rows[index[k], channels] * present[k, :, None] for k in range(4))
         diffs = [(right - centre) * weights[0], (down - centre) * weights[1], (back - centre) * weights[2]]
         norm = torch.sqrt(diffs[0] * diffs[0] + diffs[1] * diffs[1] + diffs[2] * diffs[2] + 1e-12)
@@ -110,6 +112,8 @@ class SparseTotalVariation(torch.autograd.Function):
         rows, index, present = ctx.saved_tensors
         channels, weights = ctx.channels, ctx.weights
         grad = torch.zeros_like(rows)
+        if rows.shape[0] == 0:
+            return grad, None, None, None, None
         target = grad[:, channels]
         scale = grad_out / index.shape[1]
         for part in chunks(index.shape[1], TV_CHUNK):
@@ -167,7 +171,9 @@ class SparseGridState:
         mark[rows[valid]] = True
         distinct = torch.nonzero(mark)[:, 0]
         slot = torch.cumsum(mark, 0, dtype=torch.int32)  # 1 + the leaf row of each marked grid row
-        index = torch.where(valid, slot[rows.clamp_min(0)].long() - 1, torch.zeros_like(rows))
+        index = torch.zeros_like(rows)
+        if data.shape[0] > 0:
+            index = torch.where(valid, slot[rows.clamp_min(0)].long() - 1, index)
         leaf = data[distinct]
         if torch.is_grad_enabled():
             leaf.requires_grad_(True)
