@@ -14,6 +14,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from nerfstudio_methods.streamrf.grid import chunks
+
 RMSPROP_BETA = 0.95
 RMSPROP_EPS = 1e-8
 
@@ -80,7 +82,11 @@ class SparseRMSprop:
             return 0
         if self.rms is None:
             self.rms = torch.zeros_like(data)
-        data[rows], self.rms[rows] = rmsprop_update(data[rows], self.rms[rows], grad, lr_density, lr_sh, self.beta)
+        for part in chunks(rows.shape[0]):  # bounded temporaries however many voxels a step touches
+            index = rows[part]
+            data[index], self.rms[index] = rmsprop_update(
+                data[index], self.rms[index], grad[part], lr_density, lr_sh, self.beta
+            )
         return int(rows.numel())
 
 
