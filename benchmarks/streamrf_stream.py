@@ -78,7 +78,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--full-steps", type=int, default=65)
     parser.add_argument("--lr-scale", type=float, default=1.0, help="per-frame rates (pilot and full) x this")
     parser.add_argument("--sh-keep-scale", type=float, default=0.5, help="SH keep thresholds x this")
-    parser.add_argument("--scratch-frames", type=int, nargs="+", default=(15, 29))
+    parser.add_argument("--scratch-frames", type=int, nargs="+", default=(29, 15))
     parser.add_argument("--keyframe-every", type=int, default=10)
     parser.add_argument("--ablation-frames", type=int, default=6, help="frames 0..N-1 in the ablation run")
     parser.add_argument("--convergence-steps", type=int, nargs="+", default=(500, 1000, 2000))
@@ -285,17 +285,7 @@ def run_stream(args: argparse.Namespace) -> None:
     dense_fp32_bytes = spec.num_voxels * 28 * 4
     print(f"[bench] streamed {args.frames} frames in {stream_seconds:.0f} s", flush=True)
 
-    # --- 2. per-frame from scratch ----------------------------------------------------------------------------
-    scratch = make_pipeline(args, scene, None, overrides, args.frames)
-    scratch_results = []
-    for frame in [f for f in args.scratch_frames if f < args.frames]:
-        result = scratch_frame(scratch, frame, args.frame0_steps)
-        scratch_results.append(result)
-        print(
-            f"[bench] scratch frame {frame}: {result['seconds']:.1f} s, PSNR {result['heldout_psnr']:.2f}", flush=True
-        )
-
-    # --- 3. seeking --------------------------------------------------------------------------------------------
+    # --- 2. seeking --------------------------------------------------------------------------------------------
     last = args.frames - 1
     plain = work / "no_keyframes"
     plain.mkdir()
@@ -308,6 +298,44 @@ def run_stream(args: argparse.Namespace) -> None:
         player.grid(last)
         seek[name] = {"seconds": time.perf_counter() - begin, "deltas_replayed": player.deltas_applied}
 
+    def write_report(scratch_results: list[dict[str, Any]]) -> None:
+        report = stream_report(
+            args, schedule, log, scratch_results, frame_bytes, pilot_bytes, dense_fp32_bytes, spec.num_voxels,
+            stream_seconds, state_bytes, seek, started,
+        )  # fmt: skip
+        args.output.mkdir(parents=True, exist_ok=True)
+        write_json(args.output / "streamrf_stream.json", report)
+        plot_stream(report, args.output / "streamrf_stream.png")
+        print(json.dumps(report["ratios"], indent=1), flush=True)
+
+    # --- 3. per-frame from scratch (the report is rewritten after each frame) -----------------------------------
+    write_report([])
+    scratch = make_pipeline(args, scene, None, overrides, args.frames)
+    scratch_results = []
+    for frame in [f for f in args.scratch_frames if f < args.frames]:
+        result = scratch_frame(scratch, frame, args.frame0_steps)
+        scratch_results.append(result)
+        print(
+            f"[bench] scratch frame {frame}: {result['seconds']:.1f} s, PSNR {result['heldout_psnr']:.2f}", flush=True
+        )
+        write_report(scratch_results)
+    print(f"[bench] wrote {args.output / 'streamrf_stream.json'} and streamrf_stream.png")
+
+
+def stream_report(
+    args: argparse.Namespace,
+    schedule: dict[str, Any],
+    log: list[dict[str, Any]],
+    scratch_results: list[dict[str, Any]],
+    frame_bytes: list[int],
+    pilot_bytes: list[int],
+    dense_fp32_bytes: int,
+    num_voxels: int,
+    stream_seconds: float,
+    state_bytes: int,
+    seek: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
     # --- report ------------------------------------------------------------------------------------------------
     frame0 = log[0]
     later = [entry for entry in log if entry["frame"] > 0]
@@ -353,17 +381,22 @@ def run_stream(args: argparse.Namespace) -> None:
             "frames": [r["frame"] for r in scratch_results],
             "steps": args.frame0_steps,
             "per_frame": scratch_results,
-            "mean_seconds": mean_scratch,
-            "mean_heldout_psnr": mean(scratch_psnr),
+            "mean_seconds": mean_scratch if scratch_results else None,
+            "mean_heldout_psnr": mean(scratch_psnr) if scratch_results else None,
+            "frames_planned": [f for f in args.scratch_frames if f < args.frames],
             "frame0_heldout_psnr": stream_psnr[0],
         },
         "ratios": {
-            "scratch_over_stream_frame_time": mean_scratch / mean_later,
+            "scratch_over_stream_frame_time": mean_scratch / mean_later if scratch_results else None,
             "frame0_over_stream_frame_time": frame0_train / mean_later,
             "paper_scratch_over_stream_frame_time": 23 * 60 / 15,
-            "psnr_stream_minus_scratch_on_scratch_frames": mean(on_scratch_frames) - mean(scratch_psnr),
+            "psnr_stream_minus_scratch_on_scratch_frames": mean(on_scratch_frames) - mean(scratch_psnr)
+            if scratch_results
+            else None,
             "psnr_stream_frames_1plus_minus_scratch_mean": mean([stream_psnr[t] for t in stream_psnr if t > 0])
-            - mean(scratch_psnr),
+            - mean(scratch_psnr)
+            if scratch_results
+            else None,
             "full_grid_compressed_over_delta": frame_bytes[0] / mean_delta,
             "full_grid_dense_fp32_over_delta": dense_fp32_bytes / mean_delta,
             "paper_full_grid_over_delta": 4106 / 17.7,
@@ -374,7 +407,7 @@ def run_stream(args: argparse.Namespace) -> None:
             "mean_delta_bytes": mean_delta,
             "max_delta_bytes": max(frame_bytes[1:]),
             "pilot_mean_delta_bytes": mean([float(b) for b in pilot_bytes[1:]]),
-            "grid_voxels": spec.num_voxels,
+            "grid_voxels": num_voxels,
         },
         "memory": {
             "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -383,13 +416,7 @@ def run_stream(args: argparse.Namespace) -> None:
         "seek_to_last_frame": seek,
         "wall_seconds": time.perf_counter() - started,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_json(args.output / "streamrf_stream.json", report)
-    plot_stream(report, args.output / "streamrf_stream.png")
-    print(json.dumps(report["ratios"], indent=1))
-    print(
-        f"[bench] wrote {args.output / 'streamrf_stream.json'} and streamrf_stream.png in {report['wall_seconds']:.0f} s"
-    )
+    return report
 
 
 def grid_state_bytes(model) -> int:
