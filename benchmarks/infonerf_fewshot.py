@@ -226,8 +226,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", nargs="+", default=["lego", "dtu"], choices=sorted(SCENES))
     parser.add_argument("--variants", nargs="+", type=parse_variant, default=None, help="model:name[:key=value,...]")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=None, help="training steps (CPU default 800; --paper: presets')")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (--paper: 0)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (CPU default 800; --paper: the presets', 50k for infonerf on lego)")
     parser.add_argument("--paper", action="store_true", help="the paper's setting (800 px, 50k steps): for a GPU")
     parser.add_argument("--rays", type=int, default=512, help="CPU: seen rays per step (and as many unseen rays)")
     parser.add_argument("--lego-scale", type=float, default=0.125, help="CPU: lego 800 px -> 100 px")
@@ -245,8 +245,8 @@ def main() -> int:
     variants = args.variants or [parse_variant(text) for text in DEFAULT_VARIANTS]
     if args.steps is None and not args.paper:
         args.steps = 800
-    if args.paper and args.steps is None:
-        args.steps = 50000
+    if args.seeds is None:
+        args.seeds = [0] if args.paper else [0, 1, 2]
     for scene in args.scenes:
         if not SCENES[scene].is_dir():
             print(
