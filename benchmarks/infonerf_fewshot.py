@@ -67,6 +67,7 @@ VARIANT_KEYS = {
     "pose": ("datamanager", "unseen_pose_source", str),
     "perturb": ("datamanager", "perturb_max_deg", float),
     "neighbour": ("datamanager", "neighbour_rays", lambda v: v in ("1", "true", "True")),
+    "background": ("model", "background_color", str),
 }
 """Short names of the settings a variant may change: ``lambda=0.01,unseen=512,pose=perturb,seen=1``."""
 
@@ -161,7 +162,7 @@ def variant_config(variant: dict[str, Any], scene: str, seed: int, args: argpars
     config.machine.seed = seed
     config.viewer.quit_on_train_completion = True
     datamanager, model = config.pipeline.datamanager, config.pipeline.model
-    if variant["name"] == "baseline":
+    if variant["name"].startswith("baseline"):  # the same model without the regularizers or their rays
         model.entropy_lambda = 0.0
         model.kl_lambda = 0.0
         datamanager.num_unseen_rays = 0
@@ -292,6 +293,7 @@ def main() -> int:
                     "kl_lambda": model.kl_lambda,
                     "num_unseen_rays": config.pipeline.datamanager.num_unseen_rays,
                     "unseen_pose_source": config.pipeline.datamanager.unseen_pose_source,
+                    "background": str(model.background_color),
                     "train_seconds": run["train_seconds"],
                     "held_out": run["held_out"],
                     "train_view_psnr": run["train_view_psnr"],
