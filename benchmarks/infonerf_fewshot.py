@@ -228,7 +228,12 @@ def main() -> int:
     parser.add_argument("--scenes", nargs="+", default=["lego", "dtu"], choices=sorted(SCENES))
     parser.add_argument("--variants", nargs="+", type=parse_variant, default=None, help="model:name[:key=value,...]")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (--paper: 0)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (CPU default 800; --paper: the presets', 50k for infonerf on lego)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps (CPU default 800; --paper: the presets', 50k for infonerf on lego)",
+    )
     parser.add_argument("--paper", action="store_true", help="the paper's setting (800 px, 50k steps): for a GPU")
     parser.add_argument("--rays", type=int, default=512, help="CPU: seen rays per step (and as many unseen rays)")
     parser.add_argument("--lego-scale", type=float, default=0.125, help="CPU: lego 800 px -> 100 px")
@@ -353,16 +358,21 @@ def run_variant(config, eval_skip: int) -> dict[str, Any]:
 
 
 def summarise(results: dict[str, Any]) -> None:
-    """Per scene, model and regularized variant: the held-out gain over the same seed's baseline, and its mean/std."""
+    """Per scene, model and regularized variant: the held-out gain over the baseline of the same seed and background
+    (``baseline*`` variants), and its mean/std over seeds."""
+
+    def pairing(run: dict[str, Any]) -> tuple:
+        return run["scene"], run["model"], run["seed"], run.get("background", PRESET_BACKGROUND[run["scene"]])
+
     runs = results["runs"]
-    baselines = {(r["scene"], r["model"], r["seed"]): r for r in runs if r["variant"] == "baseline"}
+    baselines = {pairing(r): r for r in runs if r["variant"].startswith("baseline")}
     gains: dict[str, Any] = {}
     for run in runs:
-        base = baselines.get((run["scene"], run["model"], run["seed"]))
-        if run["variant"] == "baseline" or base is None:
+        base = baselines.get(pairing(run))
+        if run["variant"].startswith("baseline") or base is None:
             continue
         key = f"{run['scene']}:{run['model']}:{run['variant']}"
-        entry = gains.setdefault(key, {"per_seed": {}})
+        entry = gains.setdefault(key, {"baseline": base["variant"], "per_seed": {}})
         entry["per_seed"][str(run["seed"])] = {
             metric: run["held_out"][metric] - base["held_out"][metric]
             for metric in ("psnr", "ssim", "lpips")
@@ -372,6 +382,10 @@ def summarise(results: dict[str, Any]) -> None:
         entry["psnr_gain_mean"] = float(np.mean(psnr))
         entry["psnr_gain_std"] = float(np.std(psnr, ddof=1)) if len(psnr) > 1 else None
     results["gains"] = gains
+
+
+PRESET_BACKGROUND = {"lego": "white", "dtu": "black"}
+"""The presets' backgrounds (runs written before the JSON recorded the background used these)."""
 
 
 if __name__ == "__main__":
