@@ -507,13 +507,16 @@ def test_methods_and_dataparser_are_registered() -> None:
     from nerfstudio.plugins.registry_dataparser import discover_dataparsers
 
     methods, _ = discover_methods()
-    assert {"infonerf", "infonerf-dtu"} <= set(methods)
+    assert {"infonerf", "infonerf-dtu", "infonerf-nerfacto", "infonerf-nerfacto-dtu"} <= set(methods)
     # each method's default dataparser must be registered, or tyro breaks the whole ns-train CLI
     dataparsers, _ = discover_dataparsers()
     for name in ("infonerf", "infonerf-dtu"):
         datamanager = methods[name].pipeline.datamanager
         assert isinstance(datamanager, InfoNeRFDataManagerConfig)
         default = datamanager.dataparser
+        assert any(type(spec) is type(default) for spec in dataparsers.values()), name
+    for name in ("infonerf-nerfacto", "infonerf-nerfacto-dtu"):
+        default = methods[name].pipeline.datamanager.dataparser
         assert any(type(spec) is type(default) for spec in dataparsers.values()), name
     assert methods["infonerf"].pipeline.model.__class__.__module__ == "nerfstudio_methods.infonerf.model"
     assert "blender-fewshot-data" in dataparsers

@@ -93,4 +93,47 @@ def test_dtu_preset_trains_with_faithful_unseen_poses(trained_infonerf: Path) ->
 def test_ns_train_help_lists_infonerf(tmp_path: Path) -> None:
     result = run_command(["ns-train", "--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "infonerf" in result.stdout and "infonerf-dtu" in result.stdout
+    for name in ("infonerf", "infonerf-dtu", "infonerf-nerfacto", "infonerf-nerfacto-dtu"):
+        assert name in result.stdout
+
+
+NERFACTO_TINY = [
+    "--machine.device-type", "cpu",
+    "--vis", "tensorboard",
+    "--viewer.quit-on-train-completion", "True",
+    "--max-num-iterations", "3",
+    "--steps-per-save", "3",
+    "--pipeline.datamanager.train-num-rays-per-batch", "64",
+    "--pipeline.datamanager.num-unseen-rays", "64",
+    "--pipeline.datamanager.eval-num-rays-per-batch", "64",
+    "--pipeline.model.implementation", "torch",
+    "--pipeline.model.num-levels", "4",
+    "--pipeline.model.log2-hashmap-size", "12",
+    "--pipeline.model.max-res", "64",
+    "--pipeline.model.num-proposal-samples-per-ray", "16", "16",
+    "--pipeline.model.num-nerf-samples-per-ray", "8",
+    "--pipeline.model.eval-num-rays-per-chunk", "1024",
+]  # fmt: skip
+
+
+def test_infonerf_nerfacto_trains_evaluates_and_renders(tmp_path: Path) -> None:
+    """ns-train infonerf-nerfacto (nerfacto's parallel data manager + InfoNeRF's rays and KL), ns-eval, ns-render."""
+    scene = generate_scene("blender", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "6")
+    train = run_command(
+        ["ns-train", "infonerf-nerfacto", *NERFACTO_TINY, "--pipeline.datamanager.neighbour-rays", "True",
+         "--pipeline.model.kl-lambda", "1e-3", "--experiment-name", "e2e", "--timestamp", "run",
+         *FEW_SHOT, "--data", str(scene)],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_succeeded(train)
+    config = tmp_path / "outputs" / "e2e" / "infonerf-nerfacto" / "run" / "config.yml"
+    assert (config.parent / "nerfstudio_models" / "step-000000002.ckpt").is_file()
+    text = config.read_text()
+    for name in ("nerfstudio_methods.infonerf.nerfacto.InfoNeRFNerfactoModelConfig",
+                 "nerfstudio_methods.infonerf.datamanager.InfoNeRFParallelDataManagerConfig"):  # fmt: skip
+        assert name in text
+    report, _ = ns_eval(config)
+    assert report["method_name"] == "infonerf-nerfacto"
+    assert 0 < report["results"]["psnr"] < 60 and -1 <= report["results"]["ssim"] <= 1
+    frames = ns_render_interpolated(config)
+    assert frames.ndim == 4 and frames.shape[0] >= 2 and frames.shape[1:] == (32, 32, 3)

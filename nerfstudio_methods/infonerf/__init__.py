@@ -1,7 +1,8 @@
 """InfoNeRF (CVPR'22): ray entropy minimisation and information-gain reduction for few-shot NeRF.
 
-Methods ``infonerf`` (Blender 4-view preset) and ``infonerf-dtu`` (DTU 3-view preset) are registered through the
-``nerfstudio.method_configs`` entry points in :mod:`nerfstudio_methods.infonerf.config`. The losses
-(:mod:`.losses`) and pose utilities (:mod:`.poses`) are plain torch and importable without nerfstudio's CLI.
-See ../shared/papers/softmining_infonerf.md part B for the paper/code facts followed here.
+Methods ``infonerf`` / ``infonerf-dtu`` (vanilla NeRF base, the paper's model) and ``infonerf-nerfacto`` /
+``infonerf-nerfacto-dtu`` (nerfacto base) are registered through the ``nerfstudio.method_configs`` entry points in
+:mod:`nerfstudio_methods.infonerf.config`. The losses (:mod:`.losses`), their model mixin (:mod:`.regularizer`), the
+extra-ray data-manager mixin (:mod:`.datamanager`) and pose utilities (:mod:`.poses`) work with other nerfstudio
+models and data managers. See ../shared/papers/softmining_infonerf.md part B for the paper/code facts followed here.
 """

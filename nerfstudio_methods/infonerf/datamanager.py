@@ -1,10 +1,11 @@
-"""``InfoNeRFDataManager``: each training batch holds the rays InfoNeRF's losses need (brief B1, B2, B7).
+"""InfoNeRF's extra training rays for any nerfstudio data manager (brief B1, B2, B7).
 
-Batch layout, in this order (the model relies on it)::
+Batch layout, in this order (the losses rely on it)::
 
     [ seen (train_num_rays_per_batch) | unseen (num_unseen_rays) | near-seen | near-unseen ]
 
-- *seen*: pixels of the training images, with their colours (``batch["image"]``); the only rays with an RGB loss.
+- *seen*: pixels of the training images, with their colours (``batch["image"]``), drawn by the base data manager;
+  the only rays with an RGB loss.
 - *unseen*: ``num_unseen_rays`` random pixels of ONE camera pose per step that is not a training view, no colours.
   Where the pose comes from is ``unseen_pose_source``:
 
@@ -22,11 +23,22 @@ Batch layout, in this order (the model relies on it)::
   per image per step (``GetNearC2W``, ``rot_from_origin``).
 
 ``batch`` also carries ``n_seen``, ``n_unseen``, ``n_near`` (ints), ``neighbour_rotations`` (``[n_near, 3, 3]``) and
-``unseen_camera_to_world`` (``[3, 4]``). For ``precrop_iters`` steps, pixels are drawn from the central
-``precrop_frac`` of each image (``precrop_iters``/``precrop_frac`` of nerf-pytorch).
+``unseen_camera_to_world`` (``[3, 4]``, when there are unseen rays).
 
-The unseen and neighbour rays get camera index 0 (unseen) or their source image's index (near-seen): valid indices,
-and vanilla NeRF has no per-camera parameters, so they select nothing.
+The unseen and neighbour rays get camera index 0 (unseen) or their source image's index (near-seen): valid indices.
+A model with per-camera parameters (nerfacto's appearance embedding, a camera optimiser) would apply image 0's to
+the unseen rays, so the InfoNeRF presets turn those off.
+
+Three data managers, one behaviour (:class:`InfoNeRFDataManagerMixin`, which appends the extra rays to whatever
+``next_train`` of the base class returns):
+
+- :class:`InfoNeRFDataManager` (``VanillaDataManager``; ``infonerf``): seen rays drawn as nerf-pytorch does, all from
+  one image per step, from the image centre for ``precrop_iters`` steps;
+- :class:`InfoNeRFParallelDataManager` (``ParallelDataManager``; nerfacto's, ``infonerf-nerfacto``): seen rays from
+  nerfstudio's worker processes, unchanged;
+- your own: ``class MyDataManager(InfoNeRFDataManagerMixin, SomeDataManager)`` with a config that mixes in
+  :class:`InfoNeRFRaysConfig`. The base must return rays whose ``batch["indices"]`` holds ``(camera, row, column)``
+  per ray (nerfstudio's pixel samplers do) and have ``train_dataset`` and ``device``.
 """
 
 from __future__ import annotations
@@ -38,6 +50,9 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManager, ParallelDataManagerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
@@ -53,15 +68,11 @@ UnseenPoseSource = Literal["orbit", "perturb", "all-poses"]
 
 
 @dataclass
-class InfoNeRFDataManagerConfig(VanillaDataManagerConfig):
-    """Seen rays as in vanilla NeRF plus InfoNeRF's unseen and neighbour rays."""
+class InfoNeRFRaysConfig:
+    """Options of InfoNeRF's extra rays; mix into a data manager config."""
 
-    _target: Type = field(default_factory=lambda: InfoNeRFDataManager)
     num_unseen_rays: int = 1024
-    """Rays cast from an unseen pose each step, for the entropy loss (N_entropy)."""
-    seen_rays_from_one_image: bool = True
-    """Draw all seen rays of a step from one random training image (nerf-pytorch ``no_batching``, as InfoNeRF);
-    False draws each ray from a random image (nerfstudio's pixel sampling)."""
+    """Rays cast from an unseen pose each step, for the entropy loss (N_entropy); 0 casts none."""
     unseen_pose_source: UnseenPoseSource = "orbit"
     """Where unseen poses come from: "orbit"/"perturb" use training poses only (clean); "all-poses" draws from every
     loaded pose including the test poses, as the released code does (faithful, pose leakage)."""
@@ -73,10 +84,27 @@ class InfoNeRFDataManagerConfig(VanillaDataManagerConfig):
     """Also cast every seen and unseen ray from a slightly rotated neighbour camera (needed by the KL loss)."""
     neighbour_max_deg: float = 5.0
     """Per-axis bound (degrees) of the neighbour camera's rotation about the world origin (``near_c2w_rot``)."""
+
+
+@dataclass
+class InfoNeRFDataManagerConfig(VanillaDataManagerConfig, InfoNeRFRaysConfig):
+    """Seen rays as in nerf-pytorch (vanilla data manager) plus InfoNeRF's unseen and neighbour rays."""
+
+    _target: Type = field(default_factory=lambda: InfoNeRFDataManager)
+    seen_rays_from_one_image: bool = True
+    """Draw all seen rays of a step from one random training image (nerf-pytorch ``no_batching``, as InfoNeRF);
+    False draws each ray from a random image (nerfstudio's pixel sampling)."""
     precrop_iters: int = 0
     """Steps during which pixels are drawn from the image centre only (nerf-pytorch ``precrop_iters``)."""
     precrop_frac: float = 0.5
     """Fraction of the image height and width kept during the pre-crop steps."""
+
+
+@dataclass
+class InfoNeRFParallelDataManagerConfig(ParallelDataManagerConfig, InfoNeRFRaysConfig):
+    """nerfacto's data manager (seen rays from worker processes) plus InfoNeRF's unseen and neighbour rays."""
+
+    _target: Type = field(default_factory=lambda: InfoNeRFParallelDataManager)
 
 
 def sample_pixels(
@@ -102,20 +130,27 @@ def unique_poses(cameras: Cameras) -> Cameras:
     return cameras[torch.nonzero(~earlier_twin)[:, 0]]
 
 
-class InfoNeRFDataManager(VanillaDataManager):
-    """Vanilla data manager whose training batches add InfoNeRF's unseen and neighbour rays (see module doc)."""
+class InfoNeRFDataManagerMixin:
+    """Appends InfoNeRF's unseen and neighbour rays to the base data manager's training rays (see module doc).
 
-    config: InfoNeRFDataManagerConfig
+    The host class provides ``config`` (with :class:`InfoNeRFRaysConfig`'s fields), ``train_dataset``, ``device``,
+    ``dataparser`` and ``train_dataparser_outputs``, as nerfstudio's vanilla and parallel data managers do.
+    """
 
-    def __init__(self, config: InfoNeRFDataManagerConfig, *args, **kwargs) -> None:
-        self._unseen_pool: Cameras | None = None
-        super().__init__(config, *args, **kwargs)
-
-    # --- unseen poses -------------------------------------------------------------------------------------
+    config: InfoNeRFDataManagerConfig | InfoNeRFParallelDataManagerConfig
+    train_dataset: InputDataset
+    device: torch.device | str
+    dataparser: DataParser
+    train_dataparser_outputs: DataparserOutputs
+    _unseen_pool: Cameras | None = None
+    _train_cameras: Cameras | None = None
 
     @property
     def train_cameras(self) -> Cameras:
-        return self.train_ray_generator.cameras
+        """The training cameras, on the data manager's device."""
+        if self._train_cameras is None:
+            self._train_cameras = self.train_dataset.cameras.to(self.device)
+        return self._train_cameras
 
     def unseen_pool(self) -> Cameras:
         """All loaded poses for the faithful "all-poses" mode (built on first use)."""
@@ -153,7 +188,60 @@ class InfoNeRFDataManager(VanillaDataManager):
             raise ValueError(f"unknown unseen_pose_source {source!r}")
         return cameras_with_poses(template, pose)
 
-    # --- batches ------------------------------------------------------------------------------------------
+    def add_infonerf_rays(self, seen: RayBundle, batch: Dict, crop_frac: float | None = None) -> Tuple[RayBundle, Dict]:
+        """``seen`` followed by this step's unseen and neighbour rays; ``batch`` gains the ray counts (module doc).
+
+        ``batch["indices"]`` gives each seen ray's ``(camera, row, column)``; its neighbour goes through the same
+        pixel centre. ``crop_frac`` keeps the unseen pixels inside the image's central window (pre-crop steps).
+        """
+        n_seen = len(seen)
+        camera_index = batch["indices"][:, 0].long().cpu()
+        seen_coords = batch["indices"][:, 1:].to(self.device, torch.float32) + 0.5
+        bundles = [seen.flatten()]
+        batch.update(n_seen=n_seen, n_unseen=0, n_near=0)
+
+        # unseen rays
+        n_unseen = self.config.num_unseen_rays
+        unseen_camera, unseen_coords = None, None
+        zeros = torch.zeros((n_unseen, 1), dtype=torch.long, device=self.device)
+        if n_unseen > 0:
+            unseen_camera = self.sample_unseen_camera().to(self.device)
+            unseen_height, unseen_width = int(unseen_camera.height[0, 0]), int(unseen_camera.width[0, 0])
+            y_unseen, x_unseen = sample_pixels(n_unseen, unseen_height, unseen_width, crop_frac)
+            unseen_coords = torch.stack([y_unseen, x_unseen], dim=-1).to(self.device, torch.float32) + 0.5
+            bundles.append(unseen_camera.generate_rays(camera_indices=zeros, coords=unseen_coords))
+            batch["n_unseen"] = n_unseen
+            batch["unseen_camera_to_world"] = unseen_camera.camera_to_worlds[0]
+
+        # neighbour rays: same pixels, cameras rotated about the world origin (one rotation per image)
+        if self.config.neighbour_rays:
+            train = self.train_cameras
+            rotations = random_neighbour_rotations(len(train) + 1, self.config.neighbour_max_deg, device=self.device)
+            near_train = cameras_with_poses(train, rotate_about_origin(train.camera_to_worlds, rotations[:-1]))
+            bundles.append(
+                near_train.generate_rays(camera_indices=camera_index.to(self.device)[:, None], coords=seen_coords)
+            )
+            near_rotations = [rotations[camera_index.to(self.device)]]
+            if unseen_camera is not None and unseen_coords is not None:
+                near_unseen_camera = cameras_with_poses(
+                    unseen_camera, rotate_about_origin(unseen_camera.camera_to_worlds, rotations[-1:])
+                )
+                bundles.append(near_unseen_camera.generate_rays(camera_indices=zeros, coords=unseen_coords))
+                near_rotations.append(rotations[-1:].expand(n_unseen, 3, 3))
+            batch["n_near"] = n_seen + batch["n_unseen"]
+            batch["neighbour_rotations"] = torch.cat(near_rotations)
+        return cat_ray_bundles(bundles), batch
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        """The base class's training rays followed by InfoNeRF's (see module doc)."""
+        seen, batch = super().next_train(step)  # type: ignore[misc]
+        return self.add_infonerf_rays(seen, batch)
+
+
+class InfoNeRFDataManager(InfoNeRFDataManagerMixin, VanillaDataManager):
+    """Vanilla data manager whose training batches add InfoNeRF's unseen and neighbour rays (see module doc)."""
+
+    config: InfoNeRFDataManagerConfig
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         """[seen | unseen | near-seen | near-unseen] rays and the seen pixels' data (see module doc)."""
@@ -166,7 +254,7 @@ class InfoNeRFDataManager(VanillaDataManager):
         num_images, height, width = images.shape[:3]
         crop = self.config.precrop_frac if step < self.config.precrop_iters else None
 
-        # seen rays
+        # seen rays, as nerf-pytorch draws them (one image per step, pre-crop)
         n_seen = self.config.train_num_rays_per_batch
         if self.config.seen_rays_from_one_image:
             image = torch.full((n_seen,), int(torch.randint(num_images, ())), dtype=torch.long)
@@ -179,35 +267,10 @@ class InfoNeRFDataManager(VanillaDataManager):
         camera_index = image_batch["image_idx"].cpu()[image].long()
         batch["indices"] = torch.stack([camera_index, y, x], dim=-1)
         seen = self.train_ray_generator(batch["indices"])
-        seen_coords = self.train_ray_generator.image_coords[y, x]
+        return self.add_infonerf_rays(seen, batch, crop)
 
-        # unseen rays
-        n_unseen = self.config.num_unseen_rays
-        unseen_camera = self.sample_unseen_camera().to(self.device)
-        unseen_height, unseen_width = int(unseen_camera.height[0, 0]), int(unseen_camera.width[0, 0])
-        y_unseen, x_unseen = sample_pixels(n_unseen, unseen_height, unseen_width, crop)
-        unseen_coords = torch.stack([y_unseen, x_unseen], dim=-1).to(self.device, torch.float32) + 0.5
-        zeros = torch.zeros((n_unseen, 1), dtype=torch.long, device=self.device)
-        unseen = unseen_camera.generate_rays(camera_indices=zeros, coords=unseen_coords)
-        bundles = [seen, unseen]
-        batch.update(n_seen=n_seen, n_unseen=n_unseen, n_near=0)
-        batch["unseen_camera_to_world"] = unseen_camera.camera_to_worlds[0]
 
-        # neighbour rays: same pixels, cameras rotated about the world origin (one rotation per image)
-        if self.config.neighbour_rays:
-            train = self.train_cameras
-            rotations = random_neighbour_rotations(len(train) + 1, self.config.neighbour_max_deg, device=self.device)
-            near_train = cameras_with_poses(train, rotate_about_origin(train.camera_to_worlds, rotations[:-1]))
-            near_seen = near_train.generate_rays(
-                camera_indices=camera_index.to(self.device)[:, None], coords=seen_coords.to(self.device)
-            )
-            near_unseen_camera = cameras_with_poses(
-                unseen_camera, rotate_about_origin(unseen_camera.camera_to_worlds, rotations[-1:])
-            )
-            near_unseen = near_unseen_camera.generate_rays(camera_indices=zeros, coords=unseen_coords)
-            bundles += [near_seen, near_unseen]
-            batch["n_near"] = n_seen + n_unseen
-            batch["neighbour_rotations"] = torch.cat(
-                [rotations[camera_index.to(self.device)], rotations[-1:].expand(n_unseen, 3, 3)]
-            )
-        return cat_ray_bundles(bundles), batch
+class InfoNeRFParallelDataManager(InfoNeRFDataManagerMixin, ParallelDataManager):
+    """nerfacto's ``ParallelDataManager`` whose training batches add InfoNeRF's unseen and neighbour rays."""
+
+    config: InfoNeRFParallelDataManagerConfig

@@ -29,11 +29,10 @@ ns-render, the viewer) renders like vanilla NeRF and never needs the extra rays.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional, Tuple, Type
+from typing import Dict, Literal, Tuple, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.field_components.field_heads import DensityFieldHead, FieldHeadNames
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
@@ -42,13 +41,8 @@ from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
-from nerfstudio_methods.infonerf.losses import (
-    KLDirection,
-    information_gain_loss,
-    kl_weight,
-    ray_entropy_loss,
-    sample_opacities,
-)
+from nerfstudio_methods.infonerf.losses import sample_opacities
+from nerfstudio_methods.infonerf.regularizer import InfoNeRFLossConfig, InfoNeRFLossMixin
 
 RELU_INITIAL_DENSITY = 0.05
 """Raw density of a fresh relu field everywhere: the magnitude the default initialisation gives when it is alive
@@ -85,8 +79,9 @@ class InfoNeRFField(NeRFField):
 
 
 @dataclass
-class InfoNeRFModelConfig(VanillaModelConfig):
-    """InfoNeRF: vanilla NeRF with the ray entropy and information-gain (KL) losses."""
+class InfoNeRFModelConfig(VanillaModelConfig, InfoNeRFLossConfig):
+    """InfoNeRF: vanilla NeRF with the ray entropy and information-gain (KL) losses (their options:
+    :class:`~nerfstudio_methods.infonerf.regularizer.InfoNeRFLossConfig`)."""
 
     _target: Type = field(default_factory=lambda: InfoNeRFModel)
     keep_near_plane_at_eval: bool = True
@@ -94,28 +89,6 @@ class InfoNeRFModelConfig(VanillaModelConfig):
     InfoNeRF) renders its test views. nerfstudio's collider otherwise resets the near plane to 0 outside training,
     which spreads the coarse samples over [0, far] (for Blender, a third of them in front of the 2-6 range the
     fields were trained on) and costs held-out PSNR."""
-    entropy_lambda: float = 0.001
-    """Weight of the ray entropy loss (``entropy_ray_zvals_lambda``; Blender 0.001, DTU 0.002)."""
-    entropy_acc_threshold: float = 0.1
-    """Rays whose accumulated opacity is at most this get no entropy (still counted in the mean); DTU 0.01."""
-    entropy_on_seen_rays: bool = False
-    """Also apply the entropy to the seen (training) rays: the paper sums over R_s and R_u; the released code uses
-    only the other rays (``computing_entropy_all=False``), which the author reports makes no significant difference
-    (InfoNeRF issue #3). Default: the code."""
-    entropy_on_neighbour_rays: bool = True
-    """Apply the entropy to the neighbour rays too, when there are any (``entropy_ignore_smoothing=False``)."""
-    entropy_log_base: float = 2.0
-    """Logarithm base of the entropy (``entropy_type='log2'``)."""
-    kl_lambda: float = 0.0
-    """Initial weight of the information-gain (KL) loss (``smoothing_lambda``); 0 disables it (the released Blender
-    config). The DTU config uses 2e-5. Needs ``--pipeline.datamanager.neighbour-rays True``."""
-    kl_rate: float = 0.5
-    """The KL weight is multiplied by this every ``kl_step_size`` steps (``smoothing_rate``)."""
-    kl_step_size: int = 5000
-    """Steps between KL weight decays (``smoothing_step_size``)."""
-    kl_direction: KLDirection = "original-to-neighbour"
-    """"original-to-neighbour" = KL(P_original || P_neighbour), the paper's formula; "neighbour-to-original" is what
-    the released code computes (InfoNeRF issue #10)."""
     coarse_mlp_num_layers: int = 8
     """Depth of the coarse field's base MLP (``netdepth``; DTU uses 4)."""
     fine_mlp_num_layers: int = 8
@@ -134,10 +107,13 @@ class InfoNeRFModelConfig(VanillaModelConfig):
     """Std of the noise added to the raw density during training (``raw_noise_std``; DTU 1.0)."""
 
 
-class InfoNeRFModel(NeRFModel):
-    """Vanilla NeRF whose training outputs include the fine pass's per-sample opacities (``alphas_fine``)."""
+class InfoNeRFModel(InfoNeRFLossMixin, NeRFModel):
+    """Vanilla NeRF whose training outputs include the fine pass's per-sample opacities (``alphas_fine``), with
+    InfoNeRF's losses from :class:`~nerfstudio_methods.infonerf.regularizer.InfoNeRFLossMixin`."""
 
     config: InfoNeRFModelConfig
+    alphas_output = "alphas_fine"
+    accumulation_output = "accumulation_fine"
 
     def populate_modules(self) -> None:
         super().populate_modules()
@@ -168,18 +144,6 @@ class InfoNeRFModel(NeRFModel):
         self.field_fine = make_field(self.config.fine_mlp_num_layers)
         self.step = 0
 
-    def get_training_callbacks(
-        self, training_callback_attributes: TrainingCallbackAttributes
-    ) -> List[TrainingCallback]:
-        def set_step(step: int) -> None:
-            self.step = step
-
-        return [
-            TrainingCallback(
-                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], update_every_num_iters=1, func=set_step
-            )
-        ]
-
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
         assert self.field_coarse is not None and self.field_fine is not None
         samples_coarse = self.sampler_uniform(ray_bundle)
@@ -204,62 +168,6 @@ class InfoNeRFModel(NeRFModel):
             assert samples_fine.deltas is not None
             outputs["alphas_fine"] = sample_opacities(fine[FieldHeadNames.DENSITY][..., 0], samples_fine.deltas[..., 0])
         return outputs
-
-    # --- losses -------------------------------------------------------------------------------------------
-
-    def kl_weight(self, step: Optional[int] = None) -> float:
-        """``kl_lambda * kl_rate ** floor(step / kl_step_size)`` at ``step`` (default: the current step)."""
-        config = self.config
-        return kl_weight(self.step if step is None else step, config.kl_lambda, config.kl_rate, config.kl_step_size)
-
-    def regulariser_terms(self, outputs: Dict[str, Tensor], batch: Dict) -> Dict[str, Tensor]:
-        """Unweighted ``ray_entropy`` and ``information_gain`` (KL) of an InfoNeRF training batch, else ``{}``."""
-        if "n_seen" not in batch or "alphas_fine" not in outputs:
-            return {}
-        n_seen, n_unseen, n_near = int(batch["n_seen"]), int(batch["n_unseen"]), int(batch.get("n_near", 0))
-        alphas, accumulation = outputs["alphas_fine"], outputs["accumulation_fine"]
-        if alphas.shape[0] != n_seen + n_unseen + n_near:
-            raise ValueError(f"batch has {alphas.shape[0]} rays, expected {n_seen}+{n_unseen}+{n_near}")
-        start = 0 if self.config.entropy_on_seen_rays else n_seen
-        stop = n_seen + n_unseen + (n_near if self.config.entropy_on_neighbour_rays else 0)
-        terms = {
-            "ray_entropy": ray_entropy_loss(
-                alphas[start:stop],
-                accumulation[start:stop],
-                self.config.entropy_acc_threshold,
-                log_base=self.config.entropy_log_base,
-            )
-        }
-        if self.config.kl_lambda > 0:
-            if n_near != n_seen + n_unseen:
-                raise ValueError(
-                    "the KL loss (kl_lambda > 0) needs neighbour rays: add --pipeline.datamanager.neighbour-rays True"
-                )
-            half = n_seen + n_unseen
-            terms["information_gain"] = information_gain_loss(
-                alphas[:half], alphas[half:], direction=self.config.kl_direction
-            )
-        return terms
-
-    def get_metrics_dict(self, outputs: Dict[str, Tensor], batch: Dict) -> Dict[str, Tensor]:
-        metrics = dict(super().get_metrics_dict(outputs, batch))
-        metrics.update({name: term.detach() for name, term in self.regulariser_terms(outputs, batch).items()})
-        if "information_gain" in metrics:
-            metrics["kl_weight"] = torch.tensor(self.kl_weight())
-        return metrics
-
-    def get_loss_dict(self, outputs: Dict[str, Tensor], batch: Dict, metrics_dict=None) -> Dict[str, Tensor]:
-        n_seen = int(batch.get("n_seen", batch["image"].shape[0]))
-        seen = {key: value[:n_seen] for key, value in outputs.items() if key != "alphas_fine"}
-        loss_dict = super().get_loss_dict(seen, batch, metrics_dict)
-        terms = self.regulariser_terms(outputs, batch)
-        # A term whose weight is 0 stays out of the loss: 0 * a non-finite value is NaN, and its gradient would
-        # reach the fine field even though the term is switched off.
-        if "ray_entropy" in terms and self.config.entropy_lambda > 0:
-            loss_dict["entropy_loss"] = self.config.entropy_lambda * terms["ray_entropy"]
-        if "information_gain" in terms and self.kl_weight() > 0:
-            loss_dict["kl_loss"] = self.kl_weight() * terms["information_gain"]
-        return loss_dict
 
     # --- evaluation ---------------------------------------------------------------------------------------
 

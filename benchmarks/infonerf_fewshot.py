@@ -1,0 +1,392 @@
+"""Few-shot InfoNeRF on real data: each model with and without InfoNeRF's regularizers, same steps and seeds.
+
+Scenes (../shared/data beside the repo):
+
+- ``lego``: the 4 standard views (26, 86, 2, 55 of transforms_train.json; brief B3) of nerf_synthetic/lego; held-out
+  views val[::8] (13; the local lego has no test split);
+- ``dtu``: DTU scan24 (dtu_monosdf, 49 views), InfoNeRF's 3 views 22, 25, 28; held-out: every ``--dtu-eval-skip``-th of
+  the 46 others.
+
+Models:
+
+- ``nerfacto``: ``infonerf-nerfacto`` (this package's nerfacto + losses) with a CPU-sized torch hash grid;
+- ``vanilla``: ``infonerf`` (vanilla NeRF base, the paper's model) at CPU size (4 x 64 MLPs, 32 + 32 samples).
+
+A *variant* is one model with one regularizer setting; ``baseline`` is the same model with both weights at 0 and no
+extra rays (so it costs what the plain model costs). Every variant of a scene and seed starts from the same weights
+and sees the same seen-ray sequence until the unseen rays' random draws start (global RNG). Both models use the
+in-process ``InfoNeRFDataManager`` here (nerfacto's ``ParallelDataManager`` worker would compete for the 2 cores and
+draw its rays outside the seeded RNG; the preset ``infonerf-nerfacto`` uses it).
+
+Per run it records held-out PSNR, SSIM (nerfstudio's metrics; LPIPS when its AlexNet weights are cached), the
+training-view PSNR and the mean held-out opacity (the fog check: lego covers ~1/4 of a view), and per scene an
+image: for one held-out view, the ground truth and, per variant of the first seed, RGB over depth.
+
+Writes ``<output>/infonerf_fewshot.json`` (every run, its settings, the per-seed gains and their mean/std) and
+``<output>/infonerf_fewshot_<scene>.png``.
+
+``--paper`` runs the paper's setting (800 px lego, 50k steps, the presets' models and ray counts) for a GPU;
+``--steps`` shortens any setting. Variants are given as ``model:name:key=value,...`` (see ``parse_variant``).
+
+Usage::
+
+    python benchmarks/infonerf_fewshot.py [--scenes lego dtu] [--seeds 0 1 2] [--steps 800] [--threads 2]
+    python benchmarks/infonerf_fewshot.py --paper --output DIR [--steps 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import atomic_write, seed_everything  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SCENES = {"lego": DATA / "nerf_synthetic" / "lego", "dtu": DATA / "dtu_monosdf" / "scan24"}
+
+VARIANT_KEYS = {
+    "lambda": ("model", "entropy_lambda", float),
+    "threshold": ("model", "entropy_acc_threshold", float),
+    "seen": ("model", "entropy_on_seen_rays", lambda v: v in ("1", "true", "True")),
+    "kl": ("model", "kl_lambda", float),
+    "unseen": ("datamanager", "num_unseen_rays", int),
+    "pose": ("datamanager", "unseen_pose_source", str),
+    "perturb": ("datamanager", "perturb_max_deg", float),
+    "neighbour": ("datamanager", "neighbour_rays", lambda v: v in ("1", "true", "True")),
+    "background": ("model", "background_color", str),
+}
+"""Short names of the settings a variant may change: ``lambda=0.01,unseen=512,pose=perturb,seen=1``."""
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``model:name[:key=value,...]`` -> {"model", "name", "settings"}; ``baseline`` turns both weights off."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in ("nerfacto", "vanilla"):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: expected model:name[:key=value,...]")
+    settings: dict[str, str] = {}
+    if len(parts) == 3 and parts[2]:
+        for item in parts[2].split(","):
+            key, _, value = item.partition("=")
+            if key not in VARIANT_KEYS:
+                raise argparse.ArgumentTypeError(f"variant {text!r}: unknown key {key!r} ({', '.join(VARIANT_KEYS)})")
+            settings[key] = value
+    return {"model": parts[0], "name": parts[1], "settings": settings}
+
+
+def base_config(model_name: str, scene: str, args: argparse.Namespace):
+    """The preset's TrainerConfig, resized for this run (CPU size unless ``--paper``)."""
+    from nerfstudio_methods.infonerf.config import (
+        infonerf_blender_config,
+        infonerf_dtu_config,
+        infonerf_nerfacto_config,
+    )
+    from nerfstudio_methods.infonerf.datamanager import InfoNeRFDataManagerConfig
+
+    if model_name == "nerfacto":
+        config = infonerf_nerfacto_config("blender" if scene == "lego" else "dtu")
+    else:
+        config = infonerf_blender_config() if scene == "lego" else infonerf_dtu_config()
+    pipeline = config.pipeline
+    old = pipeline.datamanager
+    fields = {name: getattr(old, name) for name in ("num_unseen_rays", "neighbour_rays", "unseen_pose_source")}
+    datamanager = InfoNeRFDataManagerConfig(
+        dataparser=old.dataparser,
+        train_num_rays_per_batch=old.train_num_rays_per_batch,
+        eval_num_rays_per_batch=old.eval_num_rays_per_batch,
+        seen_rays_from_one_image=model_name == "vanilla",  # nerf-pytorch's no_batching; nerfacto draws across images
+        precrop_iters=getattr(old, "precrop_iters", 0),
+        precrop_frac=getattr(old, "precrop_frac", 0.5),
+        **fields,
+    )
+    datamanager.dataparser.data = SCENES[scene]
+    pipeline.datamanager = datamanager
+    model = pipeline.model
+    if args.paper:
+        return config
+    # CPU size
+    datamanager.camera_res_scale_factor = args.lego_scale if scene == "lego" else args.dtu_scale
+    datamanager.train_num_rays_per_batch = args.rays
+    datamanager.num_unseen_rays = args.rays
+    datamanager.precrop_iters = min(datamanager.precrop_iters, args.steps // 4)
+    if model_name == "nerfacto":
+        model.implementation = "torch"
+        model.num_levels = args.hash_levels
+        model.log2_hashmap_size = args.log2_hashmap_size
+        model.max_res = args.max_res
+        model.num_proposal_iterations = 1
+        model.proposal_net_args_list = [
+            {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False}
+        ]
+        model.num_proposal_samples_per_ray = (args.proposal_samples,)
+        model.num_nerf_samples_per_ray = args.nerf_samples
+        model.eval_num_rays_per_chunk = 4096
+    else:
+        model.num_coarse_samples = 32
+        model.num_importance_samples = 32
+        model.mlp_layer_width = 64
+        model.coarse_mlp_num_layers = 4
+        model.fine_mlp_num_layers = 4
+        model.eval_num_rays_per_chunk = 4096
+        config.optimizers["fields"]["optimizer"].lr = 2e-3  # 4x64 MLPs leave the fog stage sooner (old benchmark)
+    return config
+
+
+def variant_config(variant: dict[str, Any], scene: str, seed: int, args: argparse.Namespace):
+    config = copy.deepcopy(base_config(variant["model"], scene, args))
+    config.experiment_name = f"{scene}_{variant['model']}_{variant['name']}_s{seed}"
+    config.timestamp = "bench"
+    config.output_dir = args.output / "runs"
+    config.vis = "tensorboard"
+    steps = args.steps if args.steps is not None else config.max_num_iterations
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_batch = steps + 1
+    config.steps_per_eval_image = steps + 1
+    config.steps_per_eval_all_images = steps + 1
+    config.save_only_latest_checkpoint = True
+    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    config.machine.seed = seed
+    config.viewer.quit_on_train_completion = True
+    datamanager, model = config.pipeline.datamanager, config.pipeline.model
+    if variant["name"].startswith("baseline"):  # the same model without the regularizers or their rays
+        model.entropy_lambda = 0.0
+        model.kl_lambda = 0.0
+        datamanager.num_unseen_rays = 0
+        datamanager.neighbour_rays = False
+    for key, value in variant["settings"].items():
+        where, attribute, convert = VARIANT_KEYS[key]
+        setattr(model if where == "model" else datamanager, attribute, convert(value))
+    if model.kl_lambda > 0:
+        datamanager.neighbour_rays = True
+    return config
+
+
+@torch.no_grad()
+def render_metrics(pipeline, dataset, indices: list[int]) -> dict[str, Any]:
+    """nerfstudio's image metrics (PSNR, SSIM, LPIPS when available) averaged over ``indices`` of ``dataset``,
+    plus the mean rendered opacity; keeps the renders of the first index."""
+    model = pipeline.model
+    values: dict[str, list[float]] = {}
+    opacities, first = [], None
+    for index in indices:
+        camera = dataset.cameras[index : index + 1].to(pipeline.device)
+        outputs = model.get_outputs_for_camera(camera)
+        batch = {"image": dataset[index]["image"].to(pipeline.device)}
+        metrics, _ = model.get_image_metrics_and_images(outputs, batch)
+        for key, value in metrics.items():
+            if math.isfinite(float(value)):  # LPIPS is NaN when its weights are not cached (compat layer)
+                values.setdefault(key, []).append(float(value))
+        opacities.append(float(outputs["accumulation"].mean()))
+        if first is None:
+            first = {"outputs": outputs, "image": model.renderer_rgb.blend_background(batch["image"])}
+    summary: dict[str, Any] = {key: float(np.mean(v)) for key, v in values.items()}
+    summary["opacity"] = float(np.mean(opacities))
+    summary["_first"] = first
+    return summary
+
+
+def render_panel(first: dict[str, Any], near: float, far: float) -> tuple[np.ndarray, np.ndarray]:
+    from nerfstudio.utils import colormaps
+
+    outputs = first["outputs"]
+    depth = colormaps.apply_depth_colormap(
+        outputs["depth"], accumulation=outputs["accumulation"], near_plane=near, far_plane=far
+    )
+    return outputs["rgb"].clamp(0, 1).cpu().numpy(), depth.cpu().numpy()
+
+
+def write_figure(path: Path, gt: np.ndarray, columns: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """Ground truth (top left, black below), then per variant RGB over depth; labels in the JSON/README."""
+    from PIL import Image
+
+    top = [gt] + [rgb for _, rgb, _ in columns]
+    bottom = [np.zeros_like(gt)] + [depth for _, _, depth in columns]
+    grid = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
+    image = Image.fromarray((np.clip(grid, 0, 1) * 255).astype(np.uint8))
+    atomic_write(path, lambda temporary: image.save(temporary, format="png"))
+
+
+DEFAULT_VARIANTS = ["nerfacto:baseline", "nerfacto:infonerf", "vanilla:baseline", "vanilla:infonerf"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", nargs="+", default=["lego", "dtu"], choices=sorted(SCENES))
+    parser.add_argument("--variants", nargs="+", type=parse_variant, default=None, help="model:name[:key=value,...]")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (--paper: 0)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps (CPU default 800; --paper: the presets', 50k for infonerf on lego)",
+    )
+    parser.add_argument("--paper", action="store_true", help="the paper's setting (800 px, 50k steps): for a GPU")
+    parser.add_argument("--rays", type=int, default=512, help="CPU: seen rays per step (and as many unseen rays)")
+    parser.add_argument("--lego-scale", type=float, default=0.125, help="CPU: lego 800 px -> 100 px")
+    parser.add_argument("--dtu-scale", type=float, default=0.25, help="CPU: scan24 384 px -> 96 px")
+    parser.add_argument("--dtu-eval-skip", type=int, default=4, help="held-out DTU views: every k-th of the 46")
+    parser.add_argument("--hash-levels", type=int, default=8)
+    parser.add_argument("--log2-hashmap-size", type=int, default=15)
+    parser.add_argument("--max-res", type=int, default=256)
+    parser.add_argument("--proposal-samples", type=int, default=32)
+    parser.add_argument("--nerf-samples", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
+    args = parser.parse_args()
+    variants = args.variants or [parse_variant(text) for text in DEFAULT_VARIANTS]
+    if args.steps is None and not args.paper:
+        args.steps = 800
+    if args.seeds is None:
+        args.seeds = [0] if args.paper else [0, 1, 2]
+    for scene in args.scenes:
+        if not SCENES[scene].is_dir():
+            print(
+                f"error: {SCENES[scene]}: dataset not found (expected ../shared/data beside the repo)", file=sys.stderr
+            )
+            return 2
+    torch.set_num_threads(max(1, args.threads))
+    args.output.mkdir(parents=True, exist_ok=True)
+    tag = f"_{args.tag}" if args.tag else ""
+    json_path = args.output / f"infonerf_fewshot{tag}.json"
+    results: dict[str, Any] = {
+        "benchmark": "InfoNeRF few-shot: lego 4 views (26, 86, 2, 55), DTU scan24 3 views (22, 25, 28)",
+        "setup": {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in vars(args).items()
+            if key != "variants"
+        },
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores, {args.threads} threads)",
+        "variants": [f"{v['model']}:{v['name']}:{v['settings']}" for v in variants],
+        "runs": [],
+    }
+
+    def save() -> None:
+        atomic_write(json_path, lambda temporary: temporary.write_text(json.dumps(results, indent=2)))
+
+    for scene in args.scenes:
+        columns: list[tuple[str, np.ndarray, np.ndarray]] = []
+        gt = None
+        for seed in args.seeds:
+            for variant in variants:
+                config = variant_config(variant, scene, seed, args)
+                print(f"[bench] {config.experiment_name}: {variant['settings']}", flush=True)
+                run = run_variant(config, args.dtu_eval_skip if scene == "dtu" else 1)
+                model = config.pipeline.model
+                entry = {
+                    "scene": scene,
+                    "model": variant["model"],
+                    "variant": variant["name"],
+                    "seed": seed,
+                    "steps": config.max_num_iterations,
+                    "entropy_lambda": model.entropy_lambda,
+                    "entropy_on_seen_rays": model.entropy_on_seen_rays,
+                    "kl_lambda": model.kl_lambda,
+                    "num_unseen_rays": config.pipeline.datamanager.num_unseen_rays,
+                    "unseen_pose_source": config.pipeline.datamanager.unseen_pose_source,
+                    "background": str(model.background_color),
+                    "train_seconds": run["train_seconds"],
+                    "held_out": run["held_out"],
+                    "train_view_psnr": run["train_view_psnr"],
+                }
+                results["runs"].append(entry)
+                print(f"[bench] {json.dumps(entry)}", flush=True)
+                if seed == args.seeds[0]:
+                    render = run["render"]
+                    gt = render["image"].clamp(0, 1).cpu().numpy()
+                    near = getattr(model, "near_plane", None) or model.collider_params["near_plane"]
+                    far = getattr(model, "far_plane", None) or model.collider_params["far_plane"]
+                    rgb, depth = render_panel(render, near, far)
+                    columns.append((f"{variant['model']}:{variant['name']}", rgb, depth))
+                summarise(results)
+                save()
+        if gt is not None:
+            figure_path = args.output / f"infonerf_fewshot_{scene}{tag}.png"
+            write_figure(figure_path, gt, columns)
+            results.setdefault("figures", {})[scene] = {
+                "path": str(figure_path),
+                "columns": ["ground truth"] + [c[0] for c in columns],
+            }
+            save()
+    print(f"[bench] results -> {json_path}")
+    print(json.dumps(results.get("gains", {}), indent=2))
+    return 0
+
+
+def run_variant(config, eval_skip: int) -> dict[str, Any]:
+    """Build, train and evaluate one configuration on every ``eval_skip``-th held-out view and all training views."""
+    seed_everything(config.machine.seed)  # ns-train seeds in its launcher, not in TrainerConfig.setup
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    pipeline = trainer.pipeline
+    started = time.perf_counter()
+    for step in range(config.max_num_iterations):
+        trainer.train_iteration(step)
+        if (step + 1) % 200 == 0:
+            print(
+                f"[bench] {config.experiment_name} step {step + 1} ({time.perf_counter() - started:.0f} s)", flush=True
+            )
+    train_seconds = time.perf_counter() - started
+    pipeline.eval()
+    datamanager = pipeline.datamanager
+    held_out = render_metrics(
+        pipeline, datamanager.eval_dataset, list(range(0, len(datamanager.eval_dataset), eval_skip))
+    )
+    train_views = render_metrics(pipeline, datamanager.train_dataset, list(range(len(datamanager.train_dataset))))
+    first = held_out.pop("_first")
+    train_views.pop("_first")
+    return {
+        "train_seconds": round(train_seconds, 1),
+        "held_out": held_out,
+        "train_view_psnr": train_views["psnr"],
+        "render": first,
+    }
+
+
+def summarise(results: dict[str, Any]) -> None:
+    """Per scene, model and regularized variant: the held-out gain over the baseline of the same seed and background
+    (``baseline*`` variants), and its mean/std over seeds."""
+
+    def pairing(run: dict[str, Any]) -> tuple:
+        return run["scene"], run["model"], run["seed"], run.get("background", PRESET_BACKGROUND[run["scene"]])
+
+    runs = results["runs"]
+    baselines = {pairing(r): r for r in runs if r["variant"].startswith("baseline")}
+    gains: dict[str, Any] = {}
+    for run in runs:
+        base = baselines.get(pairing(run))
+        if run["variant"].startswith("baseline") or base is None:
+            continue
+        key = f"{run['scene']}:{run['model']}:{run['variant']}"
+        entry = gains.setdefault(key, {"baseline": base["variant"], "per_seed": {}})
+        entry["per_seed"][str(run["seed"])] = {
+            metric: run["held_out"][metric] - base["held_out"][metric]
+            for metric in ("psnr", "ssim", "lpips")
+            if metric in run["held_out"] and metric in base["held_out"]
+        }
+        psnr = [value["psnr"] for value in entry["per_seed"].values()]
+        entry["psnr_gain_mean"] = float(np.mean(psnr))
+        entry["psnr_gain_std"] = float(np.std(psnr, ddof=1)) if len(psnr) > 1 else None
+    results["gains"] = gains
+
+
+PRESET_BACKGROUND = {"lego": "white", "dtu": "black"}
+"""The presets' backgrounds (runs written before the JSON recorded the background used these)."""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
