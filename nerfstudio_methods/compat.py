@@ -33,6 +33,9 @@ raises at import breaks every ``ns-*`` command.
 6. No run folder left by a failed launch: ``ns-train`` saves ``outputs/<exp>/<method>/<timestamp>/config.yml``
    before it reads any data. When the launch then fails before the trainer is set up (a bad dataset, a refused
    multi-process launch), the folders it created are removed again, as long as they hold nothing but that file.
+7. The viewer's first view of a forward-facing scene (llff-data, n3dv-data, dynamic-scene-data): viser starts every
+   browser at a default pose looking at the origin from outside, which for these scenes is outside the NDC box
+   the methods model. Browsers now start at the central training camera (as if its frustum had been clicked).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -350,6 +354,88 @@ def remember_new_run_folders() -> None:
         Trainer.setup = setup_then_keep_folder  # type: ignore[method-assign]
 
 
+# --- the viewer's first view of a forward-facing scene ---------------------------------------------------------
+
+FORWARD_FACING_KEY = "forward_facing"
+"""``DataparserOutputs.metadata`` key set by the forward-facing dataparsers (llff-data, n3dv-data,
+dynamic-scene-data): their scenes are only seen from in front, within the NDC frustum of the cameras."""
+
+
+@dataclass(frozen=True)
+class StartView:
+    """A training camera's pose in the viser viewer's conventions (nerfstudio's ``init_scene`` / frustum click)."""
+
+    camera_index: int
+    position: tuple[float, float, float]  # world position x VISER_NERFSTUDIO_SCALE_RATIO
+    wxyz: tuple[float, float, float, float]  # camera-to-world rotation, camera looking down +z (OpenCV)
+    up_direction: tuple[float, float, float]
+    fov: float  # vertical, radians
+
+
+def forward_facing_start_view(dataset: Any, indices: Optional[list[int]] = None) -> Optional[StartView]:
+    """The view the viewer should open on for ``dataset``: for a forward-facing scene, the training camera (among
+    ``indices``, default all) nearest the cameras' mean position; else None (nerfstudio's default view, looking at
+    the origin from outside, suits object-centred scenes but is outside a forward-facing scene's NDC box)."""
+    import numpy as np
+    import viser.transforms as vtf
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+    if not (getattr(dataset, "metadata", None) or {}).get(FORWARD_FACING_KEY):
+        return None
+    cameras = dataset.cameras
+    c2w = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)  # [N, 3, 4], OpenGL axes
+    candidates = list(range(len(c2w))) if not indices else list(indices)
+    positions = c2w[candidates, :, 3]
+    chosen = candidates[int(np.argmin(np.linalg.norm(positions - c2w[:, :, 3].mean(0), axis=1)))]
+    rotation = vtf.SO3.from_matrix(c2w[chosen, :, :3]) @ vtf.SO3.from_x_radians(np.pi)  # OpenGL -> OpenCV camera
+    height, fy = float(cameras.height[chosen]), float(cameras.fy[chosen])
+    return StartView(
+        camera_index=chosen,
+        position=tuple(float(v) for v in c2w[chosen, :, 3] * VISER_NERFSTUDIO_SCALE_RATIO),  # type: ignore[arg-type]
+        wxyz=tuple(float(v) for v in rotation.wxyz),  # type: ignore[arg-type]
+        up_direction=tuple(float(v) for v in c2w[chosen, :, 1]),  # type: ignore[arg-type]
+        fov=float(2 * np.arctan(height / (2 * fy))),
+    )
+
+
+def move_client_to(client: Any, view: StartView) -> None:
+    """Put a viser client's camera at ``view`` (up direction first: setting wxyz keeps the up it finds)."""
+    with client.atomic():
+        client.camera.up_direction = view.up_direction
+        client.camera.position = view.position
+        client.camera.wxyz = view.wxyz
+        client.camera.fov = view.fov
+
+
+def start_viewer_at_a_training_camera() -> None:
+    """Wrap nerfstudio's ``Viewer.init_scene`` (``ns-train --vis viewer`` and ``ns-viewer``): on a forward-facing
+    scene every browser that connects starts at :func:`forward_facing_start_view` (idempotent)."""
+    import sys
+
+    Viewer = getattr(sys.modules.get("nerfstudio.viewer.viewer"), "Viewer", None)
+    if Viewer is None:  # imported by nerfstudio's trainer, before any method plugin: patched on a later install()
+        raise FixNotYetPossible("nerfstudio's viewer is not imported yet")
+    if getattr(Viewer.init_scene, "_nerfstudio_methods", False):
+        return
+    init_scene = Viewer.init_scene
+
+    @functools.wraps(init_scene)
+    def init_scene_with_start_view(self: Any, train_dataset: Any, *args: Any, **kwargs: Any) -> None:
+        init_scene(self, train_dataset, *args, **kwargs)
+        view = forward_facing_start_view(train_dataset, sorted(getattr(self, "camera_handles", {}) or []))
+        if view is None:
+            return
+
+        def on_connect(client: Any) -> None:
+            move_client_to(client, view)
+            self.current_camera_idx = view.camera_index
+
+        self.viser_server.on_client_connect(on_connect)
+
+    init_scene_with_start_view._nerfstudio_methods = True  # type: ignore[attr-defined]
+    Viewer.init_scene = init_scene_with_start_view  # type: ignore[method-assign]
+
+
 # --- multi-process training ---------------------------------------------------------------------------------
 
 _NERFSTUDIO_WORKER = ("nerfstudio.scripts.train", "_distributed_worker")
@@ -494,6 +580,7 @@ _FIXES = {
     "errors": print_input_errors_without_traceback,
     "multiprocess": route_multi_process_training,
     "run_folder": remember_new_run_folders,
+    "viewer_start": start_viewer_at_a_training_camera,
 }
 
 
