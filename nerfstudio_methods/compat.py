@@ -33,9 +33,11 @@ raises at import breaks every ``ns-*`` command.
 6. No run folder left by a failed launch: ``ns-train`` saves ``outputs/<exp>/<method>/<timestamp>/config.yml``
    before it reads any data. When the launch then fails before the trainer is set up (a bad dataset, a refused
    multi-process launch), the folders it created are removed again, as long as they hold nothing but that file.
-7. The viewer's first view of a forward-facing scene (llff-data, n3dv-data, dynamic-scene-data): viser starts every
-   browser at a default pose looking at the origin from outside, which for these scenes is outside the NDC box
-   the methods model. Browsers now start at the central training camera (as if its frustum had been clicked).
+7. The viewer's first view: viser starts every browser at a default pose 3 viewer units (0.3 nerfstudio units) from
+   the origin, inside an object-centred scene (a tiny run shows only background there) and outside a
+   forward-facing scene's NDC box. Browsers now start at the central training camera (as if its frustum had been
+   clicked) on forward-facing scenes (llff-data, n3dv-data, dynamic-scene-data) and on any scene of this
+   collection's pipelines.
 """
 
 from __future__ import annotations
@@ -372,15 +374,16 @@ class StartView:
     fov: float  # vertical, radians
 
 
-def forward_facing_start_view(dataset: Any, indices: Optional[list[int]] = None) -> Optional[StartView]:
-    """The view the viewer should open on for ``dataset``: for a forward-facing scene, the training camera (among
-    ``indices``, default all) nearest the cameras' mean position; else None (nerfstudio's default view, looking at
-    the origin from outside, suits object-centred scenes but is outside a forward-facing scene's NDC box)."""
+def start_view(dataset: Any, indices: Optional[list[int]] = None, any_scene: bool = False) -> Optional[StartView]:
+    """The view the viewer should open on: the training camera (among ``indices``, default all) nearest the
+    cameras' mean position, for a forward-facing scene or, with ``any_scene``, for any scene; else None (viser's
+    default pose: 3 viewer units from the origin, inside a nerfstudio scene box, and outside a forward-facing scene's
+    NDC box)."""
     import numpy as np
     import viser.transforms as vtf
     from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 
-    if not (getattr(dataset, "metadata", None) or {}).get(FORWARD_FACING_KEY):
+    if not any_scene and not (getattr(dataset, "metadata", None) or {}).get(FORWARD_FACING_KEY):
         return None
     cameras = dataset.cameras
     c2w = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)  # [N, 3, 4], OpenGL axes
@@ -408,8 +411,9 @@ def move_client_to(client: Any, view: StartView) -> None:
 
 
 def start_viewer_at_a_training_camera() -> None:
-    """Wrap nerfstudio's ``Viewer.init_scene`` (``ns-train --vis viewer`` and ``ns-viewer``): on a forward-facing
-    scene every browser that connects starts at :func:`forward_facing_start_view` (idempotent)."""
+    """Wrap nerfstudio's ``Viewer.init_scene`` (``ns-train --vis viewer`` and ``ns-viewer``): every browser that
+    connects starts at :func:`start_view`, for forward-facing scenes and for any scene of this collection's
+    pipelines; nerfstudio's own methods on other data keep viser's default (idempotent)."""
     import sys
 
     Viewer = getattr(sys.modules.get("nerfstudio.viewer.viewer"), "Viewer", None)
@@ -422,7 +426,8 @@ def start_viewer_at_a_training_camera() -> None:
     @functools.wraps(init_scene)
     def init_scene_with_start_view(self: Any, train_dataset: Any, *args: Any, **kwargs: Any) -> None:
         init_scene(self, train_dataset, *args, **kwargs)
-        view = forward_facing_start_view(train_dataset, sorted(getattr(self, "camera_handles", {}) or []))
+        ours = type(getattr(self, "pipeline", None)).__module__.startswith("nerfstudio_methods.")
+        view = start_view(train_dataset, sorted(getattr(self, "camera_handles", {}) or []), any_scene=ours)
         if view is None:
             return
 

@@ -1,7 +1,7 @@
 """``ns-viewer`` in a real browser: headless Chromium (Debian's ``chromium``, driven by Playwright through its
 executable path) opens the viewer of a tiny trained run of ``infonerf``, ``soft-mining`` and ``streamrf``; the page
-connects and shows a rendered frame that is not just background, on the ``rgb`` output (streamrf: from the central
-training camera, where the viewer starts on forward-facing scenes).
+connects and shows a rendered frame that is not just background, on the ``rgb`` output, from the central training
+camera (where the viewer starts for this collection's runs).
 
 Slow (one short ns-train and one ns-viewer per method). Skipped, with how to enable them, where Chromium or
 Playwright is missing; CI installs both (.ci/run, the dev extra).
@@ -184,12 +184,13 @@ def settled_canvas(page: Any, timeout: float = 120) -> np.ndarray:
 
 
 def assert_rendered(image: np.ndarray) -> None:
-    """Not just background: the viewer's empty canvas is one dark colour (plus a small axes gizmo), so its most
-    common colour covers nearly all of it. A rendered scene spreads over many colours."""
+    """Not just background: the viewer's empty canvas is one dark colour but for a small logo and axes gizmo (99% of
+    it is one colour), and a render of only the scene's background is one colour too. A rendered object covers a
+    tenth of the view or more (the generated objects, seen from a training camera)."""
     quantised = (image // 16).astype(np.int64)
     codes = quantised[..., 0] * 256 + quantised[..., 1] * 16 + quantised[..., 2]
     dominant = np.bincount(codes.ravel()).max() / codes.size
-    assert dominant < 0.5, f"{dominant:.0%} of the view is one colour"
+    assert dominant < 0.9, f"{dominant:.0%} of the view is one colour"
     assert image.std() > 8.0, f"pixel standard deviation {image.std():.1f}"
 
 

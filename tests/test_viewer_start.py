@@ -39,7 +39,7 @@ def llff_train_dataset(scene: Path) -> InputDataset:
 
 def test_forward_facing_start_view_is_the_central_training_camera(llff_scene: Path) -> None:
     dataset = llff_train_dataset(llff_scene)
-    view = compat.forward_facing_start_view(dataset)
+    view = compat.start_view(dataset)
     assert view is not None
     c2w = dataset.cameras.camera_to_worlds.double().numpy()
     distances = np.linalg.norm(c2w[:, :, 3] - c2w[:, :, 3].mean(0), axis=1)
@@ -58,14 +58,20 @@ def test_forward_facing_start_view_is_the_central_training_camera(llff_scene: Pa
 def test_the_start_view_is_chosen_among_the_drawn_cameras(llff_scene: Path) -> None:
     dataset = llff_train_dataset(llff_scene)
     drawn = [0, len(dataset) - 1]
-    view = compat.forward_facing_start_view(dataset, drawn)
+    view = compat.start_view(dataset, drawn)
     assert view is not None and view.camera_index in drawn
 
 
-def test_object_centred_scenes_keep_the_default_view(tmp_path: Path) -> None:
+def test_object_centred_scenes_start_at_a_camera_only_for_this_collection(tmp_path: Path) -> None:
+    """nerfstudio's own methods on object-centred data keep viser's default view; ours start at a training camera."""
     scene = generate_scene("blender", tmp_path / "blender", "--width", "16", "--height", "16", "--num-cameras", "4")
     outputs = BlenderFewShotDataParserConfig(data=scene, num_train_views=2).setup().get_dataparser_outputs("train")
-    assert compat.forward_facing_start_view(InputDataset(outputs)) is None
+    dataset = InputDataset(outputs)
+    assert compat.start_view(dataset) is None
+    view = compat.start_view(dataset, any_scene=True)
+    assert view is not None
+    c2w = dataset.cameras.camera_to_worlds.double().numpy()
+    assert view.camera_index == int(np.argmin(np.linalg.norm(c2w[:, :, 3] - c2w[:, :, 3].mean(0), axis=1)))
 
 
 class RecordingCamera:
@@ -100,7 +106,7 @@ def test_viewer_moves_each_new_browser_to_the_start_view(llff_scene: Path) -> No
         assert len(server._client_connect_cb) == before + 1
         client = SimpleNamespace(camera=RecordingCamera(), atomic=contextlib.nullcontext)
         server._client_connect_cb[-1](client)
-        view = compat.forward_facing_start_view(dataset)
+        view = compat.start_view(dataset)
         assert view is not None
         assert client.camera.assigned == [("up_direction", view.up_direction), ("position", view.position),
                                           ("wxyz", view.wxyz), ("fov", view.fov)]  # fmt: skip
