@@ -37,7 +37,7 @@ raises at import breaks every ``ns-*`` command.
    the origin, inside an object-centred scene (a tiny run shows only background there) and outside a
    forward-facing scene's NDC box. Browsers now start at the central training camera (as if its frustum had been
    clicked) on forward-facing scenes (llff-data, n3dv-data, dynamic-scene-data) and on any scene of this
-   collection's pipelines.
+   collection's methods.
 """
 
 from __future__ import annotations
@@ -412,8 +412,9 @@ def move_client_to(client: Any, view: StartView) -> None:
 
 def start_viewer_at_a_training_camera() -> None:
     """Wrap nerfstudio's ``Viewer.init_scene`` (``ns-train --vis viewer`` and ``ns-viewer``): every browser that
-    connects starts at :func:`start_view`, for forward-facing scenes and for any scene of this collection's
-    pipelines; nerfstudio's own methods on other data keep viser's default (idempotent)."""
+    connects starts at :func:`start_view`, for forward-facing scenes and for any scene of this collection's methods
+    (pipeline, data manager or model from this package); nerfstudio's own methods on other data keep viser's
+    default (idempotent)."""
     import sys
 
     Viewer = getattr(sys.modules.get("nerfstudio.viewer.viewer"), "Viewer", None)
@@ -426,7 +427,9 @@ def start_viewer_at_a_training_camera() -> None:
     @functools.wraps(init_scene)
     def init_scene_with_start_view(self: Any, train_dataset: Any, *args: Any, **kwargs: Any) -> None:
         init_scene(self, train_dataset, *args, **kwargs)
-        ours = type(getattr(self, "pipeline", None)).__module__.startswith("nerfstudio_methods.")
+        pipeline = getattr(self, "pipeline", None)
+        parts = (pipeline, getattr(pipeline, "datamanager", None), getattr(pipeline, "model", None))
+        ours = any(type(part).__module__.startswith("nerfstudio_methods.") for part in parts if part is not None)
         view = start_view(train_dataset, sorted(getattr(self, "camera_handles", {}) or []), any_scene=ours)
         if view is None:
             return
