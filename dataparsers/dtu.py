@@ -23,6 +23,7 @@ RegNeRF's few-view splits (softmining_infonerf.md B3, B7), near / far and the ob
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,7 @@ from dataparsers._common import (
     require_dir,
 )
 from nerfstudio_methods import compat
+from nerfstudio_methods.atomic import write_atomically
 
 # nerfstudio imports this module (the dtu-data entry point) at the start of every ns-* command: install the fixes.
 compat.install()
@@ -475,8 +477,9 @@ class DtuDataParser(DataParser):
         key = hashlib.sha1(str(path.resolve().parent).encode()).hexdigest()[:16]
         target = cache / key / path.name
         if not target.exists() or target.stat().st_mtime < path.stat().st_mtime:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(read_dtu_mask(path).astype(np.uint8) * 255).save(target)
+            encoded = io.BytesIO()
+            Image.fromarray(read_dtu_mask(path).astype(np.uint8) * 255).save(encoded, format="PNG")
+            write_atomically(target, encoded.getvalue())  # processes sharing the cache never read half a PNG
         return target
 
 

@@ -339,6 +339,7 @@ class DynamicSceneDataParser(DataParser):
             scene_index,
         )
         metadata: Dict[str, object] = {
+            "forward_facing": True,  # the viewer starts at a training camera (compat)
             "scenes": [scene.video for scene in scenes],
             "scene_names": [scene.video.name for scene in scenes],
             "scene_index": torch.from_numpy(scene_index).long(),

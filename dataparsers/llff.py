@@ -195,6 +195,7 @@ class LLFF(DataParser):
             dataparser_scale=scale,
             dataparser_transform=torch.from_numpy(transform).float(),
             metadata={
+                "forward_facing": True,  # the viewer starts at a training camera (compat)
                 "near_far": torch.from_numpy(near_far[indices]).float(),
                 "near": float(near_far[:, 0].min()),
                 "far": float(near_far[:, 1].max()),

@@ -682,6 +682,7 @@ class N3dv(LLFF):
             dataparser_scale=scale,
             dataparser_transform=torch.from_numpy(transform).float(),
             metadata={
+                "forward_facing": True,  # the viewer starts at a training camera (compat)
                 "frame_index": torch.from_numpy(frame_index),
                 "num_frames": num_frames,
                 "frame_numbers": list(selection.frame_numbers),

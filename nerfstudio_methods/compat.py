@@ -30,6 +30,14 @@ raises at import breaks every ``ns-*`` command.
    nerfstudio's worker (NCCL). Before spawning, for any device, a trainer, pipeline, data manager or model class
    that declares ``multi_process_refusal`` (a reason) stops the run with one line,
    ``error: <method> cannot train with N processes: <reason>``, and exit status 2.
+6. No run folder left by a failed launch: ``ns-train`` saves ``outputs/<exp>/<method>/<timestamp>/config.yml``
+   before it reads any data. When the launch then fails before the trainer is set up (a bad dataset, a refused
+   multi-process launch), the folders it created are removed again, as long as they hold nothing but that file.
+7. The viewer's first view: viser starts every browser at a default pose 3 viewer units (0.3 nerfstudio units) from
+   the origin, inside an object-centred scene (a tiny run shows only background there) and outside a
+   forward-facing scene's NDC box. Browsers now start at the central training camera (as if its frustum had been
+   clicked) on forward-facing scenes (llff-data, n3dv-data, dynamic-scene-data) and on any scene of this
+   collection's methods.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -182,6 +191,7 @@ def print_input_errors_without_traceback() -> None:
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        remove_unused_run_folder()  # the launch failed before training was set up
         if isinstance(error, DatasetFormatError):
             message: Optional[str] = str(error)
         else:
@@ -262,6 +272,176 @@ def checkpoint_error_message(error: BaseException, trace: Any) -> Optional[str]:
             return f"{folder}: no checkpoint (step-*.ckpt) to load here"
         checkpoint = folder
     return f"{checkpoint}: cannot load this checkpoint ({type(error).__name__}: {first_line(error)})"
+
+
+# --- no run folder for a launch that fails before training ------------------------------------------------
+
+_UNUSED_RUN: dict[str, Any] = {}
+"""The run folder this ``ns-train`` launch created, while it holds nothing but its config.yml: ``config`` (the file),
+``text`` (what was written), ``created`` (the folders the save made, deepest first). Cleared once the trainer is set
+up (data read, model built), so only a launch that fails before that can remove it."""
+
+
+def forget_run_folder() -> None:
+    """The trainer is set up: its data was read and its model built, so the run folder stays whatever happens next."""
+    _UNUSED_RUN.clear()
+
+
+def remove_unused_run_folder() -> Optional[Path]:
+    """Remove the run folder that this launch created, if training never got set up and it holds nothing but the
+    config.yml written by this launch; then the parents the save created, while empty (``outputs/<exp>/<method>``).
+    Returns the removed run folder, or None. Never raises: it runs on the way out of a failed launch."""
+    record = dict(_UNUSED_RUN)
+    _UNUSED_RUN.clear()
+    if not record:
+        return None
+    config: Path = record["config"]
+    try:
+        if [entry.name for entry in config.parent.iterdir()] != [config.name] or config.read_text("utf8") != record[
+            "text"
+        ]:
+            return None  # something else was written there: keep it all
+        config.unlink()
+        for folder in record["created"]:
+            os.rmdir(folder)  # fails (and stops) on the first folder that is not empty
+    except OSError:
+        pass
+    return None if config.parent.exists() else config.parent
+
+
+def remember_new_run_folders() -> None:
+    """Wrap ``ExperimentConfig.save_config`` (``ns-train`` writes config.yml before it reads any data) to remember the
+    folders it creates, and ``Trainer.setup`` to forget them once data and model are set up (idempotent).
+
+    Why remove afterwards rather than check the data first: nerfstudio reads the data while it builds the pipeline,
+    in the dataparser of whichever method and format was chosen (ours, nerfstudio's, other plugins'), and some read
+    a lot (videos decoded into a frame cache); running them twice to pre-check would double that cost and still
+    miss failures of the model's set-up or a refused multi-process launch. A folder this launch made and that holds
+    only the config it wrote loses nothing when removed, whatever made the launch fail.
+    """
+    import sys
+
+    # Dataparser plugins are imported while nerfstudio's experiment_config / trainer modules are still importing;
+    # importing them from here would close a cycle. Patch once both have finished (a later install(), e.g. from
+    # a method's config module, which nerfstudio imports after its trainer).
+    ExperimentConfig = getattr(sys.modules.get("nerfstudio.configs.experiment_config"), "ExperimentConfig", None)
+    Trainer = getattr(sys.modules.get("nerfstudio.engine.trainer"), "Trainer", None)
+    if ExperimentConfig is None or Trainer is None:
+        raise FixNotYetPossible("nerfstudio's trainer is not imported yet")
+
+    if not getattr(ExperimentConfig.save_config, "_nerfstudio_methods", False):
+        save_config = ExperimentConfig.save_config
+
+        @functools.wraps(save_config)
+        def save_config_remembering_folders(self: Any) -> None:
+            base_dir = Path(self.get_base_dir())
+            created = [folder for folder in (base_dir, *base_dir.parents) if not folder.exists()]
+            save_config(self)
+            config = base_dir / "config.yml"
+            if created and config.is_file():
+                _UNUSED_RUN.update(config=config, text=config.read_text("utf8"), created=created)
+
+        save_config_remembering_folders._nerfstudio_methods = True  # type: ignore[attr-defined]
+        ExperimentConfig.save_config = save_config_remembering_folders  # type: ignore[method-assign]
+
+    if not getattr(Trainer.setup, "_nerfstudio_methods", False):
+        setup = Trainer.setup
+
+        @functools.wraps(setup)
+        def setup_then_keep_folder(self: Any, *args: Any, **kwargs: Any) -> None:
+            setup(self, *args, **kwargs)
+            forget_run_folder()
+
+        setup_then_keep_folder._nerfstudio_methods = True  # type: ignore[attr-defined]
+        Trainer.setup = setup_then_keep_folder  # type: ignore[method-assign]
+
+
+# --- the viewer's first view of a forward-facing scene ---------------------------------------------------------
+
+FORWARD_FACING_KEY = "forward_facing"
+"""``DataparserOutputs.metadata`` key set by the forward-facing dataparsers (llff-data, n3dv-data,
+dynamic-scene-data): their scenes are only seen from in front, within the NDC frustum of the cameras."""
+
+
+@dataclass(frozen=True)
+class StartView:
+    """A training camera's pose in the viser viewer's conventions (nerfstudio's ``init_scene`` / frustum click)."""
+
+    camera_index: int
+    position: tuple[float, float, float]  # world position x VISER_NERFSTUDIO_SCALE_RATIO
+    wxyz: tuple[float, float, float, float]  # camera-to-world rotation, camera looking down +z (OpenCV)
+    up_direction: tuple[float, float, float]
+    fov: float  # vertical, radians
+
+
+def start_view(dataset: Any, indices: Optional[list[int]] = None, any_scene: bool = False) -> Optional[StartView]:
+    """The view the viewer should open on: the training camera (among ``indices``, default all) nearest the
+    cameras' mean position, for a forward-facing scene or, with ``any_scene``, for any scene; else None (viser's
+    default pose: 3 viewer units from the origin, inside a nerfstudio scene box, and outside a forward-facing scene's
+    NDC box)."""
+    import numpy as np
+    import viser.transforms as vtf
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+    if not any_scene and not (getattr(dataset, "metadata", None) or {}).get(FORWARD_FACING_KEY):
+        return None
+    cameras = dataset.cameras
+    c2w = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)  # [N, 3, 4], OpenGL axes
+    candidates = list(range(len(c2w))) if not indices else list(indices)
+    positions = c2w[candidates, :, 3]
+    chosen = candidates[int(np.argmin(np.linalg.norm(positions - c2w[:, :, 3].mean(0), axis=1)))]
+    rotation = vtf.SO3.from_matrix(c2w[chosen, :, :3]) @ vtf.SO3.from_x_radians(np.pi)  # OpenGL -> OpenCV camera
+    height, fy = float(cameras.height[chosen]), float(cameras.fy[chosen])
+    return StartView(
+        camera_index=chosen,
+        position=tuple(float(v) for v in c2w[chosen, :, 3] * VISER_NERFSTUDIO_SCALE_RATIO),  # type: ignore[arg-type]
+        wxyz=tuple(float(v) for v in rotation.wxyz),  # type: ignore[arg-type]
+        up_direction=tuple(float(v) for v in c2w[chosen, :, 1]),  # type: ignore[arg-type]
+        fov=float(2 * np.arctan(height / (2 * fy))),
+    )
+
+
+def move_client_to(client: Any, view: StartView) -> None:
+    """Put a viser client's camera at ``view`` (up direction first: setting wxyz keeps the up it finds)."""
+    with client.atomic():
+        client.camera.up_direction = view.up_direction
+        client.camera.position = view.position
+        client.camera.wxyz = view.wxyz
+        client.camera.fov = view.fov
+
+
+def start_viewer_at_a_training_camera() -> None:
+    """Wrap nerfstudio's ``Viewer.init_scene`` (``ns-train --vis viewer`` and ``ns-viewer``): every browser that
+    connects starts at :func:`start_view`, for forward-facing scenes and for any scene of this collection's methods
+    (pipeline, data manager or model from this package); nerfstudio's own methods on other data keep viser's
+    default (idempotent)."""
+    import sys
+
+    Viewer = getattr(sys.modules.get("nerfstudio.viewer.viewer"), "Viewer", None)
+    if Viewer is None:  # imported by nerfstudio's trainer, before any method plugin: patched on a later install()
+        raise FixNotYetPossible("nerfstudio's viewer is not imported yet")
+    if getattr(Viewer.init_scene, "_nerfstudio_methods", False):
+        return
+    init_scene = Viewer.init_scene
+
+    @functools.wraps(init_scene)
+    def init_scene_with_start_view(self: Any, train_dataset: Any, *args: Any, **kwargs: Any) -> None:
+        init_scene(self, train_dataset, *args, **kwargs)
+        pipeline = getattr(self, "pipeline", None)
+        parts = (pipeline, getattr(pipeline, "datamanager", None), getattr(pipeline, "model", None))
+        ours = any(type(part).__module__.startswith("nerfstudio_methods.") for part in parts if part is not None)
+        view = start_view(train_dataset, sorted(getattr(self, "camera_handles", {}) or []), any_scene=ours)
+        if view is None:
+            return
+
+        def on_connect(client: Any) -> None:
+            move_client_to(client, view)
+            self.current_camera_idx = view.camera_index
+
+        self.viser_server.on_client_connect(on_connect)
+
+    init_scene_with_start_view._nerfstudio_methods = True  # type: ignore[attr-defined]
+    Viewer.init_scene = init_scene_with_start_view  # type: ignore[method-assign]
 
 
 # --- multi-process training ---------------------------------------------------------------------------------
@@ -376,6 +556,7 @@ def worker_for_spawn(fn: Callable[..., Any], args: Any) -> Callable[..., Any]:
     reason = multi_process_refusal(config)
     if reason is not None:
         method = getattr(config, "method_name", None) or "this method"
+        remove_unused_run_folder()
         print(f"error: {method} cannot train with {world_size} processes: {reason}", file=sys.stderr)
         sys.stderr.flush()
         raise SystemExit(REFUSAL_EXIT_STATUS)
@@ -406,7 +587,13 @@ _FIXES = {
     "ffmpeg": put_ffmpeg_on_path,
     "errors": print_input_errors_without_traceback,
     "multiprocess": route_multi_process_training,
+    "run_folder": remember_new_run_folders,
+    "viewer_start": start_viewer_at_a_training_camera,
 }
+
+
+class FixNotYetPossible(Exception):
+    """A fix that needs a nerfstudio module not yet (fully) imported: :func:`install` tries it again next time."""
 
 
 def install() -> None:
@@ -417,5 +604,7 @@ def install() -> None:
         _INSTALLED.add(name)
         try:
             fix()
+        except FixNotYetPossible:
+            _INSTALLED.discard(name)
         except Exception as err:  # noqa: BLE001 - a broken fix must not break every ns-* command
             warnings.warn(f"nerfstudio_methods: could not install the {name} fix ({err!r})", stacklevel=2)

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Main job: set up the environment, generate a small sample scene (no download), train on it, evaluate it with
-# ns-eval, render a video with ns-render, and print where the config, metrics JSON and video are.
-#   DEMO_OUTPUT=dir (default ./demo_output)   DEMO_STEPS=n (default 800)
+# A demo per method, each on a generated scene of its own format (no download), sized for a CPU:
+#   bash scripts/demo.sh [infonerf|soft-mining|streamrf|mononerf|3da-ae]     (default: infonerf)
+#   infonerf     few-shot (4 views): the render beside the same model trained without InfoNeRF's regulariser
+#   soft-mining  held-out PSNR against steps, soft mining beside nerfacto's uniform pixel sampling
+#   streamrf     a multi-view video: the held-out camera's video across time
+#   mononerf     a monocular video: the evaluation camera across time (static, then dynamic stage)
+#   3da-ae       latent tri-planes of several scenes with a jointly trained autoencoder: per-scene held-out PSNR
+# Each prints where its config, metrics and video are.   DEMO_OUTPUT=dir (default ./demo_output/<method>)
+# DEMO_STEPS=n overrides the training steps (infonerf, soft-mining, mononerf).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
-OUT="$(mkdir -p "${DEMO_OUTPUT:-$ROOT/demo_output}" && cd "${DEMO_OUTPUT:-$ROOT/demo_output}" && pwd)"
-STEPS="${DEMO_STEPS:-800}"
-METHOD=infonerf  # InfoNeRF (CVPR'22), few-shot: trained on 4 of the 24 generated views
-
-echo "[demo] 1/4 generating a 64x64 Blender-format scene with exact ground truth in $OUT/scene"
-rm -rf "$OUT/scene"
-nerfstudio-methods-scene --format blender --output "$OUT/scene" --width 64 --height 64 --num-cameras 24 --seed 0 --quiet
-
+METHOD="${1:-infonerf}"
+case "$METHOD" in
+    infonerf | soft-mining | streamrf | mononerf | 3da-ae) ;;
+    *) echo "error: no demo for '$METHOD' (choose infonerf, soft-mining, streamrf, mononerf or 3da-ae)" >&2; exit 2 ;;
+esac
+OUT="$(mkdir -p "${DEMO_OUTPUT:-$ROOT/demo_output/$METHOD}" && cd "${DEMO_OUTPUT:-$ROOT/demo_output/$METHOD}" && pwd)"
+REPORT=(python "$ROOT/scripts/demo_report.py")
 cd "$OUT"
+rm -rf outputs renders scene metrics_*.json
 if python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     DEVICE=()
     echo "[demo] CUDA found: training on the GPU"
@@ -20,32 +26,105 @@ else
     DEVICE=(--machine.device-type cpu)
     echo "[demo] no CUDA: training on the CPU (pure torch)"
 fi
-RUN="outputs/demo/$METHOD/latest"
-rm -rf "$RUN"
-echo "[demo] 2/4 ns-train $METHOD for $STEPS steps on 4 views (CPU-sized: 256 seen + 256 unseen rays, 32+32 samples, 4x64 MLPs)"
-ns-train "$METHOD" "${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True \
-    --max-num-iterations "$STEPS" --steps-per-save "$STEPS" --steps-per-eval-image "$STEPS" \
-    --steps-per-eval-batch "$STEPS" --steps-per-eval-all-images "$((STEPS + 1))" \
-    --pipeline.datamanager.train-num-rays-per-batch 256 --pipeline.datamanager.num-unseen-rays 256 \
-    --pipeline.datamanager.precrop-iters "$((STEPS / 4))" \
-    --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 32 \
-    --pipeline.model.mlp-layer-width 64 --pipeline.model.coarse-mlp-num-layers 4 --pipeline.model.fine-mlp-num-layers 4 \
-    --experiment-name demo --timestamp latest \
-    blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
-echo "[demo] 3/4 ns-eval"
-ns-eval --load-config "$RUN/config.yml" --output-path metrics.json
-echo "[demo] 4/4 ns-render (orbit through the training cameras)"
-ns-render interpolate --load-config "$RUN/config.yml" --output-path renders/demo.mp4 \
-    --pose-source train --interpolation-steps 6 --order-poses True --frame-rate 12
+COMMON=("${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True --experiment-name demo)
+scene() { echo "[demo] generating a $1 scene in $OUT/scene"; nerfstudio-methods-scene --format "$@" --output scene --quiet; }
+run_dir() { echo "outputs/demo/$1/$2"; }
 
-python - "$OUT" "$RUN" <<'PY'
-import json, sys
-from pathlib import Path
-out, run = Path(sys.argv[1]), sys.argv[2]
-results = json.loads((out / "metrics.json").read_text())["results"]
-print("\n[demo] done")
-print(f"  config : {out / run / 'config.yml'}")
-print(f"  metrics: {out / 'metrics.json'}  (PSNR {results['psnr']:.2f} dB, SSIM {results['ssim']:.3f}"
-      + (f", LPIPS {results['lpips']:.3f})" if "lpips" in results else ", LPIPS left out: no cached AlexNet weights)"))
-print(f"  video  : {out / 'renders' / 'demo.mp4'}")
-PY
+demo_infonerf() {
+    local steps="${DEMO_STEPS:-400}"
+    scene blender --width 64 --height 64 --num-cameras 24 --seed 0
+    local variant flags
+    for variant in infonerf without_regularizer; do
+        flags=()
+        [ "$variant" = without_regularizer ] && flags=(--pipeline.model.entropy-lambda 0 --pipeline.model.kl-lambda 0)
+        echo "[demo] ns-train infonerf ($variant) for $steps steps on 4 of the 24 views"
+        ns-train infonerf "${COMMON[@]}" --timestamp "$variant" --max-num-iterations "$steps" \
+            --steps-per-save "$steps" --steps-per-eval-image "$steps" --steps-per-eval-batch "$steps" \
+            --steps-per-eval-all-images "$((steps + 1))" \
+            --pipeline.datamanager.train-num-rays-per-batch 256 --pipeline.datamanager.num-unseen-rays 256 \
+            --pipeline.datamanager.precrop-iters "$((steps / 4))" \
+            --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 32 \
+            --pipeline.model.mlp-layer-width 64 --pipeline.model.coarse-mlp-num-layers 4 \
+            --pipeline.model.fine-mlp-num-layers 4 "${flags[@]}" \
+            blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
+        ns-eval --load-config "$(run_dir infonerf "$variant")/config.yml" --output-path "metrics_$variant.json"
+        ns-render interpolate --load-config "$(run_dir infonerf "$variant")/config.yml" \
+            --output-path "renders/$variant.mp4" --pose-source train --interpolation-steps 6 --order-poses True \
+            --frame-rate 12
+    done
+    "${REPORT[@]}" side-by-side renders/infonerf.mp4 renders/without_regularizer.mp4 renders/infonerf_vs_plain.mp4
+    "${REPORT[@]}" summary "config=$(run_dir infonerf infonerf)/config.yml" "metrics=metrics_infonerf.json" \
+        "metrics_plain=metrics_without_regularizer.json" "video=renders/infonerf_vs_plain.mp4"
+    echo "  (the video: InfoNeRF left, the same model without the entropy regulariser right)"
+}
+
+demo_soft_mining() {
+    local steps="${DEMO_STEPS:-600}" every=100
+    scene blender --width 64 --height 64 --num-cameras 24 --seed 0
+    # one model for both: nerfacto (torch) with the soft-mining Blender preset's settings
+    local model=(--pipeline.model.implementation torch --pipeline.model.num-proposal-samples-per-ray 32 16
+        --pipeline.model.num-nerf-samples-per-ray 16 --pipeline.model.log2-hashmap-size 15
+        --pipeline.model.eval-num-rays-per-chunk 4096)
+    local schedule=(--max-num-iterations "$steps" --steps-per-save "$steps" --steps-per-eval-all-images "$every"
+        --steps-per-eval-image "$((steps + 1))" --steps-per-eval-batch "$((steps + 1))"
+        --pipeline.datamanager.train-num-rays-per-batch 1024)
+    echo "[demo] ns-train soft-mining for $steps steps (held-out PSNR every $every)"
+    ns-train soft-mining "${COMMON[@]}" --timestamp soft_mining "${schedule[@]}" "${model[@]}" blender-data --data scene
+    echo "[demo] ns-train nerfacto, same model, uniform pixel sampling"
+    ns-train nerfacto "${COMMON[@]}" --timestamp uniform "${schedule[@]}" "${model[@]}" \
+        --pipeline.model.background-color white --pipeline.model.near-plane 2.0 --pipeline.model.far-plane 6.0 \
+        --pipeline.model.average-init-density 1.0 --pipeline.model.camera-optimizer.mode off blender-data --data scene
+    ns-eval --load-config "$(run_dir soft-mining soft_mining)/config.yml" --output-path metrics_soft_mining.json
+    ns-eval --load-config "$(run_dir nerfacto uniform)/config.yml" --output-path metrics_uniform.json
+    echo "[demo] held-out PSNR against steps"
+    "${REPORT[@]}" curves "soft mining=$(run_dir soft-mining soft_mining)" "uniform=$(run_dir nerfacto uniform)" \
+        --output psnr_curves
+    "${REPORT[@]}" summary "config=$(run_dir soft-mining soft_mining)/config.yml" \
+        "metrics=metrics_soft_mining.json" "metrics_uniform=metrics_uniform.json" "plot=psnr_curves.png"
+}
+
+demo_streamrf() {
+    scene n3dv --width 64 --height 48 --num-cameras 5 --num-frames 6 --seed 0
+    echo "[demo] ns-train streamrf: frame 0 from scratch, then each frame as a change of the previous one"
+    ns-train streamrf "${COMMON[@]}" --timestamp run --steps-per-save 100000 \
+        --pipeline.model.frame0-resolutions 16 16 16 32 32 32 --pipeline.model.frame0-upsample-every 150 \
+        --pipeline.model.frame0-steps 300 --pipeline.model.pilot-frame0-steps 40 --pipeline.model.pilot-steps 20 \
+        --pipeline.model.steps-per-frame 40 --pipeline.datamanager.train-num-rays-per-batch 1024 \
+        --pipeline.datamanager.frame0-num-rays-per-batch 1024 n3dv-data --data scene --downscale-factor 1
+    local run; run="$(run_dir streamrf run)"
+    ns-eval --load-config "$run/config.yml" --output-path metrics_streamrf.json
+    echo "[demo] ns-render: the held-out camera across time"
+    ns-render camera-path --load-config "$run/config.yml" --camera-path-filename "$run/camera_paths/heldout_camera.json" \
+        --output-path renders/heldout_camera.mp4
+    "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_streamrf.json" "video=renders/heldout_camera.mp4"
+}
+
+demo_mononerf() {
+    local steps="${DEMO_STEPS:-600}"
+    scene nvidia-dynamic --width 64 --height 36 --num-frames 12 --seed 0
+    echo "[demo] ns-train mononerf-cpu for $steps steps (static stage, then the dynamic one)"
+    ns-train mononerf-cpu "${COMMON[@]}" --timestamp run --max-num-iterations "$steps" --steps-per-save "$steps" \
+        --pipeline.model.static-steps "$((steps * 3 / 5))" dynamic-scene-data --data scene
+    local run; run="$(run_dir mononerf-cpu run)"
+    ns-eval --load-config "$run/config.yml" --output-path metrics_mononerf.json
+    echo "[demo] ns-render: the evaluation camera across time"
+    ns-render camera-path --load-config "$run/config.yml" --camera-path-filename "$run/camera_paths/fixed_camera.json" \
+        --output-path renders/fixed_camera.mp4
+    "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_mononerf.json" "video=renders/fixed_camera.mp4"
+}
+
+demo_3da_ae() {
+    scene srn --width 64 --height 64 --num-cameras 10 --num-instances 8 --seed 0
+    echo "[demo] ns-train 3da-ae-cpu: an autoencoder from scratch, then 8 scenes as latent tri-planes"
+    ns-train 3da-ae-cpu "${COMMON[@]}" --timestamp run --pipeline.model.phases.autoencoder.epochs 10 \
+        --pipeline.model.phases.latent.epochs 10 --pipeline.model.phases.joint.epochs 5 \
+        --pipeline.datamanager.dataparser.num-eval-views 2 --data scene/cars_train
+    local run; run="$(run_dir 3da-ae-cpu run)"
+    ns-eval --load-config "$run/config.yml" --output-path metrics_3da_ae.json
+    ns-render interpolate --load-config "$run/config.yml" --output-path renders/scene0.mp4 --pose-source train \
+        --interpolation-steps 4 --frame-rate 12
+    "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_3da_ae.json" "video=renders/scene0.mp4"
+    echo "  (metrics_3da_ae.json also holds psnr_scene_indexNN per scene)"
+}
+
+"demo_${METHOD//-/_}"

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Set up (or refresh) the virtual environment, then run lint, type checks and the whole test suite on CPU.
+# Set up (or refresh) the virtual environment, then run lint, type checks and the whole test suite on CPU, then
+# nerfstudio's own test suite with this package installed (scripts/nerfstudio_tests.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
 echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests
 echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests
 echo "[test] pyright"; pyright
-echo "[test] pytest"; python -m pytest -q "$@"
+# Two pytest workers (pytest-xdist) on CI's 2 cores; whole files per worker (--dist loadfile), so a file's
+# module-scoped fixtures (its trained runs) are built once. NSM_TEST_WORKERS=0 runs in one process.
+WORKERS="${NSM_TEST_WORKERS:-2}"
+if [ "$WORKERS" -gt 0 ]; then
+    echo "[test] pytest ($WORKERS workers)"; python -m pytest -q -n "$WORKERS" --dist loadfile "$@"
+else
+    echo "[test] pytest"; python -m pytest -q "$@"
+fi
+echo "[test] nerfstudio's own test suite, with this package installed"; bash scripts/nerfstudio_tests.sh

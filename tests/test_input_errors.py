@@ -33,6 +33,7 @@ def test_blender_data_on_a_missing_folder(tmp_path: Path) -> None:
     missing = tmp_path / "no_such_scene"
     result = run_command(["ns-train", "soft-mining", *CPU, "blender-data", "--data", str(missing)], cwd=tmp_path)
     one_error_line(result, f"{missing}: folder not found (looking for transforms_train.json)")
+    assert not (tmp_path / "outputs").exists()  # the run folder made before the data was read is gone
 
 
 @pytest.mark.slow
@@ -41,6 +42,7 @@ def test_blender_fewshot_data_on_an_empty_folder(tmp_path: Path) -> None:
     empty.mkdir()
     result = run_command(["ns-train", "infonerf", *CPU, "blender-fewshot-data", "--data", str(empty)], cwd=tmp_path)
     one_error_line(result, f"{empty / 'transforms_train.json'}: No such file or directory")
+    assert not (tmp_path / "outputs").exists()  # the run folder made before the data was read is gone
 
 
 @pytest.mark.slow
@@ -53,6 +55,7 @@ def test_blender_data_with_malformed_json(tmp_path: Path, scene: Path) -> None:
     (broken / "transforms_train.json").write_text("{ not json")
     result = run_command(["ns-train", "soft-mining", *CPU, "blender-data", "--data", str(broken)], cwd=tmp_path)
     one_error_line(result, f"{broken / 'transforms_train.json'}: unreadable JSON (JSONDecodeError")
+    assert not (tmp_path / "outputs").exists()  # the run folder made before the data was read is gone
 
 
 @pytest.mark.slow
@@ -68,6 +71,7 @@ def test_blender_data_with_an_unreadable_image(tmp_path: Path, scene: Path) -> N
     (broken / "train" / images[0].name).write_bytes(b"not a png")
     result = run_command(["ns-train", "soft-mining", *CPU, "blender-data", "--data", str(broken)], cwd=tmp_path)
     one_error_line(result, f"{broken / 'train' / images[0].name}: unreadable file")
+    assert not (tmp_path / "outputs").exists()  # the run folder made before the data was read is gone
 
 
 def test_errors_outside_data_reading_are_left_alone() -> None:

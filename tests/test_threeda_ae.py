@@ -1061,3 +1061,15 @@ def test_cameras_without_a_scene_show_the_viewer_scene_slider() -> None:
     assert model.scene_of_camera(camera(None)) == 0
     with pytest.raises(DatasetFormatError, match=r"^render_scene: 3 is not a scene of this run \(it has 3\)"):
         make_model(space="rgb", render_scene=3)
+
+
+@pytest.mark.parametrize("space", ["latent", "rgb"])
+def test_camera_outputs_start_with_the_decoded_rgb(space: str) -> None:
+    """nerfstudio's viewer opens on the first output a model returns: the decoded image, not the latent channels."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    model = make_model(space=space).eval()
+    camera = Cameras(camera_to_worlds=torch.eye(4)[None, :3], fx=8.0, fy=8.0, cx=4.0, cy=4.0, width=8, height=8)
+    outputs = model.get_outputs_for_camera(camera)
+    assert list(outputs)[:3] == ["rgb", "accumulation", "depth"]
+    assert ("latent" in outputs) == (space == "latent")

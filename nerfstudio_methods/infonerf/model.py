@@ -154,16 +154,22 @@ class InfoNeRFModel(InfoNeRFLossMixin, NeRFModel):
         fine = self.field_fine.forward(samples_fine)
         weights_fine = samples_fine.get_weights(fine[FieldHeadNames.DENSITY])
 
+        rgb_fine = self.renderer_rgb(rgb=fine[FieldHeadNames.RGB], weights=weights_fine)
+        accumulation_fine = self.renderer_accumulation(weights_fine)
+        depth_fine = self.renderer_depth(weights_fine, samples_fine)
+        # nerfstudio's default names (ns-render's --rendered-output-names rgb) show the fine pass, and come first:
+        # the viewer's "Output type" starts on the first output the model returns.
         outputs = {
+            "rgb": rgb_fine,
+            "accumulation": accumulation_fine,
+            "depth": depth_fine,
             "rgb_coarse": self.renderer_rgb(rgb=coarse[FieldHeadNames.RGB], weights=weights_coarse),
-            "rgb_fine": self.renderer_rgb(rgb=fine[FieldHeadNames.RGB], weights=weights_fine),
+            "rgb_fine": rgb_fine,
             "accumulation_coarse": self.renderer_accumulation(weights_coarse),
-            "accumulation_fine": self.renderer_accumulation(weights_fine),
+            "accumulation_fine": accumulation_fine,
             "depth_coarse": self.renderer_depth(weights_coarse, samples_coarse),
-            "depth_fine": self.renderer_depth(weights_fine, samples_fine),
+            "depth_fine": depth_fine,
         }
-        # nerfstudio's default names (ns-render's --rendered-output-names rgb, the viewer) show the fine pass
-        outputs.update(rgb=outputs["rgb_fine"], accumulation=outputs["accumulation_fine"], depth=outputs["depth_fine"])
         if self.training:  # [rays, samples]; left out of full-image renders, where it would be huge
             assert samples_fine.deltas is not None
             outputs["alphas_fine"] = sample_opacities(fine[FieldHeadNames.DENSITY][..., 0], samples_fine.deltas[..., 0])

@@ -472,24 +472,24 @@ class TriplaneModel(Model):
         scene = torch.tensor([self.scene_of_camera(camera)])
         height, width = int(camera.height[0]), int(camera.width[0])
         rendered = self.render_cameras(camera, scene, chunk=self.config.eval_chunk_rays)
-        outputs: Dict[str, Tensor] = {}
-        if self.latent:
-            latent = rendered["values"] * 2 - 1
-            rgb = (self.decode(self.normaliser.inverse(latent)) + 1) / 2
-            # The first three latent channels, enlarged to the image (nearest): what the tri-planes render.
-            shown = F.interpolate((latent[:, :3] + 1) / 2, size=(height, width), mode="nearest")
-            outputs["latent"] = shown[0].clamp(0, 1).permute(1, 2, 0)
-        else:
-            rgb = rendered["values"]
+        latent = rendered["values"] * 2 - 1 if self.latent else None
+        rgb = (self.decode(self.normaliser.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
 
         def full_size(image: Tensor) -> Tensor:
             if image.shape[-2:] != (height, width):
                 image = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False)
             return image[0].permute(1, 2, 0)
 
-        outputs["rgb"] = full_size(rgb).clamp(0, 1)
-        outputs["accumulation"] = full_size(rendered["accumulation"])
-        outputs["depth"] = full_size(rendered["depth"])
+        # rgb first: the viewer's "Output type" starts on the first output.
+        outputs = {
+            "rgb": full_size(rgb).clamp(0, 1),
+            "accumulation": full_size(rendered["accumulation"]),
+            "depth": full_size(rendered["depth"]),
+        }
+        if latent is not None:
+            # The first three latent channels, enlarged to the image (nearest): what the tri-planes render.
+            shown = F.interpolate((latent[:, :3] + 1) / 2, size=(height, width), mode="nearest")
+            outputs["latent"] = shown[0].clamp(0, 1).permute(1, 2, 0)
         return outputs
 
     # --- losses and metrics ----------------------------------------------------------------------------------
