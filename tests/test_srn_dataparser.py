@@ -252,7 +252,7 @@ def test_entry_point_is_registered_in_pyproject() -> None:
 
     table = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
     target = table["nerfstudio.dataparser_configs"]["srn-data"]
-    assert target == "dataparsers.srn:srn_dataparser"
+    assert target == "nerfstudio_methods.registered_dataparsers:srn_dataparser"
     module, name = target.split(":")
     specification = getattr(importlib.import_module(module), name)
     assert isinstance(specification, DataParserSpecification)
