@@ -204,13 +204,14 @@ def scratch_frame(pipeline, frame: int, steps: int, probe_every: int = 0) -> dic
             curve.append({"step": step + 1, "heldout_psnr": pipeline.heldout_psnr(frame)})
             probe_seconds += time.perf_counter() - begin
 
-    begin = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), time.process_time()
     train_steps(pipeline, steps, on_step)
     record = pipeline.model.finish_phase()
     seconds = time.perf_counter() - begin - probe_seconds
+    cpu_seconds = time.process_time() - cpu_begin - probe_seconds
     psnr = pipeline.heldout_psnr(frame)
     curve.append({"step": steps, "heldout_psnr": psnr})
-    return {"frame": frame, "steps": steps, "seconds": seconds, "heldout_psnr": psnr, "bytes": len(to_bytes(record)),
+    return {"frame": frame, "steps": steps, "seconds": seconds, "cpu_seconds": cpu_seconds, "heldout_psnr": psnr, "bytes": len(to_bytes(record)),
             "curve": curve}  # fmt: skip
 
 
@@ -341,6 +342,9 @@ def stream_report(
     later = [entry for entry in log if entry["frame"] > 0]
     mean_later = mean([e["seconds"] for e in later])
     mean_scratch = mean([r["seconds"] for r in scratch_results])
+    # CPU seconds (one torch thread): robust to the shared machine's load, which wall-clock seconds follow.
+    mean_later_cpu = mean([e["cpu_seconds"] for e in later])
+    mean_scratch_cpu = mean([r["cpu_seconds"] for r in scratch_results])
     frame0_train = frame0["phases"]["frame0"]["seconds"]
     mean_delta = mean([float(b) for b in frame_bytes[1:]])
     stream_psnr = {e["frame"]: e["heldout_psnr"] for e in log}
@@ -353,6 +357,7 @@ def stream_report(
             "frame0_seconds": frame0_train,
             "frame0_with_pilot_seconds": frame0["seconds"],
             "mean_seconds_frames_1plus": mean_later,
+            "mean_cpu_seconds_frames_1plus": mean_later_cpu,
             "mean_full_pass_seconds_frames_1plus": mean([e["phases"]["full"]["seconds"] for e in later]),
             "mean_pilot_pass_seconds_frames_1plus": mean(
                 [e["phases"].get("pilot", {}).get("seconds", 0.0) for e in later]
@@ -361,6 +366,7 @@ def stream_report(
                 {
                     "frame": e["frame"],
                     "seconds": e["seconds"],
+                    "cpu_seconds": e["cpu_seconds"],
                     "heldout_psnr": e["heldout_psnr"],
                     "bytes": frame_bytes[e["frame"]],
                     "pilot_bytes": pilot_bytes[e["frame"]],
@@ -382,12 +388,14 @@ def stream_report(
             "steps": args.frame0_steps,
             "per_frame": scratch_results,
             "mean_seconds": mean_scratch if scratch_results else None,
+            "mean_cpu_seconds": mean_scratch_cpu if scratch_results else None,
             "mean_heldout_psnr": mean(scratch_psnr) if scratch_results else None,
             "frames_planned": [f for f in args.scratch_frames if f < args.frames],
             "frame0_heldout_psnr": stream_psnr[0],
         },
         "ratios": {
             "scratch_over_stream_frame_time": mean_scratch / mean_later if scratch_results else None,
+            "scratch_over_stream_frame_cpu_time": mean_scratch_cpu / mean_later_cpu if scratch_results else None,
             "frame0_over_stream_frame_time": frame0_train / mean_later,
             "paper_scratch_over_stream_frame_time": 23 * 60 / 15,
             "psnr_stream_minus_scratch_on_scratch_frames": mean(on_scratch_frames) - mean(scratch_psnr)

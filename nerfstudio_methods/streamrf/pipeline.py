@@ -106,6 +106,8 @@ class StreamRFPipeline(VanillaPipeline):
         self.position = 0
         self.started = False
         self.frame_started_at = 0.0
+        self.frame_cpu_started_at = 0.0
+        self.phase_cpu_started_at = 0.0
         self.frame_log: list[dict[str, Any]] = []
         self.trainer: Any = None
         self.full_store: Optional[FrameStore] = None
@@ -199,6 +201,7 @@ class StreamRFPipeline(VanillaPipeline):
         run = self.schedule[self.position]
         if self.position == 0 or self.schedule[self.position - 1].frame != run.frame:
             self.frame_started_at = time.perf_counter()  # first phase of a frame
+            self.frame_cpu_started_at = time.process_time()
         if self.full_store is None:
             raise RuntimeError("StreamRF needs a frame store: run it with ns-train (StreamRFTrainer sets one)")
         self.datamanager.set_frame(run.frame)
@@ -206,6 +209,7 @@ class StreamRFPipeline(VanillaPipeline):
             self.datamanager.set_rays_per_batch(self.datamanager.config.train_num_rays_per_batch)
         self.model.start_phase(run.phase, run.frame)
         self.phase_started_at = time.perf_counter()
+        self.phase_cpu_started_at = time.process_time()
         self.started = True
         if run.steps == 0:  # nothing to train: store it as it is
             self.finish_current_phase()
@@ -224,6 +228,8 @@ class StreamRFPipeline(VanillaPipeline):
         run = self.schedule[self.position]
         record = self.model.finish_phase()
         seconds = time.perf_counter() - self.phase_started_at
+        # CPU seconds of this process as well: on a shared machine wall-clock time follows the load.
+        cpu_seconds = time.process_time() - self.phase_cpu_started_at
         is_pilot = run.phase in (Phase.PILOT0, Phase.PILOT)
         store = self.pilot_store if is_pilot else self.full_store
         assert store is not None
@@ -234,6 +240,7 @@ class StreamRFPipeline(VanillaPipeline):
             "phase": run.phase.value,
             "steps": run.steps,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "bytes": size,
             "occupied": int(grid.occupancy.sum()),
         }
@@ -257,6 +264,7 @@ class StreamRFPipeline(VanillaPipeline):
         summary: dict[str, Any] = {
             "frame": frame,
             "seconds": total,
+            "cpu_seconds": time.process_time() - self.frame_cpu_started_at,
             "phases": {e["phase"]: {k: v for k, v in e.items() if k not in ("frame", "phase")} for e in entries},
             "bytes": sum(e["bytes"] for e in entries if e["phase"] in ("frame0", "full")),
         }
