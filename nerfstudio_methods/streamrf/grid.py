@@ -179,7 +179,23 @@ class GridLookup(Protocol):
         ...
 
 
-class SparseGrid:
+class GridBox:
+    """A grid's box and occupancy, read-only: what every grid and every trainable grid state exposes."""
+
+    def __init__(self, spec: GridSpec, occupancy: Bool[Tensor, "z y x"]) -> None:
+        self._spec = spec
+        self._occupancy = occupancy
+
+    @property
+    def spec(self) -> GridSpec:
+        return self._spec
+
+    @property
+    def occupancy(self) -> Bool[Tensor, "z y x"]:
+        return self._occupancy
+
+
+class SparseGrid(GridBox):
     """Values of the occupied voxels (rows in flat order) plus the occupancy and its ``links``; see the module doc."""
 
     def __init__(
@@ -191,18 +207,9 @@ class SparseGrid:
     ) -> None:
         if tuple(occupancy.shape) != spec.shape:
             raise ValueError(f"occupancy of shape {tuple(occupancy.shape)} for a grid of shape {spec.shape}")
-        self._spec = spec
+        super().__init__(spec, occupancy)
         self.data = data
-        self._occupancy = occupancy
         self._links = links
-
-    @property
-    def spec(self) -> GridSpec:
-        return self._spec
-
-    @property
-    def occupancy(self) -> Bool[Tensor, "z y x"]:
-        return self._occupancy
 
     @property
     def links(self) -> Int[Tensor, "z y x"]:
@@ -274,21 +281,12 @@ class SparseGrid:
         return index, corner_sum(self.data, rows.masked_fill(empty, 0), weights.masked_fill(empty, 0.0))
 
 
-class DenseGrid:
+class DenseGrid(GridBox):
     """A dense ``[C, Z, Y, X]`` tensor (zero outside ``occupancy``) looked up with ``grid_sample``."""
 
     def __init__(self, spec: GridSpec, values: Float[Tensor, "c z y x"], occupancy: Bool[Tensor, "z y x"]) -> None:
-        self._spec = spec
+        super().__init__(spec, occupancy)
         self.values = values
-        self._occupancy = occupancy
-
-    @property
-    def spec(self) -> GridSpec:
-        return self._spec
-
-    @property
-    def occupancy(self) -> Bool[Tensor, "z y x"]:
-        return self._occupancy
 
     def query(self, coords: Float[Tensor, "n 3"]) -> Float[Tensor, "n c"]:
         return trilinear(self.values, coords)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from nerfstudio_methods.streamrf.grid import (
     DenseGrid,
+    GridBox,
     GridSpec,
     SparseGrid,
     chunks,
@@ -232,7 +233,7 @@ class SparseGridState:
         self.pending = []
 
 
-class DenseGridState:
+class DenseGridState(GridBox):
     """A trainable dense ``[28, Z, Y, X]`` grid (the comparison path); see the module doc."""
 
     storage: GridStorage = "dense"
@@ -241,18 +242,9 @@ class DenseGridState:
         self.set(grid)
 
     def set(self, grid: SparseGrid) -> None:
-        self._spec = grid.spec
-        self._occupancy = grid.occupancy
+        GridBox.__init__(self, grid.spec, grid.occupancy)
         self.values = grid.to_dense().contiguous().requires_grad_(True)
         self.optimizer = MaskedRMSprop(tuple(self.values.shape), self.values.device)
-
-    @property
-    def spec(self) -> GridSpec:
-        return self._spec
-
-    @property
-    def occupancy(self) -> Bool[Tensor, "z y x"]:
-        return self._occupancy
 
     def sparse(self) -> SparseGrid:
         return SparseGrid.from_dense(self.spec, self.values.detach(), self.occupancy)
