@@ -27,7 +27,7 @@ from nerfstudio_methods.streamrf.codec import (
 )
 from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, DenseGrid, GridSpec, SparseGrid, resample, trilinear
 from nerfstudio_methods.streamrf.optim import MaskedRMSprop, exponential_lr
-from nerfstudio_methods.streamrf.render import composite_packed, ray_box, render_rays_torch
+from nerfstudio_methods.streamrf.render import composite_packed, ray_box, ray_groups, render_rays_torch
 from nerfstudio_methods.streamrf.sh import C0, C1, SH_BASES, sh_bases, sh_to_rgb
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
 
@@ -446,6 +446,47 @@ def test_empty_space_skipping_changes_nothing() -> None:
     assert torch.equal(sparse_out["num_samples"], skipped["num_samples"])
     t_near, t_far = ray_box(origins, directions, spec.radius)
     assert (t_near == 0).all() and (t_far > 1.5).all()
+
+
+def test_ray_groups_cover_the_rays_in_order_within_the_sample_limit() -> None:
+    steps = torch.tensor([3, 0, 4, 9, 2, 2, 0, 1])
+    # by hand, limit 5: [3, 0] (3; + 4 would be 7), [4] (+ 9 would be 13), [9] alone (over the limit), [2, 2, 0, 1]
+    assert ray_groups(steps, 5) == [(0, 2), (2, 3), (3, 4), (4, 8)]
+    assert ray_groups(steps, 100) == [(0, 8)]
+    assert ray_groups(torch.zeros(0, dtype=torch.long), 5) == [(0, 0)]
+
+
+def test_marching_in_ray_groups_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering 64 rays with a 40-sample march chunk (many groups) gives the same colours, depths and gradients as
+    one group."""
+    from nerfstudio_methods.streamrf import render
+    from nerfstudio_methods.streamrf.state import SparseGridState
+
+    generator = torch.Generator().manual_seed(5)
+    spec = GridSpec((8, 6, 10), (1.2, 1.1, 1.0))
+    occupancy = torch.rand(spec.shape, generator=generator) < 0.4
+    values = torch.randn(GRID_CHANNELS, *spec.shape, generator=generator).abs() * occupancy
+    origins = torch.cat([torch.rand(64, 2, generator=generator) * 1.6 - 0.8, -torch.ones(64, 1)], 1)
+    directions = torch.cat([torch.randn(64, 2, generator=generator) * 0.2, torch.ones(64, 1)], 1)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    valid = torch.rand(64, generator=generator) < 0.9
+
+    def render_and_gradient() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        state = SparseGridState(SparseGrid.from_dense(spec, values, occupancy))
+        out = render_rays_torch(state, origins, directions, valid, 0.5, 0.5, 0.0)
+        (out["rgb"].square().sum() + out["depth"].sum()).backward()
+        gradient = torch.zeros_like(state.values)
+        for rows, leaf in state.pending:
+            gradient.index_add_(0, rows, leaf.grad)
+        return out, gradient
+
+    whole, whole_gradient = render_and_gradient()
+    monkeypatch.setattr(render, "MARCH_CHUNK", 40)
+    assert len(ray_groups(whole["num_samples"].long(), 40)) > 5  # the chunked run really is split
+    grouped, grouped_gradient = render_and_gradient()
+    for key in ("rgb", "depth", "accumulation", "num_samples"):
+        torch.testing.assert_close(grouped[key], whole[key])
+    torch.testing.assert_close(grouped_gradient, whole_gradient)
 
 
 # ----------------------------------------------------------------------------------------------- the model's frame loop

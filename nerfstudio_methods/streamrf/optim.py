@@ -74,20 +74,22 @@ class SparseRMSprop:
     ) -> int:
         """Update ``data`` in place at the distinct ``rows`` (with their summed gradients) that are ``allowed`` and
         have a non-zero gradient; returns the number of voxels updated."""
-        update = (grad != 0).any(1)
-        if allowed is not None:
-            update &= allowed[rows]
-        rows, grad = rows[update], grad[update]
-        if rows.numel() == 0:
-            return 0
-        if self.rms is None:
-            self.rms = torch.zeros_like(data)
+        updated = 0
         for part in chunks(rows.shape[0]):  # bounded temporaries however many voxels a step touches
-            index = rows[part]
+            part_grad = grad[part]
+            update = (part_grad != 0).any(1)
+            if allowed is not None:
+                update &= allowed[rows[part]]
+            index = rows[part][update]
+            if index.numel() == 0:
+                continue
+            if self.rms is None:
+                self.rms = torch.zeros_like(data)
             data[index], self.rms[index] = rmsprop_update(
-                data[index], self.rms[index], grad[part], lr_density, lr_sh, self.beta
+                data[index], self.rms[index], part_grad[update], lr_density, lr_sh, self.beta
             )
-        return int(rows.numel())
+            updated += int(index.numel())
+        return updated
 
 
 class MaskedRMSprop:

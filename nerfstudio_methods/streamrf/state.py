@@ -211,21 +211,27 @@ class SparseGridState:
     def step(self, allowed: Optional[Tensor], lr_density: float, lr_sh: float) -> int:
         """Masked RMSprop with the gradients of this step's lookups (summed per voxel); returns voxels updated."""
         parts = [(rows, leaf.grad) for rows, leaf in self.pending if leaf.grad is not None]
+        self.pending = []  # the leaves go: each part's gradient is freed once it is summed below
         if self.values.grad is not None:
             parts.append((torch.arange(self.values.shape[0], device=self.values.device), self.values.grad))
             self.values.grad = None
-        self.pending = []
         if not parts:
             return 0
-        rows = torch.cat([rows for rows, _ in parts])
-        grads = torch.cat([grad for _, grad in parts])
-        if len(parts) > 1:  # one summed gradient per voxel, as a dense gradient would hold
-            mark = torch.zeros(self.values.shape[0], dtype=torch.bool, device=rows.device)
-            mark[rows] = True
-            distinct = torch.nonzero(mark)[:, 0]
+        if len(parts) == 1:
+            rows, grads = parts.pop()
+        else:  # one summed gradient per voxel, as a dense gradient would hold; no concatenated copy of the parts
+            mark = torch.zeros(self.values.shape[0], dtype=torch.bool, device=self.values.device)
+            for part_rows, _ in parts:
+                mark[part_rows] = True
+            rows = torch.nonzero(mark)[:, 0]
             slot = torch.cumsum(mark, 0, dtype=torch.int32)
-            grads = grads.new_zeros(distinct.shape[0], grads.shape[1]).index_add_(0, slot[rows].long() - 1, grads)
-            rows = distinct
+            del mark
+            grads = parts[0][1].new_zeros(rows.shape[0], parts[0][1].shape[1])
+            while parts:
+                part_rows, part_grad = parts.pop()
+                grads.index_add_(0, slot[part_rows].long() - 1, part_grad)
+                del part_rows, part_grad
+            del slot
         return self.optimizer.step(self.values.detach(), rows, grads, allowed, lr_density, lr_sh)
 
     def reset_optimizer(self) -> None:
