@@ -28,9 +28,10 @@ from nerfstudio_methods.streamrf.sh import SH_CHANNELS
 GRID_CHANNELS = 1 + SH_CHANNELS
 """Channel 0 is the raw density, channels 1..27 the SH coefficients (9 red, 9 green, 9 blue)."""
 
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 """Points (or rows) handled at once by whole-grid operations, so that none allocates per-voxel 28-channel
-temporaries at N3DV / Meet Room sizes."""
+temporaries at N3DV / Meet Room sizes. An RMSprop update makes about ten ``[rows, 28]`` temporaries: 29 MB each at
+this size; at 2^20 rows they took 1 GB of N3DV's 3 GB (measured, benchmarks/streamrf_memory.py)."""
 
 
 @dataclass(frozen=True)

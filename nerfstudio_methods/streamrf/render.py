@@ -47,7 +47,7 @@ def march_steps(spec: GridSpec, directions: Float[Tensor, "n 3"], step_size: flo
     return step_size / (directions * scale).norm(dim=-1).clamp_min(1e-12)
 
 
-MARCH_CHUNK = 1 << 21
+MARCH_CHUNK = 1 << 20
 """Samples marched at once by :func:`render_rays_torch` (a group of whole rays; a longer ray is one group)."""
 
 
