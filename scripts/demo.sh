@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A demo per method, each on a generated scene of its own format (no download), sized for a CPU:
-#   bash scripts/demo.sh [infonerf|soft-mining|streamrf|mononerf|3da-ae]     (default: infonerf)
+#   bash scripts/demo.sh [soft-mining|infonerf|streamrf|mononerf|3da-ae]     (default: soft-mining)
 #   infonerf     few-shot (4 views): the render beside the same model trained without InfoNeRF's regulariser
 #   soft-mining  held-out PSNR against steps, soft mining beside nerfacto's uniform pixel sampling
 #   streamrf     a multi-view video: the held-out camera's video across time
@@ -10,7 +10,7 @@
 # DEMO_STEPS=n overrides the training steps (infonerf, soft-mining, mononerf).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
-METHOD="${1:-infonerf}"
+METHOD="${1:-soft-mining}"
 case "$METHOD" in
     infonerf | soft-mining | streamrf | mononerf | 3da-ae) ;;
     *) echo "error: no demo for '$METHOD' (choose infonerf, soft-mining, streamrf, mononerf or 3da-ae)" >&2; exit 2 ;;
@@ -42,31 +42,29 @@ video_across_time() {
 }
 
 demo_infonerf() {
-    # InfoNeRF's regulariser on nerfacto (`infonerf-nerfacto`): the vanilla-NeRF base (`infonerf`) stays in its fog
-    # stage for the first thousands of steps at any CPU size (README, InfoNeRF few-shot benchmark), so on a CPU
-    # the regulariser's effect is seen on nerfacto. Entropy weight 0.01: the benchmark's best at CPU size.
-    local steps="${DEMO_STEPS:-500}"
+    local steps="${DEMO_STEPS:-400}"
     scene blender --width 64 --height 64 --num-cameras 24 --seed 0
-    local model=(--pipeline.model.implementation torch --pipeline.model.num-proposal-samples-per-ray 32 16
-        --pipeline.model.num-nerf-samples-per-ray 24 --pipeline.model.log2-hashmap-size 15
-        --pipeline.model.eval-num-rays-per-chunk 4096 --pipeline.datamanager.train-num-rays-per-batch 512)
     local variant flags
     for variant in infonerf without_regularizer; do
-        flags=(--pipeline.model.entropy-lambda 0.01 --pipeline.datamanager.num-unseen-rays 512)
-        [ "$variant" = without_regularizer ] && flags=(--pipeline.model.entropy-lambda 0
-            --pipeline.datamanager.num-unseen-rays 0)
-        echo "[demo] ns-train infonerf-nerfacto ($variant) for $steps steps on 4 of the 24 views"
-        ns-train infonerf-nerfacto "${COMMON[@]}" --timestamp "$variant" --max-num-iterations "$steps" \
-            --steps-per-save "$steps" --steps-per-eval-image "$((steps + 1))" \
-            --steps-per-eval-batch "$((steps + 1))" --steps-per-eval-all-images "$((steps + 1))" \
-            "${model[@]}" "${flags[@]}" blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
-        ns-eval --load-config "$(run_dir infonerf-nerfacto "$variant")/config.yml" --output-path "metrics_$variant.json"
-        ns-render interpolate --load-config "$(run_dir infonerf-nerfacto "$variant")/config.yml" \
+        flags=()
+        [ "$variant" = without_regularizer ] && flags=(--pipeline.model.entropy-lambda 0 --pipeline.model.kl-lambda 0)
+        echo "[demo] ns-train infonerf ($variant) for $steps steps on 4 of the 24 views"
+        ns-train infonerf "${COMMON[@]}" --timestamp "$variant" --max-num-iterations "$steps" \
+            --steps-per-save "$steps" --steps-per-eval-image "$steps" --steps-per-eval-batch "$steps" \
+            --steps-per-eval-all-images "$((steps + 1))" \
+            --pipeline.datamanager.train-num-rays-per-batch 256 --pipeline.datamanager.num-unseen-rays 256 \
+            --pipeline.datamanager.precrop-iters "$((steps / 4))" \
+            --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 32 \
+            --pipeline.model.mlp-layer-width 64 --pipeline.model.coarse-mlp-num-layers 4 \
+            --pipeline.model.fine-mlp-num-layers 4 "${flags[@]}" \
+            blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
+        ns-eval --load-config "$(run_dir infonerf "$variant")/config.yml" --output-path "metrics_$variant.json"
+        ns-render interpolate --load-config "$(run_dir infonerf "$variant")/config.yml" \
             --output-path "renders/$variant.mp4" --pose-source train --interpolation-steps 6 --order-poses True \
             --frame-rate 12
     done
     "${REPORT[@]}" side-by-side renders/infonerf.mp4 renders/without_regularizer.mp4 renders/infonerf_vs_plain.mp4
-    "${REPORT[@]}" summary "config=$(run_dir infonerf-nerfacto infonerf)/config.yml" "metrics=metrics_infonerf.json" \
+    "${REPORT[@]}" summary "config=$(run_dir infonerf infonerf)/config.yml" "metrics=metrics_infonerf.json" \
         "metrics_plain=metrics_without_regularizer.json" "video=renders/infonerf_vs_plain.mp4"
     echo "  (the video: InfoNeRF left, the same model without the entropy regulariser right)"
 }
