@@ -70,7 +70,7 @@ demo_infonerf() {
 }
 
 demo_soft_mining() {
-    local steps="${DEMO_STEPS:-600}" every=100
+    local steps="${DEMO_STEPS:-400}" every=50
     scene blender --width 64 --height 64 --num-cameras 24 --seed 0
     # one model for both: nerfacto (torch) with the soft-mining Blender preset's settings
     local model=(--pipeline.model.implementation torch --pipeline.model.num-proposal-samples-per-ray 32 16
@@ -78,7 +78,7 @@ demo_soft_mining() {
         --pipeline.model.eval-num-rays-per-chunk 4096)
     local schedule=(--max-num-iterations "$steps" --steps-per-save "$steps" --steps-per-eval-all-images "$every"
         --steps-per-eval-image "$((steps + 1))" --steps-per-eval-batch "$((steps + 1))"
-        --pipeline.datamanager.train-num-rays-per-batch 1024)
+        --pipeline.datamanager.train-num-rays-per-batch 512)
     echo "[demo] ns-train soft-mining for $steps steps (held-out PSNR every $every)"
     ns-train soft-mining "${COMMON[@]}" --timestamp soft_mining "${schedule[@]}" "${model[@]}" blender-data --data scene
     echo "[demo] ns-train nerfacto, same model, uniform pixel sampling"
