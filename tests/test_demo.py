@@ -1,6 +1,7 @@
-"""The README's main command, ``bash scripts/demo.sh`` (soft mining beside uniform sampling, on all 24 views of a
-generated Blender scene), on a shorter run: it finishes, prints where its files are, and its held-out render beats
-a floor computed from the generator's ground truth: rendering nothing but the white background."""
+"""The README's main command, ``bash scripts/demo.sh`` (the soft-mining demo: soft mining beside uniform sampling
+on the 24 views of a generated Blender scene), on a shorter run: it finishes, prints where its files are, and its
+held-out render beats a floor computed from the generator's ground truth: rendering nothing but the white
+background."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 SHORT_STEPS = 200
-"""A third of the demo's 600 steps (two nerfacto runs of 200 steps: about 2 minutes on 2 cores)."""
+"""Fewer than the demo's 250 steps: two nerfacto runs of 200 steps."""
 MARGIN_DB = 5.0
 """How far above the background-only PSNR the short run must be. A model that learned no geometry renders the white
-background; one that renders the scene's sphere roughly in place and colour removes most of the error inside it.
-The demo configuration measured 21.9 dB at step 200 (and 24.3 dB at step 600) against 15.1 dB for white on this
-scene (README, "The two commands"), so 5 dB leaves room for seeds and thread counts and still fails a blur."""
+background (the uniform-sampling run of the demo did, at 15.1 dB); one that renders the scene's sphere in place and
+colour removes most of the error inside it. Measured with the demo's configuration: held-out PSNR 22.15 dB at step
+200 (19.1 at step 100, 22.0-22.2 from step 150 to 350), against 15.10 dB for white on this scene, so a 5 dB margin
+fails a background-coloured blur and leaves 2 dB for seeds and thread counts."""
 
 
 def background_psnr(scene: Path) -> float:
@@ -58,7 +60,8 @@ def test_default_demo_renders_its_scene(tmp_path: Path) -> None:
         assert f"  {name:<10}: " in result.stdout or f"  {name}: " in result.stdout
     assert (demo / "psnr_curves.png").is_file()
     curves = json.loads((demo / "psnr_curves.json").read_text())
-    assert [step for step, _ in curves["soft mining"]][-1] == SHORT_STEPS  # held-out PSNR against steps, to the end
+    steps = [step for step, _ in curves["soft mining"]]
+    assert len(steps) >= 3 and steps[-1] >= SHORT_STEPS - 50  # held-out PSNR every 50 steps, to the end
     psnr = json.loads((demo / "metrics_soft_mining.json").read_text())["results"]["psnr"]
     floor = background_psnr(demo / "scene")
     assert 14.0 < floor < 16.5  # the demo scene: a sphere covering part of a white view (15.1 dB measured)
