@@ -2,7 +2,7 @@
 # A demo per method, each on a generated scene of its own format (no download), sized for a CPU:
 #   bash scripts/demo.sh [soft-mining|infonerf|streamrf|mononerf|3da-ae]     (default: soft-mining)
 #   infonerf     few-shot (4 views): the render beside the same model trained without InfoNeRF's regulariser
-#   soft-mining  held-out PSNR against steps, soft mining beside nerfacto's uniform pixel sampling
+#   soft-mining  held-out PSNR against steps and a video, soft mining beside nerfacto's uniform pixel sampling
 #   streamrf     a multi-view video: the held-out camera's video across time
 #   mononerf     a monocular video: the evaluation camera across time (static, then dynamic stage)
 #   3da-ae       latent tri-planes of several scenes with a jointly trained autoencoder: per-scene held-out PSNR
@@ -29,6 +29,13 @@ fi
 COMMON=("${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True --experiment-name demo)
 scene() { echo "[demo] generating a $1 scene in $OUT/scene"; nerfstudio-methods-scene --format "$@" --output scene --quiet; }
 run_dir() { echo "outputs/demo/$1/$2"; }
+
+# ns-render along a run's training cameras (ordered, STEPS poses between neighbours) to renders/NAME.mp4
+#   training_path_video RUN_DIR NAME STEPS
+training_path_video() {
+    ns-render interpolate --load-config "$1/config.yml" --output-path "renders/$2.mp4" --pose-source train \
+        --interpolation-steps "$3" --order-poses True --frame-rate 12
+}
 
 # Video methods: ns-eval (per-frame metrics), then ns-render of the camera path across time that the run wrote.
 #   video_across_time RUN_DIR NAME CAMERA_PATH DESCRIPTION   -> metrics_NAME.json, renders/CAMERA_PATH.mp4
@@ -62,9 +69,7 @@ demo_infonerf() {
             --pipeline.model.fine-mlp-num-layers 4 "${flags[@]}" \
             blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
         ns-eval --load-config "$(run_dir infonerf "$variant")/config.yml" --output-path "metrics_$variant.json"
-        ns-render interpolate --load-config "$(run_dir infonerf "$variant")/config.yml" \
-            --output-path "renders/$variant.mp4" --pose-source train --interpolation-steps 6 --order-poses True \
-            --frame-rate 12
+        training_path_video "$(run_dir infonerf "$variant")" "$variant" 6
     done
     "${REPORT[@]}" side-by-side renders/infonerf.mp4 renders/without_regularizer.mp4 renders/infonerf_vs_plain.mp4
     "${REPORT[@]}" summary "config=$(run_dir infonerf infonerf)/config.yml" "metrics=metrics_infonerf.json" \
@@ -94,8 +99,14 @@ demo_soft_mining() {
     echo "[demo] held-out PSNR against steps"
     "${REPORT[@]}" curves "soft mining=$(run_dir soft-mining soft_mining)" "uniform=$(run_dir nerfacto uniform)" \
         --output psnr_curves
+    echo "[demo] ns-render: both models along the training cameras"
+    training_path_video "$(run_dir soft-mining soft_mining)" soft_mining 2
+    training_path_video "$(run_dir nerfacto uniform)" uniform 2
+    "${REPORT[@]}" side-by-side renders/soft_mining.mp4 renders/uniform.mp4 renders/soft_mining_vs_uniform.mp4
     "${REPORT[@]}" summary "config=$(run_dir soft-mining soft_mining)/config.yml" \
-        "metrics=metrics_soft_mining.json" "metrics_uniform=metrics_uniform.json" "plot=psnr_curves.png"
+        "metrics=metrics_soft_mining.json" "metrics_uniform=metrics_uniform.json" "plot=psnr_curves.png" \
+        "video=renders/soft_mining_vs_uniform.mp4"
+    echo "  (the video: soft mining left, uniform sampling right)"
 }
 
 demo_streamrf() {

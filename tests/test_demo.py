@@ -57,9 +57,9 @@ def test_default_demo_renders_its_scene(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     demo = tmp_path / "demo"
-    for name in ("config", "metrics", "metrics_uniform", "plot"):
+    for name in ("config", "metrics", "metrics_uniform", "plot", "video"):
         assert f"  {name:<10}: " in result.stdout or f"  {name}: " in result.stdout
-    assert (demo / "psnr_curves.png").is_file()
+    assert (demo / "psnr_curves.png").is_file() and (demo / "renders" / "soft_mining_vs_uniform.mp4").is_file()
     curves = json.loads((demo / "psnr_curves.json").read_text())
     steps = [step for step, _ in curves["soft mining"]]
     assert len(steps) >= 3 and steps[-1] >= SHORT_STEPS - 50  # held-out PSNR every 50 steps, to the end
