@@ -27,7 +27,7 @@ background (the uniform-sampling run of the demo did, at 15.1 dB); one that rend
 colour removes most of the error inside it. Measured with the demo's configuration: ns-eval's held-out PSNR
 22.36 dB after these 200 steps (the validation curve: 19.1 dB at step 100, 22.0-22.2 from step 150 to 350), against
 15.10 dB for white on this scene, so a 5 dB margin fails a background-coloured blur and leaves 2 dB for seeds and
-thread counts. The test took 3 minutes on the shared 2 cores."""
+thread counts. The test took 3 to 6 minutes on the shared 2 cores (load 2-3)."""
 
 
 def background_psnr(scene: Path) -> float:
