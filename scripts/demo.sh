@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A demo per method, each on a generated scene of its own format (no download), sized for a CPU:
-#   bash scripts/demo.sh [infonerf|soft-mining|streamrf|mononerf|3da-ae]     (default: infonerf)
+#   bash scripts/demo.sh [soft-mining|infonerf|streamrf|mononerf|3da-ae]     (default: soft-mining)
 #   infonerf     few-shot (4 views): the render beside the same model trained without InfoNeRF's regulariser
-#   soft-mining  held-out PSNR against steps, soft mining beside nerfacto's uniform pixel sampling
+#   soft-mining  held-out PSNR against steps and a video, soft mining beside nerfacto's uniform pixel sampling
 #   streamrf     a multi-view video: the held-out camera's video across time
 #   mononerf     a monocular video: the evaluation camera across time (static, then dynamic stage)
 #   3da-ae       latent tri-planes of several scenes with a jointly trained autoencoder: per-scene held-out PSNR
@@ -10,7 +10,7 @@
 # DEMO_STEPS=n overrides the training steps (infonerf, soft-mining, mononerf).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
-METHOD="${1:-infonerf}"
+METHOD="${1:-soft-mining}"
 case "$METHOD" in
     infonerf | soft-mining | streamrf | mononerf | 3da-ae) ;;
     *) echo "error: no demo for '$METHOD' (choose infonerf, soft-mining, streamrf, mononerf or 3da-ae)" >&2; exit 2 ;;
@@ -30,27 +30,46 @@ COMMON=("${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True 
 scene() { echo "[demo] generating a $1 scene in $OUT/scene"; nerfstudio-methods-scene --format "$@" --output scene --quiet; }
 run_dir() { echo "outputs/demo/$1/$2"; }
 
+# ns-render along a run's training cameras (ordered, STEPS poses between neighbours) to renders/NAME.mp4
+#   training_path_video RUN_DIR NAME STEPS
+training_path_video() {
+    ns-render interpolate --load-config "$1/config.yml" --output-path "renders/$2.mp4" --pose-source train \
+        --interpolation-steps "$3" --order-poses True --frame-rate 12
+}
+
+# Video methods: ns-eval (per-frame metrics), then ns-render of the camera path across time that the run wrote.
+#   video_across_time RUN_DIR NAME CAMERA_PATH DESCRIPTION   -> metrics_NAME.json, renders/CAMERA_PATH.mp4
+video_across_time() {
+    local run="$1" name="$2" path="$3"
+    ns-eval --load-config "$run/config.yml" --output-path "metrics_$name.json"
+    echo "[demo] ns-render: $4 across time"
+    ns-render camera-path --load-config "$run/config.yml" --camera-path-filename "$run/camera_paths/$path.json" \
+        --output-path "renders/$path.mp4"
+    "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_$name.json" "video=renders/$path.mp4"
+}
+
 demo_infonerf() {
-    local steps="${DEMO_STEPS:-400}"
+    # CPU size (README, InfoNeRF few-shot benchmark): 4 x 64 MLPs at Adam 2e-3; the preset's entropy weight (0.01
+    # emptied every view in 300 steps: 15.12 dB, the all-white render's PSNR); the baseline draws no unseen rays.
+    local steps="${DEMO_STEPS:-300}"
     scene blender --width 64 --height 64 --num-cameras 24 --seed 0
     local variant flags
     for variant in infonerf without_regularizer; do
-        flags=()
-        [ "$variant" = without_regularizer ] && flags=(--pipeline.model.entropy-lambda 0 --pipeline.model.kl-lambda 0)
+        flags=(--pipeline.datamanager.num-unseen-rays 256)
+        [ "$variant" = without_regularizer ] && flags=(--pipeline.model.entropy-lambda 0 --pipeline.model.kl-lambda 0
+            --pipeline.datamanager.num-unseen-rays 0)
         echo "[demo] ns-train infonerf ($variant) for $steps steps on 4 of the 24 views"
         ns-train infonerf "${COMMON[@]}" --timestamp "$variant" --max-num-iterations "$steps" \
             --steps-per-save "$steps" --steps-per-eval-image "$steps" --steps-per-eval-batch "$steps" \
             --steps-per-eval-all-images "$((steps + 1))" \
-            --pipeline.datamanager.train-num-rays-per-batch 256 --pipeline.datamanager.num-unseen-rays 256 \
+            --pipeline.datamanager.train-num-rays-per-batch 256 --optimizers.fields.optimizer.lr 2e-3 \
             --pipeline.datamanager.precrop-iters "$((steps / 4))" \
             --pipeline.model.num-coarse-samples 32 --pipeline.model.num-importance-samples 32 \
             --pipeline.model.mlp-layer-width 64 --pipeline.model.coarse-mlp-num-layers 4 \
             --pipeline.model.fine-mlp-num-layers 4 "${flags[@]}" \
             blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
         ns-eval --load-config "$(run_dir infonerf "$variant")/config.yml" --output-path "metrics_$variant.json"
-        ns-render interpolate --load-config "$(run_dir infonerf "$variant")/config.yml" \
-            --output-path "renders/$variant.mp4" --pose-source train --interpolation-steps 6 --order-poses True \
-            --frame-rate 12
+        training_path_video "$(run_dir infonerf "$variant")" "$variant" 6
     done
     "${REPORT[@]}" side-by-side renders/infonerf.mp4 renders/without_regularizer.mp4 renders/infonerf_vs_plain.mp4
     "${REPORT[@]}" summary "config=$(run_dir infonerf infonerf)/config.yml" "metrics=metrics_infonerf.json" \
@@ -59,7 +78,8 @@ demo_infonerf() {
 }
 
 demo_soft_mining() {
-    local steps="${DEMO_STEPS:-600}" every=100
+    # 250 steps: held-out PSNR is flat from step 150 at this size (measured 22.1 dB at 150-350 steps, README)
+    local steps="${DEMO_STEPS:-250}" every=50
     scene blender --width 64 --height 64 --num-cameras 24 --seed 0
     # one model for both: nerfacto (torch) with the soft-mining Blender preset's settings
     local model=(--pipeline.model.implementation torch --pipeline.model.num-proposal-samples-per-ray 32 16
@@ -67,7 +87,7 @@ demo_soft_mining() {
         --pipeline.model.eval-num-rays-per-chunk 4096)
     local schedule=(--max-num-iterations "$steps" --steps-per-save "$steps" --steps-per-eval-all-images "$every"
         --steps-per-eval-image "$((steps + 1))" --steps-per-eval-batch "$((steps + 1))"
-        --pipeline.datamanager.train-num-rays-per-batch 1024)
+        --pipeline.datamanager.train-num-rays-per-batch 512)
     echo "[demo] ns-train soft-mining for $steps steps (held-out PSNR every $every)"
     ns-train soft-mining "${COMMON[@]}" --timestamp soft_mining "${schedule[@]}" "${model[@]}" blender-data --data scene
     echo "[demo] ns-train nerfacto, same model, uniform pixel sampling"
@@ -79,8 +99,14 @@ demo_soft_mining() {
     echo "[demo] held-out PSNR against steps"
     "${REPORT[@]}" curves "soft mining=$(run_dir soft-mining soft_mining)" "uniform=$(run_dir nerfacto uniform)" \
         --output psnr_curves
+    echo "[demo] ns-render: both models along the training cameras"
+    training_path_video "$(run_dir soft-mining soft_mining)" soft_mining 2
+    training_path_video "$(run_dir nerfacto uniform)" uniform 2
+    "${REPORT[@]}" side-by-side renders/soft_mining.mp4 renders/uniform.mp4 renders/soft_mining_vs_uniform.mp4
     "${REPORT[@]}" summary "config=$(run_dir soft-mining soft_mining)/config.yml" \
-        "metrics=metrics_soft_mining.json" "metrics_uniform=metrics_uniform.json" "plot=psnr_curves.png"
+        "metrics=metrics_soft_mining.json" "metrics_uniform=metrics_uniform.json" "plot=psnr_curves.png" \
+        "video=renders/soft_mining_vs_uniform.mp4"
+    echo "  (the video: soft mining left, uniform sampling right)"
 }
 
 demo_streamrf() {
@@ -91,12 +117,7 @@ demo_streamrf() {
         --pipeline.model.frame0-steps 300 --pipeline.model.pilot-frame0-steps 40 --pipeline.model.pilot-steps 20 \
         --pipeline.model.steps-per-frame 40 --pipeline.datamanager.train-num-rays-per-batch 1024 \
         --pipeline.datamanager.frame0-num-rays-per-batch 1024 n3dv-data --data scene --downscale-factor 1
-    local run; run="$(run_dir streamrf run)"
-    ns-eval --load-config "$run/config.yml" --output-path metrics_streamrf.json
-    echo "[demo] ns-render: the held-out camera across time"
-    ns-render camera-path --load-config "$run/config.yml" --camera-path-filename "$run/camera_paths/heldout_camera.json" \
-        --output-path renders/heldout_camera.mp4
-    "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_streamrf.json" "video=renders/heldout_camera.mp4"
+    video_across_time "$(run_dir streamrf run)" streamrf heldout_camera "the held-out camera"
 }
 
 demo_mononerf() {
@@ -105,12 +126,7 @@ demo_mononerf() {
     echo "[demo] ns-train mononerf-cpu for $steps steps (static stage, then the dynamic one)"
     ns-train mononerf-cpu "${COMMON[@]}" --timestamp run --max-num-iterations "$steps" --steps-per-save "$steps" \
         --pipeline.model.static-steps "$((steps * 3 / 5))" dynamic-scene-data --data scene
-    local run; run="$(run_dir mononerf-cpu run)"
-    ns-eval --load-config "$run/config.yml" --output-path metrics_mononerf.json
-    echo "[demo] ns-render: the evaluation camera across time"
-    ns-render camera-path --load-config "$run/config.yml" --camera-path-filename "$run/camera_paths/fixed_camera.json" \
-        --output-path renders/fixed_camera.mp4
-    "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_mononerf.json" "video=renders/fixed_camera.mp4"
+    video_across_time "$(run_dir mononerf-cpu run)" mononerf fixed_camera "the evaluation camera"
 }
 
 demo_3da_ae() {
