@@ -52,7 +52,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import atomic_write, seed_everything  # noqa: E402
+from _common import atomic_write, benchmark_trainer_config, cpu_sized_nerfacto, seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -68,6 +68,9 @@ VARIANT_KEYS = {
     "perturb": ("datamanager", "perturb_max_deg", float),
     "neighbour": ("datamanager", "neighbour_rays", lambda v: v in ("1", "true", "True")),
     "background": ("model", "background_color", str),
+    "end": ("model", "entropy_end_step", int),
+    "init_density": ("model", "average_init_density", float),
+    "neighbour_deg": ("datamanager", "neighbour_max_deg", float),
 }
 """Short names of the settings a variant may change: ``lambda=0.01,unseen=512,pose=perturb,seen=1``."""
 
@@ -123,17 +126,9 @@ def base_config(model_name: str, scene: str, args: argparse.Namespace):
     datamanager.num_unseen_rays = args.rays
     datamanager.precrop_iters = min(datamanager.precrop_iters, args.steps // 4)
     if model_name == "nerfacto":
-        model.implementation = "torch"
-        model.num_levels = args.hash_levels
-        model.log2_hashmap_size = args.log2_hashmap_size
-        model.max_res = args.max_res
-        model.num_proposal_iterations = 1
-        model.proposal_net_args_list = [
-            {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False}
-        ]
-        model.num_proposal_samples_per_ray = (args.proposal_samples,)
-        model.num_nerf_samples_per_ray = args.nerf_samples
-        model.eval_num_rays_per_chunk = 4096
+        cpu_sized_nerfacto(
+            model, args.hash_levels, args.log2_hashmap_size, args.max_res, args.proposal_samples, args.nerf_samples
+        )
     else:
         model.num_coarse_samples = 32
         model.num_importance_samples = 32
@@ -147,20 +142,8 @@ def base_config(model_name: str, scene: str, args: argparse.Namespace):
 
 def variant_config(variant: dict[str, Any], scene: str, seed: int, args: argparse.Namespace):
     config = copy.deepcopy(base_config(variant["model"], scene, args))
-    config.experiment_name = f"{scene}_{variant['model']}_{variant['name']}_s{seed}"
-    config.timestamp = "bench"
-    config.output_dir = args.output / "runs"
-    config.vis = "tensorboard"
     steps = args.steps if args.steps is not None else config.max_num_iterations
-    config.max_num_iterations = steps
-    config.steps_per_save = steps
-    config.steps_per_eval_batch = steps + 1
-    config.steps_per_eval_image = steps + 1
-    config.steps_per_eval_all_images = steps + 1
-    config.save_only_latest_checkpoint = True
-    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    config.machine.seed = seed
-    config.viewer.quit_on_train_completion = True
+    benchmark_trainer_config(config, f"{scene}_{variant['model']}_{variant['name']}_s{seed}", args.output, steps, seed)
     datamanager, model = config.pipeline.datamanager, config.pipeline.model
     if variant["name"].startswith("baseline"):  # the same model without the regularizers or their rays
         model.entropy_lambda = 0.0
@@ -169,10 +152,16 @@ def variant_config(variant: dict[str, Any], scene: str, seed: int, args: argpars
         datamanager.neighbour_rays = False
     for key, value in variant["settings"].items():
         where, attribute, convert = VARIANT_KEYS[key]
-        setattr(model if where == "model" else datamanager, attribute, convert(value))
+        target = model if where == "model" else datamanager
+        if not hasattr(target, attribute):
+            raise ValueError(f"variant {variant['name']!r}: {key}= does not apply to the {variant['model']} model")
+        setattr(target, attribute, convert(value))
     if model.kl_lambda > 0:
         datamanager.neighbour_rays = True
     return config
+
+
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 
 @torch.no_grad()
@@ -191,8 +180,13 @@ def render_metrics(pipeline, dataset, indices: list[int]) -> dict[str, Any]:
             if math.isfinite(float(value)):  # LPIPS is NaN when its weights are not cached (compat layer)
                 values.setdefault(key, []).append(float(value))
         opacities.append(float(outputs["accumulation"].mean()))
+        target = model.renderer_rgb.blend_background(batch["image"])
+        background = BACKGROUNDS.get(str(model.config.background_color))
+        if background is not None:  # the fog reference: an empty scene renders the background everywhere
+            empty_mse = ((target[..., :3] - torch.tensor(background).to(target)) ** 2).mean()
+            values.setdefault("empty_render_psnr", []).append(float(-10 * torch.log10(empty_mse)))
         if first is None:
-            first = {"outputs": outputs, "image": model.renderer_rgb.blend_background(batch["image"])}
+            first = {"outputs": outputs, "image": target}
     summary: dict[str, Any] = {key: float(np.mean(v)) for key, v in values.items()}
     summary["opacity"] = float(np.mean(opacities))
     summary["_first"] = first
@@ -293,12 +287,8 @@ def main() -> int:
                     "variant": variant["name"],
                     "seed": seed,
                     "steps": config.max_num_iterations,
-                    "entropy_lambda": model.entropy_lambda,
-                    "entropy_on_seen_rays": model.entropy_on_seen_rays,
-                    "kl_lambda": model.kl_lambda,
-                    "num_unseen_rays": config.pipeline.datamanager.num_unseen_rays,
-                    "unseen_pose_source": config.pipeline.datamanager.unseen_pose_source,
-                    "background": str(model.background_color),
+                    "settings": variant["settings"],
+                    **run_settings(config),
                     "train_seconds": run["train_seconds"],
                     "held_out": run["held_out"],
                     "train_view_psnr": run["train_view_psnr"],
@@ -325,6 +315,39 @@ def main() -> int:
     print(f"[bench] results -> {json_path}")
     print(json.dumps(results.get("gains", {}), indent=2))
     return 0
+
+
+def run_settings(config) -> dict[str, Any]:
+    """Every regularizer, ray and size setting of a run (what the JSON records beside its metrics)."""
+    datamanager, model = config.pipeline.datamanager, config.pipeline.model
+    settings = {name: getattr(model, name) for name in REGULARIZER_FIELDS}
+    settings.update({name: getattr(datamanager, name) for name in RAY_FIELDS})
+    settings["background"] = str(model.background_color)
+    settings["average_init_density"] = getattr(model, "average_init_density", None)
+    return settings
+
+
+REGULARIZER_FIELDS = (
+    "entropy_lambda",
+    "entropy_acc_threshold",
+    "entropy_on_seen_rays",
+    "entropy_on_neighbour_rays",
+    "entropy_end_step",
+    "kl_lambda",
+    "kl_rate",
+    "kl_step_size",
+    "kl_direction",
+)
+RAY_FIELDS = (
+    "train_num_rays_per_batch",
+    "num_unseen_rays",
+    "unseen_pose_source",
+    "orbit_elevation_margin_deg",
+    "perturb_max_deg",
+    "neighbour_rays",
+    "neighbour_max_deg",
+    "camera_res_scale_factor",
+)
 
 
 def run_variant(config, eval_skip: int) -> dict[str, Any]:
