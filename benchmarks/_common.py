@@ -69,3 +69,17 @@ def benchmark_trainer_config(config: Any, name: str, output: Path, steps: int, s
     config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
     config.machine.seed = seed
     config.viewer.quit_on_train_completion = True
+
+
+def train_step(trainer: Any, step: int) -> None:
+    """One training iteration as ``Trainer.train`` runs it: the pipeline's callbacks before and after
+    ``train_iteration`` (nerfacto's proposal-weight annealing and proposal update schedule, the InfoNeRF losses'
+    step counter for the KL schedule and the entropy end step)."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    trainer.pipeline.train()
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    trainer.train_iteration(step)
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)

@@ -52,7 +52,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import atomic_write, benchmark_trainer_config, cpu_sized_nerfacto, seed_everything  # noqa: E402
+from _common import atomic_write, benchmark_trainer_config, cpu_sized_nerfacto, seed_everything, train_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -420,7 +420,7 @@ def run_variant(config, eval_skip: int) -> dict[str, Any]:
     pipeline = trainer.pipeline
     started = time.perf_counter()
     for step in range(config.max_num_iterations):
-        trainer.train_iteration(step)
+        train_step(trainer, step)
         if (step + 1) % 200 == 0:
             print(
                 f"[bench] {config.experiment_name} step {step + 1} ({time.perf_counter() - started:.0f} s)", flush=True

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, benchmark_trainer_config, seed_everything  # noqa: E402
+from _common import atomic_write, benchmark_trainer_config, seed_everything, train_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LEGO = REPO.parent / "shared" / "data" / "nerf_synthetic" / "lego"
@@ -112,7 +112,7 @@ def train_and_evaluate(config, eval_every: int) -> dict[str, Any]:
     train_seconds = 0.0
     for step in range(config.max_num_iterations):
         started = time.perf_counter()
-        trainer.train_iteration(step)
+        train_step(trainer, step)
         train_seconds += time.perf_counter() - started
         if (step + 1) % eval_every == 0 or step + 1 == config.max_num_iterations:
             curve.append({"step": step + 1, "seconds": train_seconds, **held_out_snapshot(pipeline)})
