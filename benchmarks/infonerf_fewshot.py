@@ -252,11 +252,11 @@ DEFAULT_VARIANTS = {
         "vanilla:baseline",
         "vanilla:infonerf:lambda=0.01",
     ],
-    "dtu": [
+    "dtu": [  # the preset's learned ("last_sample") background, and nerf-pytorch's black
         "nerfacto:baseline",
         "nerfacto:infonerf:kl=0,neighbour=0",
-        "nerfacto:baseline-last:background=last_sample",
-        "nerfacto:infonerf-last:kl=0,neighbour=0,background=last_sample",
+        "nerfacto:baseline-black:background=black",
+        "nerfacto:infonerf-black:kl=0,neighbour=0,background=black",
     ],
 }
 """What the default (CPU) invocation runs per scene; ``--variants`` replaces it for every scene."""
