@@ -7,6 +7,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,3 +30,56 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def cpu_sized_nerfacto(
+    model: Any, hash_levels: int, log2_hashmap_size: int, max_res: int, proposal_samples: int, nerf_samples: int
+) -> None:
+    """Shrinks a ``NerfactoModelConfig`` in place to a size that trains on a CPU in minutes: the torch hash grid
+    (no tiny-cuda-nn here) with ``hash_levels`` levels of ``2**log2_hashmap_size`` entries up to ``max_res``, one
+    proposal network with ``proposal_samples`` samples (the soft-mining code's 1 x NGPDensityField, 5 levels, max
+    res 128; brief A2.7) and ``nerf_samples`` final samples per ray."""
+    model.implementation = "torch"
+    model.num_levels = hash_levels
+    model.log2_hashmap_size = log2_hashmap_size
+    model.max_res = max_res
+    model.num_proposal_iterations = 1
+    model.proposal_net_args_list = [
+        {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False}
+    ]
+    model.num_proposal_samples_per_ray = (proposal_samples,)
+    model.num_nerf_samples_per_ray = nerf_samples
+    model.eval_num_rays_per_chunk = 4096
+
+
+def benchmark_trainer_config(config: Any, name: str, output: Path, steps: int, seed: int) -> None:
+    """Sets a ``TrainerConfig`` up in place for an in-process benchmark run: ``steps`` steps, seed ``seed``, one
+    checkpoint at the end under ``output/runs/name/.../bench``, no evaluation during training, tensorboard instead
+    of the viewer, CUDA when there is one."""
+    config.experiment_name = name
+    config.timestamp = "bench"
+    config.output_dir = output / "runs"
+    config.vis = "tensorboard"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_batch = steps + 1
+    config.steps_per_eval_image = steps + 1
+    config.steps_per_eval_all_images = steps + 1
+    config.save_only_latest_checkpoint = True
+    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    config.machine.seed = seed
+    config.viewer.quit_on_train_completion = True
+
+
+def train_step(trainer: Any, step: int) -> None:
+    """One training iteration as ``Trainer.train`` runs it: the pipeline's callbacks before and after
+    ``train_iteration`` (nerfacto's proposal-weight annealing and proposal update schedule, the InfoNeRF losses'
+    step counter for the KL schedule and the entropy end step)."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    trainer.pipeline.train()
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    trainer.train_iteration(step)
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)

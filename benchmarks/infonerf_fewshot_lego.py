@@ -18,7 +18,6 @@ import argparse
 import copy
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -28,6 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import atomic_write, benchmark_trainer_config, seed_everything, train_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LEGO = REPO.parent / "shared" / "data" / "nerf_synthetic" / "lego"
@@ -58,19 +60,7 @@ def variant_config(
     from nerfstudio_methods.infonerf.config import infonerf
 
     config = copy.deepcopy(infonerf.config)
-    config.experiment_name = name
-    config.timestamp = "bench"
-    config.output_dir = output / "runs"
-    config.vis = "tensorboard"
-    config.max_num_iterations = steps
-    config.steps_per_save = steps
-    config.steps_per_eval_batch = steps + 1
-    config.steps_per_eval_image = steps + 1
-    config.steps_per_eval_all_images = steps + 1
-    config.save_only_latest_checkpoint = True
-    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    config.machine.seed = seed
-    config.viewer.quit_on_train_completion = True
+    benchmark_trainer_config(config, name, output, steps, seed)
     datamanager = config.pipeline.datamanager
     datamanager.data = data
     datamanager.train_num_rays_per_batch = args.rays
@@ -114,9 +104,7 @@ def train_and_evaluate(config, eval_every: int) -> dict[str, Any]:
     """Train with nerfstudio's own Trainer iteration (logging held-out PSNR and opacity every ``eval_every`` steps),
     then evaluate every held-out view with the pipeline's own metrics (what ns-eval reports)."""
     # ns-train seeds in its launcher, not in TrainerConfig.setup: seed here so both variants start identically.
-    random.seed(config.machine.seed)
-    np.random.seed(config.machine.seed)
-    torch.manual_seed(config.machine.seed)
+    seed_everything(config.machine.seed)
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     pipeline = trainer.pipeline
@@ -124,7 +112,7 @@ def train_and_evaluate(config, eval_every: int) -> dict[str, Any]:
     train_seconds = 0.0
     for step in range(config.max_num_iterations):
         started = time.perf_counter()
-        trainer.train_iteration(step)
+        train_step(trainer, step)
         train_seconds += time.perf_counter() - started
         if (step + 1) % eval_every == 0 or step + 1 == config.max_num_iterations:
             curve.append({"step": step + 1, "seconds": train_seconds, **held_out_snapshot(pipeline)})
@@ -165,9 +153,7 @@ def plot_curves(variants: dict, white: float, path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    temporary = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=100)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
     plt.close(figure)
 
 
@@ -279,15 +265,14 @@ def main() -> int:
             key: info[key] - base[key] for key in ("psnr", "ssim", "lpips") if key in base and key in info
         }
     json_path = args.output / "infonerf_fewshot_lego.json"
-    json_path.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
-    os.replace(json_path.with_suffix(".tmp"), json_path)
+    atomic_write(json_path, lambda temporary: temporary.write_text(json.dumps(results, indent=2)))
 
     gt = renders["infonerf"]["gt"]
     rows = [np.concatenate([gt, renders[k]["rgb"], renders[k]["depth"]], axis=1) for k in renders]
     figure = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
     figure = np.kron(figure, np.ones((4, 4, 1), dtype=np.uint8))  # enlarge tiny renders for viewing
     png_path = args.output / "infonerf_fewshot_lego.png"
-    Image.fromarray(figure).save(png_path)
+    atomic_write(png_path, lambda temporary: Image.fromarray(figure).save(temporary, format="png"))
     print(f"[bench] rows: {', '.join(renders)}; columns: ground truth, RGB, depth -> {png_path}")
     plot_curves(
         results["variants"], results["reference_all_white_psnr"], args.output / "infonerf_fewshot_lego_curves.png"

@@ -75,7 +75,7 @@ def main() -> int:
                 )
                 print(json.dumps(records[-1]), flush=True)
             if step < args.steps:
-                trainer.train_iteration(step)
+                fewshot.train_step(trainer, step)
     report = {
         "diagnostic": "gradient norms on the fine field: fine colour loss vs weighted ray entropy",
         "setup": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},

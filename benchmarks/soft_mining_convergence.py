@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, seed_everything  # noqa: E402
+from _common import atomic_write, cpu_sized_nerfacto, seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -91,18 +91,9 @@ def scene_config(scene: str, variant: str, args: argparse.Namespace):
     trainer = soft_mining_nerfacto_config(preset)
     pipeline = trainer.pipeline
     model = pipeline.model
-    model.implementation = "torch"
-    model.num_levels = args.hash_levels
-    model.log2_hashmap_size = args.log2_hashmap_size
-    model.max_res = args.max_res
-    # one proposal network, as the released code (brief A2.7: 1 x NGPDensityField, 5 levels, max res 128)
-    model.num_proposal_iterations = 1
-    model.proposal_net_args_list = [
-        {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False}
-    ]
-    model.num_proposal_samples_per_ray = (args.proposal_samples,)
-    model.num_nerf_samples_per_ray = args.nerf_samples
-    model.eval_num_rays_per_chunk = 4096
+    cpu_sized_nerfacto(
+        model, args.hash_levels, args.log2_hashmap_size, args.max_res, args.proposal_samples, args.nerf_samples
+    )
     if scene == "lego":
         dataparser = BlenderDataParserConfig(data=SCENES["lego"])
         scale = args.lego_scale

@@ -388,6 +388,23 @@ def test_model_losses_on_a_training_batch(scene: Path) -> None:
     assert all(p.grad is not None for p in model.field_fine.parameters() if p.requires_grad)
 
 
+def test_entropy_switches_off_at_its_end_step(scene: Path) -> None:
+    # the released code's entropy_end_iter: the weight holds before the end step and is 0 from it on
+    datamanager = make_datamanager(scene)
+    model = make_model(datamanager, entropy_lambda=0.004, entropy_end_step=300)
+    rays, batch = datamanager.next_train(step=0)
+    outputs = model(rays)
+    metrics = model.get_metrics_dict(outputs, batch)
+    model.step = 299
+    assert model.entropy_weight() == 0.004
+    losses = model.get_loss_dict(outputs, batch, metrics)
+    torch.testing.assert_close(losses["entropy_loss"].detach(), 0.004 * metrics["ray_entropy"])
+    model.step = 300
+    assert model.entropy_weight() == 0.0
+    assert "entropy_loss" not in model.get_loss_dict(outputs, batch, metrics)
+    assert "ray_entropy" in model.get_metrics_dict(outputs, batch)  # still logged
+
+
 def test_model_entropy_ray_selection_options(scene: Path) -> None:
     datamanager = make_datamanager(scene)
     model = make_model(datamanager, entropy_on_seen_rays=True, entropy_on_neighbour_rays=False)

@@ -280,6 +280,8 @@ def test_nerfacto_presets() -> None:
     assert tuple(dtu.pipeline.datamanager.dataparser.train_views) == (22, 25, 28)
     assert blender.pipeline.model.kl_lambda == 0.0 and not blender.pipeline.datamanager.neighbour_rays
     assert dtu.pipeline.model.kl_lambda == 2e-5 and dtu.pipeline.datamanager.neighbour_rays
+    assert blender.pipeline.model.background_color == "white"  # Blender's renders are composited on white
+    assert dtu.pipeline.model.background_color == "last_sample"  # DTU has a real background: learned, as nerfacto
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert 'infonerf-nerfacto = "nerfstudio_methods.infonerf.config:infonerf_nerfacto"' in pyproject
     assert 'infonerf-nerfacto-dtu = "nerfstudio_methods.infonerf.config:infonerf_nerfacto_dtu"' in pyproject

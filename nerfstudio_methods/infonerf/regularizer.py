@@ -66,6 +66,9 @@ class InfoNeRFLossConfig:
     """Apply the entropy to the neighbour rays too, when there are any (``entropy_ignore_smoothing=False``)."""
     entropy_log_base: float = 2.0
     """Logarithm base of the entropy (``entropy_type='log2'``)."""
+    entropy_end_step: Optional[int] = None
+    """Training step from which the entropy loss is switched off (``entropy_end_iter``; None, as in the released
+    configs: on for the whole run)."""
     kl_lambda: float = 0.0
     """Initial weight of the information-gain (KL) loss (``smoothing_lambda``); 0 disables it (the released Blender
     config). The DTU config uses 2e-5. Needs ``--pipeline.datamanager.neighbour-rays True``."""
@@ -158,6 +161,13 @@ class InfoNeRFLossMixin:
         current = getattr(self, "step", 0) if step is None else step
         return kl_weight(current, config.kl_lambda, config.kl_rate, config.kl_step_size)
 
+    def entropy_weight(self, step: Optional[int] = None) -> float:
+        """``entropy_lambda`` before ``entropy_end_step`` (default: the current step), 0 from it on."""
+        config = self.config
+        current = getattr(self, "step", 0) if step is None else step
+        end = config.entropy_end_step
+        return config.entropy_lambda if end is None or current < end else 0.0
+
     def regulariser_terms(self, outputs: Dict[str, Any], batch: Dict) -> Dict[str, Tensor]:
         """Unweighted ``ray_entropy`` and ``information_gain`` (KL) of an InfoNeRF training batch, else ``{}``."""
         if not is_infonerf_batch(batch) or self.alphas_output not in outputs:
@@ -210,8 +220,8 @@ class InfoNeRFLossMixin:
         terms = self.regulariser_terms(outputs, batch)
         # A term whose weight is 0 stays out of the loss: 0 * a non-finite value is NaN, and its gradient would
         # reach the field even though the term is switched off.
-        if "ray_entropy" in terms and self.config.entropy_lambda > 0:
-            loss_dict["entropy_loss"] = self.config.entropy_lambda * terms["ray_entropy"]
+        if "ray_entropy" in terms and self.entropy_weight() > 0:
+            loss_dict["entropy_loss"] = self.entropy_weight() * terms["ray_entropy"]
         if "information_gain" in terms and self.kl_weight() > 0:
             loss_dict["kl_loss"] = self.kl_weight() * terms["information_gain"]
         return loss_dict

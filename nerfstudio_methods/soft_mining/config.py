@@ -17,10 +17,8 @@ soft-mining.*`` and ``--pipeline.*`` flags).
 from __future__ import annotations
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
-from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
-from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.optimizers import RAdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.nerfacto import NerfactoModelConfig
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
@@ -28,6 +26,7 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from dataparsers.llff import LLFFDataParserConfig
 from nerfstudio_methods import compat
+from nerfstudio_methods.nerfacto_presets import BLENDER_INIT_DENSITY, EVAL_RAYS_PER_CHUNK, nerfacto_trainer_config
 from nerfstudio_methods.soft_mining.datamanager import SoftMiningDataManagerConfig, SoftMiningVanillaDataManagerConfig
 from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipelineConfig
 
@@ -40,40 +39,13 @@ LLFF_ALPHA = 0.8
 """Importance exponent for LLFF scenes (same source)."""
 
 
-BLENDER_INIT_DENSITY = 1.0
-"""nerfacto's initial density scale on white-background scenes. nerfacto's method config uses 0.01; on lego with a white
-background that renders almost pure background at first, the only colour signal is "darker" (the object), and the
-colour head's sigmoid saturates at black within ~10 steps (measured with the torch implementation at lr 1e-2, 3e-3:
-exactly grey renders, held-out PSNR stuck at 17 dB; see the soft-mining benchmark note). With 1.0 the first renders
-are grey everywhere, the background pulls the colours up and the object's pulls them apart, and the head stays alive.
-"""
-
-
-def _nerfacto_optimizers() -> dict:
-    """nerfacto's optimisers (nerfstudio 1.1.5 ``method_configs["nerfacto"]``)."""
-    return {
-        "proposal_networks": {
-            "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=0.0001, max_steps=200000),
-        },
-        "fields": {
-            "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=0.0001, max_steps=200000),
-        },
-        "camera_opt": {
-            "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=5000),
-        },
-    }
-
-
 def soft_mining_nerfacto_config(dataset: str = "blender") -> TrainerConfig:
     """nerfacto + soft mining with the preset for ``dataset`` ("blender" or "llff")."""
     if dataset == "blender":
         method_name, alpha = "soft-mining", BLENDER_ALPHA
         dataparser = BlenderDataParserConfig()
         model = NerfactoModelConfig(
-            eval_num_rays_per_chunk=1 << 15,
+            eval_num_rays_per_chunk=EVAL_RAYS_PER_CHUNK,
             average_init_density=BLENDER_INIT_DENSITY,
             # Blender poses are exact (nerfstudio's documented Blender recipe for nerfacto turns it off too)
             camera_optimizer=CameraOptimizerConfig(mode="off"),
@@ -85,29 +57,20 @@ def soft_mining_nerfacto_config(dataset: str = "blender") -> TrainerConfig:
         method_name, alpha = "soft-mining-llff", LLFF_ALPHA
         dataparser = LLFFDataParserConfig(downscale_factor=4)
         model = NerfactoModelConfig(
-            eval_num_rays_per_chunk=1 << 15,
+            eval_num_rays_per_chunk=EVAL_RAYS_PER_CHUNK,
             average_init_density=0.01,
             camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
         )
     else:
         raise ValueError(f"unknown soft-mining preset {dataset!r}")
-    return TrainerConfig(
-        method_name=method_name,
-        steps_per_eval_batch=500,
-        steps_per_save=2000,
-        max_num_iterations=30000,
-        mixed_precision=True,
-        pipeline=SoftMiningPipelineConfig(
-            datamanager=SoftMiningDataManagerConfig(
-                dataparser=dataparser, train_num_rays_per_batch=4096, eval_num_rays_per_batch=4096
-            ),
-            model=model,
-            alpha=alpha,
+    pipeline = SoftMiningPipelineConfig(
+        datamanager=SoftMiningDataManagerConfig(
+            dataparser=dataparser, train_num_rays_per_batch=4096, eval_num_rays_per_batch=4096
         ),
-        optimizers=_nerfacto_optimizers(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
+        model=model,
+        alpha=alpha,
     )
+    return nerfacto_trainer_config(method_name, pipeline)
 
 
 def soft_mining_vanilla_nerf_config() -> TrainerConfig:
