@@ -71,6 +71,7 @@ VARIANT_KEYS = {
     "end": ("model", "entropy_end_step", int),
     "init_density": ("model", "average_init_density", float),
     "neighbour_deg": ("datamanager", "neighbour_max_deg", float),
+    "dist": ("model", "entropy_distribution", str),
 }
 """Short names of the settings a variant may change: ``lambda=0.01,unseen=512,pose=perturb,seen=1``."""
 
@@ -396,6 +397,7 @@ REGULARIZER_FIELDS = (
     "entropy_on_seen_rays",
     "entropy_on_neighbour_rays",
     "entropy_end_step",
+    "entropy_distribution",
     "kl_lambda",
     "kl_rate",
     "kl_step_size",

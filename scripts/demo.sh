@@ -7,7 +7,8 @@
 #   mononerf     a monocular video: the evaluation camera across time (static, then dynamic stage)
 #   3da-ae       latent tri-planes of several scenes with a jointly trained autoencoder: per-scene held-out PSNR
 # Each prints where its config, metrics and video are.   DEMO_OUTPUT=dir (default ./demo_output/<method>)
-# DEMO_STEPS=n overrides the training steps (infonerf, soft-mining, mononerf).
+# DEMO_STEPS=n overrides the training steps (infonerf, soft-mining, mononerf); DEMO_VIDEO_DOWNSCALE=k renders the
+# training-path videos (infonerf, soft-mining) at 1/k of the training resolution (quick checks; default 1).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 METHOD="${1:-soft-mining}"
@@ -34,7 +35,7 @@ run_dir() { echo "outputs/demo/$1/$2"; }
 #   training_path_video RUN_DIR NAME STEPS
 training_path_video() {
     ns-render interpolate --load-config "$1/config.yml" --output-path "renders/$2.mp4" --pose-source train \
-        --interpolation-steps "$3" --order-poses True --frame-rate 12
+        --interpolation-steps "$3" --order-poses True --frame-rate 12 --downscale-factor "${DEMO_VIDEO_DOWNSCALE:-1}"
 }
 
 # Video methods: ns-eval (per-frame metrics), then ns-render of the camera path across time that the run wrote.

@@ -26,6 +26,7 @@ from nerfstudio_methods.infonerf.losses import (
     ray_distribution,
     ray_entropy,
     ray_entropy_loss,
+    render_weights,
     sample_opacities,
 )
 from nerfstudio_methods.infonerf.model import RELU_INITIAL_DENSITY, InfoNeRFField, InfoNeRFModel, InfoNeRFModelConfig
@@ -63,6 +64,21 @@ def test_ray_entropy_by_hand() -> None:
     torch.testing.assert_close(ray_entropy(ALPHAS), torch.tensor([1.0, 1.5]))
     # natural log: 1 bit = ln 2 nats
     torch.testing.assert_close(ray_entropy(ALPHAS, log_base=math.e), torch.tensor([1.0, 1.5]) * math.log(2))
+
+
+def test_entropy_of_rendering_weights_by_hand() -> None:
+    # weights alpha_i * prod_{j<i} (1 - alpha_j): ray 0 (0.5, 0.5*0.5, 0) = (0.5, 0.25, 0) -> p = (2/3, 1/3, 0);
+    # ray 1 (0.2, 0.2*0.8, 0.4*0.8*0.8) = (0.2, 0.16, 0.256), summing to ray 1's accumulation 0.616.
+    weights = render_weights(ALPHAS)
+    torch.testing.assert_close(weights, torch.tensor([[0.5, 0.25, 0.0], [0.2, 0.16, 0.256]]))
+    torch.testing.assert_close(weights.sum(dim=-1, keepdim=True), ACCUMULATION)
+    p1 = torch.tensor([0.2, 0.16, 0.256]) / 0.616
+    expected = torch.tensor([-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3), -(p1 * p1.log2()).sum().item()])
+    torch.testing.assert_close(ray_entropy(weights), expected)
+    # density behind an opaque sample gets no weight: the opacities' entropy counts it, the weights' does not
+    solid = torch.tensor([[1.0, 1.0, 1.0]])
+    assert ray_entropy(solid).item() == pytest.approx(math.log2(3), abs=1e-6)
+    assert ray_entropy(render_weights(solid)).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_entropy_loss_masks_empty_rays_but_counts_them() -> None:
@@ -413,6 +429,22 @@ def test_model_entropy_ray_selection_options(scene: Path) -> None:
     stop = batch["n_seen"] + batch["n_unseen"]
     expected = ray_entropy_loss(outputs["alphas_fine"][:stop], outputs["accumulation_fine"][:stop], 0.1)
     torch.testing.assert_close(model.get_metrics_dict(outputs, batch)["ray_entropy"], expected.detach())
+
+
+def test_model_entropy_of_rendering_weights(scene: Path) -> None:
+    # entropy_distribution="weights": the entropy of the unseen rays' rendering weights, which are the fine pass's
+    # own weights (nerfstudio's RaySamples.get_weights from the densities), cut the same way
+    datamanager = make_datamanager(scene)
+    model = make_model(datamanager, entropy_distribution="weights", entropy_on_neighbour_rays=False)
+    rays, batch = datamanager.next_train(step=0)
+    outputs = model(rays)
+    start, stop = batch["n_seen"], batch["n_seen"] + batch["n_unseen"]
+    weights = render_weights(outputs["alphas_fine"][start:stop])
+    torch.testing.assert_close(weights.sum(dim=-1, keepdim=True), outputs["accumulation_fine"][start:stop])
+    expected = ray_entropy_loss(weights, outputs["accumulation_fine"][start:stop], 0.1)
+    torch.testing.assert_close(model.get_metrics_dict(outputs, batch)["ray_entropy"], expected.detach())
+    opacities = ray_entropy_loss(outputs["alphas_fine"][start:stop], outputs["accumulation_fine"][start:stop], 0.1)
+    assert not torch.allclose(expected, opacities)  # the option changes the loss
 
 
 def test_kl_needs_neighbour_rays(scene: Path) -> None:

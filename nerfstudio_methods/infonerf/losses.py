@@ -18,6 +18,7 @@ EPS = 1e-10
 """The epsilon of the released code, both in the normalisation and inside the logarithms."""
 
 KLDirection = Literal["original-to-neighbour", "neighbour-to-original"]
+EntropyDistribution = Literal["opacities", "weights"]
 
 
 def sample_opacities(
@@ -30,6 +31,15 @@ def sample_opacities(
     ``log(p_i + 1e-10)`` is NaN, which poisons the fine field within one step. Such deltas are clamped to 0.
     """
     return 1.0 - torch.exp(-density * deltas.clamp_min(0.0))
+
+
+def render_weights(alphas: Float[Tensor, "num_rays num_samples"]) -> Float[Tensor, "num_rays num_samples"]:
+    """Volume-rendering weights ``w_i = alpha_i * prod_{j<i} (1 - alpha_j)``: the share of a ray's colour each sample
+    gives (what nerfstudio's ``RaySamples.get_weights`` computes from densities), for the entropy's ``weights``
+    option."""
+    transmittance = torch.cumprod(1.0 - alphas, dim=-1)
+    transmittance = torch.cat([torch.ones_like(alphas[..., :1]), transmittance[..., :-1]], dim=-1)
+    return alphas * transmittance
 
 
 def ray_distribution(alphas: Float[Tensor, "num_rays num_samples"]) -> Float[Tensor, "num_rays num_samples"]:
