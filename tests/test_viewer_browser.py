@@ -251,18 +251,28 @@ def screenshot(page: Any, x: float, y: float, width: float, height: float) -> np
     return np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"), dtype=np.float64)
 
 
+def shows_full_resolution(page: Any) -> bool:
+    """Whether the viewer's last render is its static full-resolution one: the "Resolution: WxHpx" it reports has
+    its larger side at the Max res slider's value (nerfstudio's render state machine renders a changed view at a
+    resolution fitted to its measured speed first, then at Max res)."""
+    found = re.search(r"Resolution: (\d+)x(\d+)px", page.inner_text("body"))
+    max_res = float(slider(page, "Max res").get_attribute("aria-valuenow"))
+    return found is not None and max(int(found[1]), int(found[2])) == max_res
+
+
 def settled_canvas(page: Any, timeout: float = 120) -> np.ndarray:
-    """The 3D view once a frame was rendered and two screenshots 1.5 s apart agree (the viewer renders a moved
-    camera at low resolution first, then refines)."""
+    """The 3D view once the viewer shows its full-resolution render and two screenshots 1.5 s apart agree. (The
+    viewer renders a changed view at low resolution first, then refines; on a loaded CPU the low-resolution image
+    can stay for longer than 1.5 s, which once made two screenshots of it agree.)"""
     page.wait_for_function("() => /Resolution: [1-9]/.test(document.body.innerText)", timeout=timeout * 1000)
     deadline = time.monotonic() + timeout
     previous = canvas(page)
     while True:
         time.sleep(1.5)
         current = canvas(page)
-        if np.abs(current - previous).mean() < 0.5:
+        if np.abs(current - previous).mean() < 0.5 and shows_full_resolution(page):
             return current
-        assert time.monotonic() < deadline, "the viewer's image kept changing"
+        assert time.monotonic() < deadline, "the viewer's image kept changing or never reached Max res"
         previous = current
 
 
