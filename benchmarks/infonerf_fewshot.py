@@ -477,11 +477,9 @@ def run_variant(config, eval_skip: int) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
     pipeline.eval()
     datamanager = pipeline.datamanager
-    held_out = render_metrics(
-        pipeline, datamanager.eval_dataset, list(range(0, len(datamanager.eval_dataset), eval_skip))
-    )
-    train_views = render_metrics(pipeline, datamanager.train_dataset, list(range(len(datamanager.train_dataset))))
     held_out_indices = list(range(0, len(datamanager.eval_dataset), eval_skip))
+    held_out = render_metrics(pipeline, datamanager.eval_dataset, held_out_indices)
+    train_views = render_metrics(pipeline, datamanager.train_dataset, list(range(len(datamanager.train_dataset))))
     object_rays = object_ray_samples(pipeline, datamanager.eval_dataset, held_out_indices)
     if object_rays:
         held_out["object_rays"] = object_rays
