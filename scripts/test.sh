@@ -8,11 +8,12 @@ echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests
 echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests
 echo "[test] pyright"; pyright
 # Two pytest workers (pytest-xdist) on CI's 2 cores; whole files per worker (--dist loadfile), so a file's
-# module-scoped fixtures (its trained runs) are built once. NSM_TEST_WORKERS=0 runs in one process. The 25 slowest
+# module-scoped fixtures (its trained runs) are built once; files start in collection order, the longest first
+# (tests/conftest.py). NSM_TEST_WORKERS=0 runs in one process. The 25 slowest
 # tests are listed at the end (the suite's budget is 15 minutes on CI's 2 cores).
 WORKERS="${NSM_TEST_WORKERS:-2}"
 if [ "$WORKERS" -gt 0 ]; then
-    echo "[test] pytest ($WORKERS workers)"; python -m pytest -q -n "$WORKERS" --dist loadfile --durations=25 "$@"
+    echo "[test] pytest ($WORKERS workers)"; python -m pytest -q -n "$WORKERS" --dist loadfile --no-loadscope-reorder --durations=25 "$@"
 else
     echo "[test] pytest"; python -m pytest -q --durations=25 "$@"
 fi

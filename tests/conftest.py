@@ -88,3 +88,25 @@ def ns_render_interpolated(config: Path) -> np.ndarray:
     )  # fmt: skip
     assert_succeeded(result)
     return iio.imread(video, plugin="pyav")
+
+
+LONGEST_FILES_FIRST = (
+    "test_viewer_browser.py",
+    "test_demo.py",
+    "test_threeda_ae_end_to_end.py",
+    "test_infonerf_end_to_end.py",
+    "test_streamrf_end_to_end.py",
+    "test_multiprocess.py",
+    "test_end_to_end.py",
+    "test_mononerf_end_to_end.py",
+    "test_soft_mining_end_to_end.py",
+)
+"""The files with the longest total time (pytest --durations on CI's 2 cores), longest first. scripts/test.sh runs
+pytest-xdist with whole files per worker in collection order (``--dist loadfile --no-loadscope-reorder``); starting
+these first keeps one of them from being the last file on one worker while the other worker idles (xdist's default
+order, most tests first, put the two longest files, which hold 1 and 4 tests, at the very end: 20 minutes)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
