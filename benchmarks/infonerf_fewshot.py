@@ -309,6 +309,8 @@ DEFAULT_VARIANTS = {
         "nerfacto:infonerf:kl=0,neighbour=0",
         "nerfacto:baseline-black:background=black",
         "nerfacto:infonerf-black:kl=0,neighbour=0,background=black",
+        "vanilla:baseline",  # the DTU preset's black background
+        "vanilla:infonerf:kl=0,neighbour=0",
     ],
 }
 """What the default (CPU) invocation runs per scene; ``--variants`` replaces it for every scene."""
