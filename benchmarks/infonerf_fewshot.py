@@ -286,7 +286,11 @@ def write_figure(path: Path, gt: np.ndarray, columns: list[tuple[str, np.ndarray
     atomic_write(path, lambda temporary: image.save(temporary, format="png"))
 
 
-LEGO_NERFACTO_CPU = "lambda=0.003,init_density=0.1,seen=1,end=650,kl=3e-3,neighbour_deg=10"
+INFONERF_CPU_BEST = "lambda=0.003,seen=1,kl=3e-3,neighbour_deg=10"
+"""The CPU search's best regularizer weights (entropy on the seen rays too, KL against 10-degree neighbours), without
+the settings tied to the CPU run's length and model (entropy end step, initial density)."""
+
+LEGO_NERFACTO_CPU = f"{INFONERF_CPU_BEST},init_density=0.1,end=650"
 """The CPU benchmark's nerfacto setting on lego (the best of the search recorded in the README and the JSON): entropy
 weight 0.003 on the seen rays and 256 orbit-pose unseen rays for the first 650 of the 800 steps (the released code's
 ``entropy_end_iter``: the last 150 steps let the RGB loss restore the object the entropy thins), the information-gain
@@ -318,13 +322,12 @@ DEFAULT_VARIANTS = {
 PAPER_VARIANTS = [
     "nerfacto:baseline",
     "nerfacto:infonerf",
-    "nerfacto:infonerf-cpu-best:lambda=0.003,seen=1,kl=3e-3,neighbour_deg=10",
+    f"nerfacto:infonerf-cpu-best:{INFONERF_CPU_BEST}",
     "vanilla:baseline",
     "vanilla:infonerf",
 ]
 """``--paper``: each preset as it is (the released configs' weights) against its baseline, and nerfacto with the CPU
-search's best weights (``LEGO_NERFACTO_CPU`` without its step-specific end and initial density), to see whether they
-carry over to the paper's size."""
+search's best weights (``INFONERF_CPU_BEST``), to see whether they carry over to the paper's size."""
 
 
 def main() -> int:
