@@ -83,3 +83,25 @@ def train_step(trainer: Any, step: int) -> None:
     trainer.train_iteration(step)
     for callback in trainer.callbacks:
         callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+
+
+def train_step_callbacks(pipeline: Any, optimizers: Any) -> Callable[[int, bool], None]:
+    """The pipeline's training callbacks (nerfacto's proposal-weight annealing, soft mining's population update), as
+    ``run(step, before)`` to call before and after each step of a hand-written training loop, as ``Trainer.train``
+    runs them."""
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+
+    callbacks = pipeline.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )
+
+    def run(step: int, before: bool) -> None:
+        location = (
+            TrainingCallbackLocation.BEFORE_TRAIN_ITERATION
+            if before
+            else TrainingCallbackLocation.AFTER_TRAIN_ITERATION
+        )
+        for callback in callbacks:
+            callback.run_callback_at_location(step, location)
+
+    return run

@@ -1,180 +1,146 @@
-"""Convergence of nerfacto with uniform pixel sampling against soft mining, on real lego and fern.
+"""Soft mining against uniform sampling on the released code's base model, on real lego (Blender) and fern (LLFF).
 
-For each scene, trains the variants in this one process, with the same model, step budget and seed, and logs
-held-out PSNR against step and against training wall-clock time (evaluation time excluded). Reports:
+Each (scene, seed) trains its arms back to back in one process, one torch thread, the same model, seed, steps and
+schedule: ``uniform`` is the preset with ``--pipeline.sampler uniform``, ``soft-mining`` the preset as shipped, and
+the ablations each change one soft-mining setting (``ARMS``). Every run logs held-out PSNR against step and against
+training CPU seconds of the process (evaluation excluded; CPU time, so that other jobs on the machine do not enter
+the ratios) on two disjoint sets of held-out views:
 
-- each variant's final PSNR;
-- the steps and seconds soft mining needs to reach the uniform run's final PSNR (first evaluation at or above it;
-  linear interpolation between evaluations) and the resulting speed-ups (the paper claims more than 2x);
-- the per-step overhead of the sampler: time spent building batches (and, for soft mining, the Langevin update)
-  per step, and the mean step time of each variant.
+- **tuning views**, on which settings (the defaults, the step budget) were chosen;
+- **report views**, on which the verdict is read and which nothing was tuned on.
 
-Scaled-down CPU configuration (stated in the JSON): lego at 1/8 resolution (100 x 100, 100 training views, 2 val
-views evaluated), fern images_8 at 1/4 (126 x 94, 17 training views, 2 of the 3 held-out views evaluated), 512 rays per
-step, a smaller nerfacto (torch hash grid with fewer levels, one proposal network as the released code, fewer
-samples), and the alpha warm-up shortened in proportion
-to the short run (paper: 1k of 20k steps), and the Langevin drift ``a`` scaled so that drift and noise keep the
-balance they have in the released code at 800 px and N = 4096 (``released_balance_drift``; the unscaled a = 20 is
-the "soft-mining-unscaled" variant). The uniform baseline uses nerfstudio's in-process ``VanillaDataManager``
-(nerfacto's ``ParallelDataManager`` worker would compete for the two cores); soft mining uses this package's
-``SoftMiningDataManager`` (in-process too). Both load the same images with the same rescaling.
+The verdict (``summary``, on the report views): for each seed, the step and the CPU seconds at which soft mining
+first reaches the uniform arm's final PSNR (linear between evaluations), and the ratios ``steps_ratio`` and
+``time_ratio`` (uniform's over soft mining's), with their mean, std and per-seed values; the same for every ablation.
+Whether the uniform arm's curve still rises at the end (its last evaluation above the one before it by more than
+the noise) is recorded per seed, as is its rise from the first evaluation to the last.
 
-Outputs (atomically): ``<output>/soft_mining_convergence.json`` and ``<output>/soft_mining_convergence.png``.
+CPU size (the ``configuration`` in the JSON): the presets ``soft-mining-ngp`` (lego) and ``soft-mining-llff`` (fern,
+NDC) shrunk to an 8-level torch hash grid, one proposal network, 32 + 16 samples per ray; lego at 100 x 100 px (100
+training views), fern images_8 at 1/4 (126 x 94 px, 17 training views); 512 rays per step; the released schedule
+(cosine to lr / 10, alpha warm-up over 5% of the run, as 1k of 20k) scaled to the run's length; the Langevin drift
+scaled to keep the released drift/noise balance (``released_balance_drift``).
 
-Usage: ``python benchmarks/soft_mining_convergence.py [--steps 400] [--scenes lego fern] [--output bench_results]``
+Runs are merged into ``<output>/soft_mining_convergence.json`` under a lock, so several processes (one per scene or
+seed) can fill it side by side; the figure ``soft_mining_convergence.png`` shows held-out PSNR against steps and
+against CPU seconds per scene (mean over seeds, every seed faint).
+
+Usage::
+
+    python benchmarks/soft_mining_convergence.py                       # both scenes, 3 seeds, uniform + soft mining
+    python benchmarks/soft_mining_convergence.py --scenes lego --seeds 0 1 2 --arms uniform soft-mining no-drift
+    python benchmarks/soft_mining_convergence.py --smoke                # a few steps at tiny size, to a temporary folder
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
+import fcntl
 import json
-import os
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, cpu_sized_nerfacto, seed_everything  # noqa: E402
+from _common import atomic_write, cpu_sized_nerfacto, seed_everything, train_step_callbacks  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-SCENES = {
-    "lego": DATA / "nerf_synthetic" / "lego",
-    "fern": DATA / "nerf_llff_data" / "fern",
-}
-VARIANTS = {
-    "uniform": "nerfacto, uniform random pixels (nerfstudio's pixel sampler), plain MSE",
-    "soft-mining": "nerfacto + soft mining, preset defaults (continuous positions, edge re-init, alpha 0.6/0.8), drift a "
-    "scaled to keep the released code's drift/noise balance at this resolution and N",
-    "soft-mining-unscaled": "soft mining with the released a = 20 unscaled (much stronger drift at this resolution and N)",
-    "soft-mining-no-upper-clamp": "soft mining without the released code's upper weight clamp at mean + std (weights "
-    "sg(Q)^-alpha as the paper's Eq. 10)",
-    "soft-mining-no-drift": "soft mining without the Langevin drift (a = 0: noise and re-initialisation only, no "
-    "backward pass into the ray positions)",
-    "soft-mining-hard": "soft mining with alpha 0 (hard mining: Langevin sampling, no loss re-weighting)",
-    "soft-mining-released": "soft mining as the released code: integer pixels, no target gradient, warm-up 1000*alpha",
-}
+RESULTS = REPO / "benchmarks" / "results"
+STEM = "soft_mining_convergence"
 
 
-RELEASED_SCALE = {"lego": (4100, 800), "fern": (4097, 756)}
+SCENES: dict[str, dict[str, Any]] = {
+    "lego": {
+        "data": DATA / "nerf_synthetic" / "lego",
+        "preset": "blender",
+        "scale": 0.125,  # 800 -> 100 px
+        # lego's val split (100 views): tune on views of its first half, report on views of its second half
+        "tuning_views": [0, 12, 25, 37],
+        "report_views": [50, 62, 75, 87],
+    },
+    "fern": {
+        "data": DATA / "nerf_llff_data" / "fern",
+        "preset": "llff",
+        "downscale_factor": 8,
+        "scale": 0.25,  # images_8 (504 x 378) -> 126 x 94 px
+        # the held-out images are every 8th (0, 8, 16): tune on the first, report on the other two
+        "tuning_views": [0],
+        "report_views": [1, 2],
+    },
+}
+
+ARMS: dict[str, str] = {
+    "uniform": "the preset with --pipeline.sampler uniform: a random image and position per ray, plain MSE",
+    "soft-mining": "the preset as shipped (Langevin population, importance weights, edge re-initialisation)",
+    "no-drift": "soft mining without the Langevin drift (a = 0): noise and re-initialisation only, no backward pass "
+    "into the ray positions",
+    "hard": "soft mining with alpha 0 (hard mining: the population, no loss re-weighting)",
+    "no-reinit": "soft mining without the lowest-error re-initialisation (reinit_lowest_fraction 0)",
+    "uniform-reinit": "soft mining re-initialising uniformly instead of from the Sobel-edge PDF",
+}
+
+RELEASED_SCALE = {"blender": (4100, 800), "llff": (4097, 756)}
 """Population size N and image height H of the released code's runs (brief A2: Blender 800 px, LLFF factor 4)."""
 
 
-def released_balance_drift(scene: str, rays: int, height: int) -> float:
+def released_balance_drift(preset: str, rays: int, height: int) -> float:
     """The drift ``a`` that keeps the released code's balance of drift and noise at this N and resolution.
 
     The drift moves a normalised position by ``(a / N) grad_px log err``, i.e. ``a / (N H)`` times the gradient in
-    normalised coordinates, while the noise ``b`` is already normalised; the Langevin population's stationary density
-    is ``err ** (2 a / (N H b^2))``. Keeping that exponent (0.03 for Blender in the released code: nearly all the
-    mining there comes from the re-initialisation) means ``a = 20 * N H / (N_code H_code)``.
+    normalised coordinates, while the noise ``b`` is already normalised; the population's stationary density is
+    ``err ** (2 a / (N H b^2))``. Keeping that exponent (0.03 for Blender in the released code) means
+    ``a = 20 * N H / (N_code H_code)``.
     """
-    population, code_height = RELEASED_SCALE[scene]
+    population, code_height = RELEASED_SCALE[preset]
     return 20.0 * rays * height / (population * code_height)
 
 
-def scene_config(scene: str, variant: str, args: argparse.Namespace):
-    """The pipeline config of one variant on one scene (same model for every variant)."""
-    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
-    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
-    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+def scene_config(scene: str, arm: str, args: argparse.Namespace):
+    """The trainer config of one arm on one scene: the preset, CPU-sized, with the arm's one change."""
+    from nerfstudio_methods.soft_mining.config import released_optimizers, soft_mining_ngp_config
 
-    from dataparsers.llff import LLFFDataParserConfig
-    from nerfstudio_methods.soft_mining.config import soft_mining_nerfacto_config
-    from nerfstudio_methods.soft_mining.datamanager import SoftMiningDataManagerConfig
-
-    preset = "blender" if scene == "lego" else "llff"
-    trainer = soft_mining_nerfacto_config(preset)
+    spec = SCENES[scene]
+    trainer = soft_mining_ngp_config(spec["preset"])
     pipeline = trainer.pipeline
-    model = pipeline.model
     cpu_sized_nerfacto(
-        model, args.hash_levels, args.log2_hashmap_size, args.max_res, args.proposal_samples, args.nerf_samples
+        pipeline.model, args.hash_levels, args.log2_hashmap_size, args.max_res, args.proposal_samples, args.nerf_samples
     )
-    if scene == "lego":
-        dataparser = BlenderDataParserConfig(data=SCENES["lego"])
-        scale = args.lego_scale
-    else:
-        dataparser = LLFFDataParserConfig(data=SCENES["fern"], downscale_factor=8)
-        scale = args.fern_scale
-    common = dict(dataparser=dataparser, train_num_rays_per_batch=args.rays, camera_res_scale_factor=scale)
-    if variant == "uniform":
-        return VanillaPipelineConfig(datamanager=VanillaDataManagerConfig(**common), model=model), trainer
-    datamanager = SoftMiningDataManagerConfig(**common)
-    pipeline.datamanager = datamanager
-    pipeline.alpha_warmup_steps = args.warmup
-    if variant == "soft-mining-hard":
+    datamanager = pipeline.datamanager
+    datamanager.data = spec["data"]
+    if "downscale_factor" in spec:
+        datamanager.dataparser.downscale_factor = spec["downscale_factor"]  # type: ignore[attr-defined]
+    datamanager.camera_res_scale_factor = spec["scale"] * args.size_factor
+    datamanager.train_num_rays_per_batch = args.rays
+    # the released schedule scaled to this run: cosine over the whole run, alpha warm-up over its first 5%
+    decay = trainer.optimizers["fields"]["optimizer"].weight_decay
+    trainer.optimizers = released_optimizers(decay, max_steps=args.steps)
+    pipeline.alpha_warmup_steps = max(1, round(args.steps * 1000 / 20000))
+    sampler = datamanager.soft_mining  # type: ignore[attr-defined]
+    if arm == "uniform":
+        pipeline.sampler = "uniform"
+    elif arm == "no-drift":
+        sampler.langevin_drift = 0.0
+    elif arm == "hard":
         pipeline.alpha = 0.0
-    elif variant == "soft-mining-no-drift":
-        datamanager.soft_mining.langevin_drift = 0.0
-    elif variant == "soft-mining-no-upper-clamp":
-        pipeline.weight_clamp_mean_plus_std = False
-    elif variant == "soft-mining-released":
-        datamanager.soft_mining.continuous_positions = False
-        datamanager.soft_mining.drift_through_target = False
-        pipeline.alpha_warmup_steps = int(round(args.warmup * pipeline.alpha))
-    elif variant != "soft-mining":
-        raise ValueError(f"unknown variant {variant!r}")
-    return pipeline, trainer
-
-
-class Timer:
-    """Wraps a bound method, accumulates its wall-clock time and keeps its last result."""
-
-    def __init__(self, owner: Any, name: str) -> None:
-        self.seconds = 0.0
-        self.calls = 0
-        self.last: Any = None
-        original = getattr(owner, name)
-
-        @functools.wraps(original)  # keeps the signature: nerfstudio's callbacks check for a `step` argument
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                self.last = original(*args, **kwargs)
-                return self.last
-            finally:
-                self.seconds += time.perf_counter() - start
-                self.calls += 1
-
-        setattr(owner, name, timed)
+    elif arm == "no-reinit":
+        sampler.reinit_lowest_fraction = 0.0
+    elif arm == "uniform-reinit":
+        sampler.reinit_distribution = "uniform"
+    elif arm != "soft-mining":
+        raise ValueError(f"unknown arm {arm!r} (choose from {', '.join(ARMS)})")
+    return trainer
 
 
 @torch.no_grad()
-def batch_squared_error(pipeline, loss_dict: dict) -> float:
-    """Mean squared colour error of this step's training rays, unweighted: how hard the chosen pixels are (higher
-    for soft mining if it finds the high-error pixels)."""
-    from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline
-
-    if isinstance(pipeline, SoftMiningPipeline) and pipeline._pending is not None:
-        return float(pipeline._pending.terms[-1].squared_error.mean())
-    return float(loss_dict["rgb_loss"])  # uniform: nerfacto's plain MSE over the batch
-
-
-@torch.no_grad()
-def background_shares(pipeline, batch: dict) -> dict[str, float]:
-    """Where this step's rays went on lego: the share of rays on background pixels and the share of the loss weight
-    they carry (uniform: every ray weighs 1). nerfstudio composites lego's alpha onto white when it loads the
-    images, so background is taken as "every channel above 0.98" (lego's own surfaces are yellow, grey and black)."""
-    from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline
-
-    image = batch["image"][:, :3]
-    background = image.min(dim=-1).values > 0.98
-    weights = torch.ones_like(image[:, 0])
-    if isinstance(pipeline, SoftMiningPipeline) and pipeline._pending is not None:
-        weights = pipeline._pending.terms[-1].weights.detach()
-    return {
-        "background_ray_share": float(background.float().mean()),
-        "background_weight_share": float(weights[background].sum() / weights.sum()),
-    }
-
-
-@torch.no_grad()
-def held_out_psnr(pipeline, views: list[int]) -> float:
-    """Mean PSNR over the given eval views, rendered in full."""
+def view_psnrs(pipeline, views: list[int]) -> list[float]:
+    """PSNR of each eval view, rendered in full with the training near plane."""
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
     values = []
@@ -185,218 +151,297 @@ def held_out_psnr(pipeline, views: list[int]) -> float:
         mse = torch.mean((outputs["rgb"].clamp(0, 1) - target[..., :3]) ** 2)
         values.append(float(-10 * torch.log10(mse)))
     pipeline.train()
-    return float(np.mean(values))
+    return values
 
 
-def train_variant(scene: str, variant: str, args: argparse.Namespace) -> dict:
-    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+def setup_arm(scene: str, arm: str, seed: int, args: argparse.Namespace):
+    """The pipeline, optimisers and training callbacks of one arm, seeded; returns ``(pipeline, optimizers,
+    run_callbacks)``."""
     from nerfstudio.engine.optimizers import Optimizers
 
     from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline
 
-    seed_everything(args.seed)
-    config, trainer = scene_config(scene, variant, args)
-    pipeline = config.setup(device="cpu", test_mode="val")
-    # nerfacto's collider drops the near plane to 0 outside training (for the viewer): with lego's near/far 2/6 and
-    # this few samples, held-out renders then spend a third of them in empty space and lose ~5 dB against the same
-    # field rendered with the training near plane (measured). Evaluate with the near plane the field was trained with.
-    collider = getattr(pipeline.model, "collider", None)
-    if collider is not None and hasattr(collider, "reset_near_plane"):
-        collider.reset_near_plane = False
-    drift = None
-    if isinstance(pipeline, SoftMiningPipeline) and variant not in ("soft-mining-unscaled", "soft-mining-no-drift"):
-        drift = released_balance_drift(scene, args.rays, pipeline.datamanager.soft_mining_sampler.height)
-        pipeline.datamanager.soft_mining_sampler.config.langevin_drift = drift
+    seed_everything(seed)
+    trainer = scene_config(scene, arm, args)
+    pipeline = trainer.pipeline.setup(device="cpu", test_mode="val")
+    assert isinstance(pipeline, SoftMiningPipeline)
+    # nerfacto's collider drops the near plane to 0 outside training (for the viewer); evaluate with the near plane
+    # the field was trained with (lego: 2; in NDC it is 0 either way).
+    pipeline.model.collider.reset_near_plane = False  # type: ignore[union-attr]
+    sampler = pipeline.soft_mining_datamanager.soft_mining_sampler
+    if arm != "uniform" and sampler.config.langevin_drift != 0.0:
+        sampler.config.langevin_drift = released_balance_drift(SCENES[scene]["preset"], args.rays, sampler.height)
     optimizers = Optimizers(trainer.optimizers, pipeline.get_param_groups())
-    batch_timer = Timer(pipeline.datamanager, "next_train")
-    update_timer = Timer(pipeline, "update_population") if isinstance(pipeline, SoftMiningPipeline) else None
-    callbacks = pipeline.get_training_callbacks(
-        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
-    )  # after the timers, so the callback list holds the timed update
-    num_eval = len(pipeline.datamanager.eval_dataset)
-    views = sorted({round(i * (num_eval - 1) / max(args.eval_views - 1, 1)) for i in range(args.eval_views)})
-    views = views if num_eval > args.eval_views else list(range(num_eval))
-    height = int(pipeline.datamanager.train_dataset.cameras.height[0])
-    width = int(pipeline.datamanager.train_dataset.cameras.width[0])
+    return pipeline, optimizers, train_step_callbacks(pipeline, optimizers)
 
-    curve = [{"step": 0, "seconds": 0.0, "psnr": held_out_psnr(pipeline, views)}]
-    step_seconds: list[float] = []
-    batch_errors: list[float] = []
-    shares: list[dict[str, float]] = []
+
+def train_arm(scene: str, arm: str, seed: int, args: argparse.Namespace) -> dict:
+    pipeline, optimizers, run_callbacks = setup_arm(scene, arm, seed, args)
+    sampler = pipeline.soft_mining_datamanager.soft_mining_sampler
+    spec = SCENES[scene]
+    num_eval = len(pipeline.datamanager.eval_dataset)
+    tuning = [view for view in spec["tuning_views"] if view < num_eval]
+    report = [view for view in spec["report_views"] if view < num_eval]
+
+    def evaluate(step: int, cpu: float, wall: float) -> dict:
+        psnrs = view_psnrs(pipeline, tuning + report)
+        return {
+            "step": step,
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "tuning_psnr": float(np.mean(psnrs[: len(tuning)])),
+            "report_psnr": float(np.mean(psnrs[len(tuning) :])),
+            "view_psnrs": psnrs,
+        }
+
+    curve = [evaluate(0, 0.0, 0.0)]
+    cpu = wall = 0.0
+    step_cpu: list[float] = []
     for step in range(args.steps):
-        start = time.perf_counter()
-        for callback in callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        run_callbacks(step, before=True)
         optimizers.zero_grad_all()
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        loss = sum(loss_dict.values())
-        batch_errors.append(batch_squared_error(pipeline, loss_dict))
-        if scene == "lego":
-            shares.append(background_shares(pipeline, batch_timer.last[1]))
-        loss.backward()  # type: ignore[union-attr]
+        sum(loss_dict.values()).backward()  # type: ignore[union-attr]
         optimizers.optimizer_step_all()
-        for callback in callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        run_callbacks(step, before=False)
         optimizers.scheduler_step_all(step)
-        step_seconds.append(time.perf_counter() - start)
+        step_cpu.append(time.process_time() - cpu_start)
+        cpu += step_cpu[-1]
+        wall += time.perf_counter() - wall_start
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            psnr = held_out_psnr(pipeline, views)
-            recent = batch_errors[-args.eval_every :]
-            point = {
-                "step": step + 1,
-                "seconds": float(sum(step_seconds)),
-                "psnr": psnr,
-                "batch_mse": float(np.mean(recent)),
-            }
-            for key in shares[-1] if shares else ():
-                point[key] = float(np.mean([share[key] for share in shares[-args.eval_every :]]))
-            curve.append(point)
+            curve.append(evaluate(step + 1, cpu, wall))
+            point = curve[-1]
             print(
-                f"[{scene}/{variant}] step {step + 1}/{args.steps}  train {sum(step_seconds):.0f} s  "
-                f"PSNR {psnr:.2f} dB  loss {float(loss):.4f}",
+                f"[{scene}/{arm}/seed {seed}] step {step + 1}/{args.steps}  cpu {cpu:.0f} s  "
+                f"PSNR tuning {point['tuning_psnr']:.2f}  report {point['report_psnr']:.2f} dB",
                 flush=True,
             )
-    sampler_seconds = batch_timer.seconds + (update_timer.seconds if update_timer else 0.0)
     return {
-        "description": VARIANTS[variant],
-        "image_size": [height, width],
-        "eval_views": views,
+        "scene": scene,
+        "arm": arm,
+        "seed": seed,
+        "description": ARMS[arm],
+        "image_size": [sampler.height, sampler.width],
+        "tuning_views": tuning,
+        "report_views": report,
+        "langevin_drift": None if arm == "uniform" else sampler.config.langevin_drift,
         "curve": curve,
-        "final_psnr": curve[-1]["psnr"],
-        "train_seconds": float(sum(step_seconds)),
-        "mean_step_seconds": float(np.mean(step_seconds)),
-        "median_step_seconds": float(np.median(step_seconds)),
-        "batch_seconds_per_step": batch_timer.seconds / max(batch_timer.calls, 1),
-        "update_seconds_per_step": (update_timer.seconds / max(update_timer.calls, 1)) if update_timer else 0.0,
-        "sampler_fraction_of_step": sampler_seconds / float(sum(step_seconds)),
-        "langevin_drift": drift,
+        "cpu_seconds": cpu,
+        "median_step_cpu_seconds": float(np.median(step_cpu)),
     }
 
 
-def reach(curve: list[dict], target: float) -> dict | None:
-    """Step and seconds at which a curve first reaches ``target`` PSNR (linear between evaluations)."""
+# --- the verdict --------------------------------------------------------------------------------------------------
+
+
+def reach(curve: list[dict], target: float, key: str) -> dict | None:
+    """Step and CPU seconds at which a curve first reaches ``target`` PSNR (linear between evaluations)."""
     for before, after in zip(curve, curve[1:]):
-        if after["psnr"] >= target:
-            span = after["psnr"] - before["psnr"]
-            t = 1.0 if span <= 0 else min(max((target - before["psnr"]) / span, 0.0), 1.0)
+        if after[key] >= target:
+            span = after[key] - before[key]
+            t = 1.0 if span <= 0 else min(max((target - before[key]) / span, 0.0), 1.0)
             return {
                 "step": before["step"] + t * (after["step"] - before["step"]),
-                "seconds": before["seconds"] + t * (after["seconds"] - before["seconds"]),
+                "cpu_seconds": before["cpu_seconds"] + t * (after["cpu_seconds"] - before["cpu_seconds"]),
             }
     return None
 
 
-def summarise(results: dict) -> dict:
-    summary: dict[str, Any] = {}
-    for scene, variants in results.items():
-        uniform = variants.get("uniform")
-        if uniform is None:
-            continue
-        target = uniform["final_psnr"]
-        base = {"step": uniform["curve"][-1]["step"], "seconds": uniform["train_seconds"]}
-        scene_summary: dict[str, Any] = {"uniform_final_psnr": target}
-        for name, run in variants.items():
-            if name == "uniform":
-                continue
-            hit = reach(run["curve"], target)
-            scene_summary[name] = {
-                "final_psnr": run["final_psnr"],
-                "final_psnr_gain_db": run["final_psnr"] - target,
-                "reaches_uniform_final_psnr_at": hit,
-                "speedup_steps": None if hit is None or hit["step"] <= 0 else base["step"] / hit["step"],
-                "speedup_seconds": None if hit is None or hit["seconds"] <= 0 else base["seconds"] / hit["seconds"],
-                "step_time_ratio_vs_uniform": run["mean_step_seconds"] / uniform["mean_step_seconds"],
-                "sampler_seconds_per_step": run["batch_seconds_per_step"] + run["update_seconds_per_step"],
-                "uniform_sampler_seconds_per_step": uniform["batch_seconds_per_step"],
+def spread(values: dict[str, float | None]) -> dict:
+    """Mean, std (population) and the per-seed values; a seed that never reached counts as missing."""
+    present = [value for value in values.values() if value is not None]
+    return {
+        "mean": float(np.mean(present)) if present else None,
+        "std": float(np.std(present)) if present else None,
+        "min": float(np.min(present)) if present else None,
+        "per_seed": values,
+        "seeds_not_reaching": [seed for seed, value in values.items() if value is None],
+    }
+
+
+def compare(runs: dict[str, dict], scene: str, arm: str, key: str) -> dict | None:
+    """``arm`` against ``uniform`` on ``scene`` for every seed both ran, on the views of ``key``."""
+    seeds = sorted(
+        {run["seed"] for run in runs.values() if run["scene"] == scene and run["arm"] == arm}
+        & {run["seed"] for run in runs.values() if run["scene"] == scene and run["arm"] == "uniform"}
+    )
+    if not seeds:
+        return None
+    steps, seconds, finals, uniform_finals = {}, {}, {}, {}
+    for seed in seeds:
+        uniform = runs[f"{scene}/uniform/{seed}"]
+        other = runs[f"{scene}/{arm}/{seed}"]
+        target = uniform["curve"][-1][key]
+        hit = reach(other["curve"], target, key)
+        last = uniform["curve"][-1]
+        steps[str(seed)] = None if hit is None else last["step"] / max(hit["step"], 1e-9)
+        seconds[str(seed)] = None if hit is None else last["cpu_seconds"] / max(hit["cpu_seconds"], 1e-9)
+        finals[str(seed)] = other["curve"][-1][key]
+        uniform_finals[str(seed)] = target
+    return {
+        "steps_ratio": spread(steps),
+        "time_ratio": spread(seconds),
+        "final_psnr": spread(finals),
+        "uniform_final_psnr": spread(uniform_finals),
+    }
+
+
+def uniform_shape(runs: dict[str, dict], scene: str, key: str) -> dict:
+    """Is the uniform arm still learning at the end? Its rise from the first evaluation after step 0 to the last, and
+    the change over its last two evaluations, per seed."""
+    shape = {}
+    for run in runs.values():
+        if run["scene"] == scene and run["arm"] == "uniform":
+            curve = run["curve"]
+            shape[str(run["seed"])] = {
+                "rise_db": curve[-1][key] - curve[1][key],
+                "last_change_db": curve[-1][key] - curve[-2][key],
+                "peak_minus_final_db": max(point[key] for point in curve) - curve[-1][key],
             }
-        summary[scene] = scene_summary
+    return shape
+
+
+def summarise(runs: dict[str, dict]) -> dict:
+    summary: dict[str, Any] = {}
+    for key, name in (("report_psnr", "report_views"), ("tuning_psnr", "tuning_views")):
+        block: dict[str, Any] = {}
+        for scene in SCENES:
+            arms = sorted({run["arm"] for run in runs.values() if run["scene"] == scene} - {"uniform"})
+            comparisons = {arm: compare(runs, scene, arm, key) for arm in arms}
+            comparisons = {arm: value for arm, value in comparisons.items() if value is not None}
+            if not comparisons:
+                continue
+            entry: dict[str, Any] = {"uniform_curve": uniform_shape(runs, scene, key)}
+            if "soft-mining" in comparisons:
+                entry["steps_ratio"] = comparisons["soft-mining"]["steps_ratio"]
+                entry["time_ratio"] = comparisons["soft-mining"]["time_ratio"]
+            entry["arms"] = comparisons
+            block[scene] = entry
+        summary[name] = block
     return summary
 
 
-def plot(results: dict, path: Path) -> None:
+# --- output -------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside ``path`` while several benchmark processes merge their runs into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def merge_run(path: Path, run: dict) -> dict:
+    """Add (or replace) one run in the results file, recompute the summary, write atomically; returns the report."""
+    with locked(path):
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        runs = report.get("runs", {})
+        runs[f"{run['scene']}/{run['arm']}/{run['seed']}"] = run
+        report = {
+            "summary": summarise(runs),
+            "description": (__doc__ or "").split("\n\n")[0],
+            "arms": ARMS,
+            "scenes": {name: {k: str(v) for k, v in spec.items()} for name, spec in SCENES.items()},
+            "runs": dict(sorted(runs.items())),
+        }
+        atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))
+    return report
+
+
+def plot(report: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scenes = list(results)
-    figure, axes = plt.subplots(2, len(scenes), figsize=(6 * len(scenes), 8), squeeze=False)
+    runs = report["runs"]
+    scenes = [scene for scene in SCENES if any(run["scene"] == scene for run in runs.values())]
+    if not scenes:
+        return
+    figure, axes = plt.subplots(2, len(scenes), figsize=(6.5 * len(scenes), 8.5), squeeze=False)
+    colours = dict(zip(ARMS, plt.get_cmap("tab10").colors))  # type: ignore[attr-defined]
     for column, scene in enumerate(scenes):
-        for name, run in results[scene].items():
-            steps = [point["step"] for point in run["curve"]]
-            seconds = [point["seconds"] for point in run["curve"]]
-            psnr = [point["psnr"] for point in run["curve"]]
-            axes[0, column].plot(seconds, psnr, marker=".", label=name)
-            axes[1, column].plot(steps, psnr, marker=".", label=name)
-        axes[0, column].set(title=f"{scene}: held-out PSNR vs training time", xlabel="seconds (CPU)", ylabel="PSNR")
-        axes[1, column].set(title=f"{scene}: held-out PSNR vs step", xlabel="step", ylabel="PSNR")
+        for arm in ARMS:
+            mine = [run for run in runs.values() if run["scene"] == scene and run["arm"] == arm]
+            if not mine:
+                continue
+            main = arm in ("uniform", "soft-mining")
+            for row, x_key in enumerate(("step", "cpu_seconds")):
+                axis = axes[row, column]
+                for run in mine:
+                    xs = [point[x_key] for point in run["curve"]]
+                    axis.plot(
+                        xs, [point["report_psnr"] for point in run["curve"]], color=colours[arm], alpha=0.2, lw=0.8
+                    )
+                length = min(len(run["curve"]) for run in mine)
+                xs = np.mean([[point[x_key] for point in run["curve"][:length]] for run in mine], axis=0)
+                ys = np.mean([[point["report_psnr"] for point in run["curve"][:length]] for run in mine], axis=0)
+                axis.plot(
+                    xs, ys, color=colours[arm], lw=2.2 if main else 1.2, ls="-" if main else "--",
+                    label=f"{arm} ({len(mine)} seeds)",
+                )  # fmt: skip
+        axes[0, column].set(title=f"{scene}: held-out PSNR (report views) vs step", xlabel="step", ylabel="PSNR (dB)")
+        axes[1, column].set(title=f"{scene}: vs training CPU seconds", xlabel="CPU seconds", ylabel="PSNR (dB)")
         for axis in axes[:, column]:
             axis.grid(alpha=0.3)
-            axis.legend()
+            axis.legend(fontsize=8)
     figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=90))
     plt.close(figure)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The CPU-sized scenes, model and run options read by :func:`scene_config`, shared with
-    ``soft_mining_step_cost.py``."""
+    """The CPU-sized model and run options read by :func:`scene_config` (shared with ``soft_mining_step_cost.py``)."""
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rays", type=int, default=512)
-    parser.add_argument("--warmup", type=int, default=50, help="alpha warm-up steps (paper: 1000 of 20000)")
-    parser.add_argument("--lego-scale", type=float, default=0.125)
-    parser.add_argument("--fern-scale", type=float, default=0.25)
+    parser.add_argument("--size-factor", type=float, default=1.0, help="multiplies each scene's image scale")
     parser.add_argument("--hash-levels", type=int, default=8)
     parser.add_argument("--log2-hashmap-size", type=int, default=15)
     parser.add_argument("--max-res", type=int, default=256)
     parser.add_argument("--proposal-samples", type=int, default=32)
     parser.add_argument("--nerf-samples", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenes", nargs="+", default=["lego", "fern"], choices=sorted(SCENES))
-    parser.add_argument("--variants", nargs="+", default=["uniform", "soft-mining"], choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--eval-views", type=int, default=2)
+    parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
+    parser.add_argument("--arms", nargs="+", default=["uniform", "soft-mining"], choices=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-every", type=int, default=100)
     add_model_arguments(parser)
-    parser.add_argument("--tag", default="", help="suffix for the output file names")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="20 steps at 1/4 size into a temporary folder")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.eval_every, args.size_factor, args.seeds = 20, 10, 0.25, args.seeds[:1]
+        args.output = Path(tempfile.mkdtemp(prefix="soft_mining_smoke_"))
     for scene in args.scenes:
-        if not SCENES[scene].is_dir():
-            sys.exit(f"missing dataset: {SCENES[scene]}")
+        if not Path(SCENES[scene]["data"]).is_dir():
+            sys.exit(f"missing dataset: {SCENES[scene]['data']}")
     torch.set_num_threads(max(1, args.threads))
-
     import nerfstudio_methods.soft_mining.config  # noqa: F401  (installs the compat fixes: offline LPIPS)
 
-    results: dict[str, dict] = {}
+    settings = {
+        key: value for key, value in vars(args).items() if key not in ("scenes", "arms", "seeds", "output", "smoke")
+    } | {"torch_threads": torch.get_num_threads(), "device": "cpu"}
+    path = args.output / f"{STEM}.json"
     started = time.perf_counter()
-    stem = f"soft_mining_convergence{args.tag}"
-    configuration = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()} | {
-        "device": "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "model": "nerfacto (torch implementation); lego: the soft-mining Blender preset (white background, no camera optimiser, initial density 1); fern: the LLFF preset (camera optimiser SO3xR3)",
-        "variants": {name: VARIANTS[name] for name in args.variants},
-        "eval": "mean PSNR over eval views rendered in full with the training near plane (lego: val split; fern: every "
-        "8th image held out)",
-    }
+    report: dict = {}
     for scene in args.scenes:
-        results[scene] = {}
-        for variant in args.variants:
-            results[scene][variant] = train_variant(scene, variant, args)
-            report = {
-                "configuration": configuration,
-                "summary": summarise(results),
-                "results": results,
-                "total_seconds": time.perf_counter() - started,
-            }
-            atomic_write(args.output / f"{stem}.json", lambda p: p.write_text(json.dumps(report, indent=2)))
-    plot(results, args.output / f"{stem}.png")
-    print(json.dumps(summarise(results), indent=2))
-    print(f"wrote {args.output / (stem + '.json')} and .png in {time.perf_counter() - started:.0f} s")
+        for seed in args.seeds:
+            for arm in args.arms:
+                run = train_arm(scene, arm, seed, args) | {"settings": settings}
+                report = merge_run(path, run)
+    plot(report, args.output / f"{STEM}.png")
+    print(json.dumps(report["summary"]["report_views"], indent=1)[:4000])
+    print(f"wrote {path} and .png in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""Per-step cost of soft mining, interleaved: uniform sampling, soft mining, and soft mining without the Langevin drift
-(``langevin_drift = 0``: no gradient is requested at the pixel positions, so no backward pass reaches them), in blocks
-that take turns so that machine load hits all three.
+"""What a soft-mining step costs over a uniform step at the same ray count, interleaved so that machine load hits
+every arm alike.
 
-Uses the convergence benchmark's lego configuration (``soft_mining_convergence.py``). Writes
-``<output>/soft_mining_step_cost.json`` with median and mean step times and the ratios to uniform.
+The arms are the convergence benchmark's (``soft_mining_convergence.py``, lego, its CPU size, built by its
+``setup_arm``): ``uniform`` (the preset with ``--pipeline.sampler uniform``), ``soft-mining`` (the preset as shipped)
+and ``no-drift`` (soft mining without the Langevin drift: no backward pass reaches the ray positions; with the drift,
+it goes through the hash grid's input gradient). Each repeat builds the arms afresh, then runs them in
+blocks that take turns; a step's cost is its process CPU time (and wall-clock time, reported too). Per repeat and
+thread count: the median step of each arm and its ratio to uniform; the verdict is the median of the repeats.
 
-Usage: ``python benchmarks/soft_mining_step_cost.py [--blocks 4] [--block-steps 25] [--threads 2]``
+Writes ``<output>/soft_mining_step_cost.json``.
+
+Usage: ``python benchmarks/soft_mining_step_cost.py [--repeats 3] [--thread-counts 1 2] [--blocks 4]``
 """
 
 from __future__ import annotations
@@ -21,72 +26,95 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import soft_mining_convergence as convergence  # noqa: E402
+from _common import atomic_write  # noqa: E402
+
+ARMS = ("uniform", "soft-mining", "no-drift")
 
 
-def build(variant: str, args: argparse.Namespace):
-    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
-    from nerfstudio.engine.optimizers import Optimizers
-
-    convergence.seed_everything(args.seed)
-    config, trainer = convergence.scene_config("lego", variant, args)
-    pipeline = config.setup(device="cpu", test_mode="val")
-    optimizers = Optimizers(trainer.optimizers, pipeline.get_param_groups())
-    callbacks = pipeline.get_training_callbacks(
-        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
-    )
-    return pipeline, optimizers, callbacks
-
-
-def timed_steps(pipeline, optimizers, callbacks, first: int, count: int) -> list[float]:
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
-
-    seconds = []
+def timed_steps(pipeline, optimizers, run_callbacks, first: int, count: int) -> tuple[list[float], list[float]]:
+    cpu, wall = [], []
     for step in range(first, first + count):
-        start = time.perf_counter()
-        for callback in callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        run_callbacks(step, before=True)
         optimizers.zero_grad_all()
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
         sum(loss_dict.values()).backward()
         optimizers.optimizer_step_all()
-        for callback in callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        run_callbacks(step, before=False)
         optimizers.scheduler_step_all(step)
-        seconds.append(time.perf_counter() - start)
-    return seconds
+        cpu.append(time.process_time() - cpu_start)
+        wall.append(time.perf_counter() - wall_start)
+    return cpu, wall
+
+
+def one_repeat(args: argparse.Namespace) -> dict:
+    setups = {arm: convergence.setup_arm("lego", arm, 0, args) for arm in ARMS}
+    cpu: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    wall: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for block in range(args.blocks):
+        for arm, setup in setups.items():
+            block_cpu, block_wall = timed_steps(*setup, block * args.block_steps, args.block_steps)
+            # the first steps of each arm warm its caches up
+            skip = args.skip if block == 0 else 0
+            cpu[arm] += block_cpu[skip:]
+            wall[arm] += block_wall[skip:]
+    result = {}
+    for arm in ARMS:
+        result[arm] = {
+            "median_cpu_ms": 1000 * float(np.median(cpu[arm])),
+            "median_wall_ms": 1000 * float(np.median(wall[arm])),
+        }
+    for arm in ARMS:
+        result[arm]["cpu_ratio_to_uniform"] = result[arm]["median_cpu_ms"] / result["uniform"]["median_cpu_ms"]
+        result[arm]["wall_ratio_to_uniform"] = result[arm]["median_wall_ms"] / result["uniform"]["median_wall_ms"]
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--thread-counts", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--block-steps", type=int, default=25)
-    parser.add_argument("--skip", type=int, default=10, help="first steps of each setup left out (warm-up)")
+    parser.add_argument("--skip", type=int, default=10, help="first steps of each arm left out (warm-up)")
+    parser.add_argument("--output", type=Path, default=convergence.RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="one short repeat, one thread, to a temporary folder")
     convergence.add_model_arguments(parser)
     args = parser.parse_args()
-    if not convergence.SCENES["lego"].is_dir():
-        sys.exit(f"missing dataset: {convergence.SCENES['lego']}")
-    torch.set_num_threads(max(1, args.threads))
+    if args.smoke:
+        import tempfile
+
+        args.repeats, args.thread_counts, args.blocks, args.block_steps, args.skip = 1, [1], 1, 4, 1
+        args.size_factor = 0.25
+        args.output = Path(tempfile.mkdtemp(prefix="soft_mining_step_cost_smoke_"))
+    if not Path(convergence.SCENES["lego"]["data"]).is_dir():
+        sys.exit(f"missing dataset: {convergence.SCENES['lego']['data']}")
     import nerfstudio_methods.soft_mining.config  # noqa: F401  (installs the compat fixes: offline LPIPS)
 
-    setups = {variant: build(variant, args) for variant in ("uniform", "soft-mining", "soft-mining-no-drift")}
-    seconds: dict[str, list[float]] = {name: [] for name in setups}
-    for block in range(args.blocks):
-        for name, setup in setups.items():
-            seconds[name] += timed_steps(*setup, block * args.block_steps, args.block_steps)
-        print(f"block {block + 1}/{args.blocks} done", flush=True)
-    summary = {}
-    for name, values in seconds.items():
-        kept = values[args.skip :]
-        summary[name] = {"median_ms": 1000 * float(np.median(kept)), "mean_ms": 1000 * float(np.mean(kept))}
-    for entry in summary.values():
-        entry["median_ratio_to_uniform"] = entry["median_ms"] / summary["uniform"]["median_ms"]
-    report = {"configuration": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    report["steps_per_setup"] = args.blocks * args.block_steps - args.skip
-    report["summary"] = summary
-    args.output.mkdir(parents=True, exist_ok=True)
+    report: dict = {"configuration": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    per_threads: dict[str, dict] = {}
+    for threads in args.thread_counts:
+        torch.set_num_threads(threads)
+        repeats = []
+        for repeat in range(args.repeats):
+            repeats.append(one_repeat(args))
+            print(f"threads {threads}, repeat {repeat + 1}/{args.repeats}: "
+                  + ", ".join(f"{arm} {repeats[-1][arm]['median_cpu_ms']:.0f} ms" for arm in ARMS), flush=True)  # fmt: skip
+        per_threads[str(threads)] = {
+            "repeats": repeats,
+            "median_of_repeats": {
+                arm: {
+                    key: float(np.median([repeat[arm][key] for repeat in repeats]))
+                    for key in ("median_cpu_ms", "median_wall_ms", "cpu_ratio_to_uniform", "wall_ratio_to_uniform")
+                }
+                for arm in ARMS
+            },
+        }
+    report["summary"] = {threads: entry["median_of_repeats"] for threads, entry in per_threads.items()}
+    report["threads"] = per_threads
     path = args.output / "soft_mining_step_cost.json"
-    convergence.atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=2)))
-    print(json.dumps(summary, indent=2))
+    atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))
+    print(json.dumps(report["summary"], indent=1))
     return 0
 
 

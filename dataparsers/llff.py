@@ -25,6 +25,7 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from dataparsers._common import IMAGE_SUFFIXES, DatasetFormatError, image_size, list_images, require_dir
 from dataparsers.poses_bounds import PosesBounds, read_poses_bounds
 from nerfstudio_methods import compat
+from nerfstudio_methods.rays import NDC_COEFFICIENTS_KEY, ndc_coefficients
 
 # nerfstudio imports this module (an entry point) at the start of every ns-* command: install the fixes first.
 compat.install()
@@ -199,6 +200,8 @@ class LLFF(DataParser):
                 "near_far": torch.from_numpy(near_far[indices]).float(),
                 "near": float(near_far[:, 0].min()),
                 "far": float(near_far[:, 1].max()),
+                # NeRF's NDC map of this capture (one focal for the whole scene, as NeRF's hwf)
+                NDC_COEFFICIENTS_KEY: ndc_coefficients(float(focal.mean()), float(focal.mean()), width, height),
             },
         )
 

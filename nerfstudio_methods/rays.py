@@ -106,6 +106,10 @@ NDC_NEAR = 1.0
 recentred) scene (streamrf.md §1.1, mononerf.md §1)."""
 
 
+NDC_COEFFICIENTS_KEY = "ndc_coefficients"
+"""Dataparser metadata key of a forward-facing scene's NDC scale factors ``(2 fx / W, 2 fy / H)`` (llff-data)."""
+
+
 def ndc_coefficients(fx: float, fy: float, width: float, height: float) -> tuple[float, float]:
     """NeRF's NDC scale factors ``(2 fx / W, 2 fy / H)``: x and y in NDC are ``-coeff * x / z`` of the camera frame."""
     return 2.0 * fx / width, 2.0 * fy / height

@@ -11,7 +11,6 @@ import pytest
 import torch
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.model_components.ray_generators import RayGenerator
-from nerfstudio.models.nerfacto import NerfactoModelConfig
 
 from nerfstudio_methods.soft_mining import config as soft_mining_config  # installs the compat fixes (offline LPIPS)
 from nerfstudio_methods.soft_mining.datamanager import COORDS_KEY, SoftMiningDataManager, SoftMiningVanillaDataManager
@@ -299,7 +298,7 @@ def blender_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_pipeline_config(scene: Path, method: str = "nerfacto", continuous: bool = True, drift: str = "loss"):
     if method == "nerfacto":
-        trainer = soft_mining_config.soft_mining_nerfacto_config("blender")
+        trainer = soft_mining_config.soft_mining_nerfacto_config()
         model = trainer.pipeline.model
         model.implementation = "torch"  # type: ignore[attr-defined]
         model.num_proposal_samples_per_ray = (16, 8)  # type: ignore[attr-defined]
@@ -448,6 +447,92 @@ def test_soft_mining_starts_from_the_same_weights_as_uniform_sampling(blender_sc
         torch.testing.assert_close(weights[0][name], weights[1][name], msg=name)
 
 
+def test_uniform_batches_are_uniform_and_leave_the_population_alone() -> None:
+    """``uniform_batch``: fresh draws, every image and every part of an image equally likely (the released code's
+    uniform baseline), the population untouched. 4 images, 64 x 64 px, 200 batches of 512: each image's share has a
+    binomial std of 0.1% around 25%, each position coordinate's mean a std of 0.06% around 0.5 and its variance
+    ~0.03% around 1/12."""
+    config = SoftMiningSamplerConfig(reinit_distribution="uniform")
+    sampler = config.setup(
+        num_samples=512, image_size=(SIZE, SIZE), num_images=4, generator=torch.Generator().manual_seed(0)
+    )
+    population = sampler.positions.clone()
+    draws = [sampler.uniform_batch() for _ in range(200)]
+    ids = torch.cat([ids for ids, _ in draws])
+    positions = torch.cat([positions for _, positions in draws])
+    shares = torch.bincount(ids, minlength=4).float() / ids.numel()
+    torch.testing.assert_close(shares, torch.full((4,), 0.25), atol=0.005, rtol=0)
+    torch.testing.assert_close(positions.mean(0), torch.full((2,), 0.5), atol=0.003, rtol=0)
+    torch.testing.assert_close(positions.var(0), torch.full((2,), 1 / 12), atol=0.002, rtol=0)
+    assert not torch.equal(draws[0][1], draws[1][1])  # a fresh batch every step
+    assert torch.equal(sampler.positions, population)
+
+
+def test_uniform_batches_stay_inside_the_sampling_mask() -> None:
+    mask = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
+    mask[0, 10:20, 30:40] = True
+    mask[1, 50:, :5] = True
+    config = SoftMiningSamplerConfig(reinit_distribution="uniform")
+    sampler = config.setup(num_samples=256, image_size=(SIZE, SIZE), num_images=2, mask=mask)
+    ids, positions = sampler.uniform_batch()
+    rows, cols = sampler.pixel_indices(positions).unbind(-1)
+    assert bool(mask[ids, rows, cols].all())
+
+
+def test_uniform_switch_trains_on_plain_mse_without_the_population(blender_scene: Path) -> None:
+    """``--pipeline.sampler uniform``: the same preset, but each batch is a fresh uniform draw, the RGB loss is the
+    unweighted MSE of the batch (computed here by hand from the rendered and target colours), no gradient is taken
+    at the positions and the population never moves."""
+    config = tiny_pipeline_config(blender_scene)
+    config.sampler = "uniform"
+    pipeline = config.setup(device="cpu", test_mode="val")
+    assert isinstance(pipeline, SoftMiningPipeline)
+    callbacks = pipeline.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )
+    sampler = pipeline.soft_mining_datamanager.soft_mining_sampler
+    before = sampler.positions.clone()
+    torch.manual_seed(3)
+    outputs, loss_dict, _ = pipeline.get_train_loss_dict(2000)  # past the warm-up: weights would be active
+    torch.manual_seed(3)
+    _, batch = pipeline.datamanager.next_train(2000)
+    assert not batch[COORDS_KEY].requires_grad
+    target = pipeline.model.renderer_rgb.blend_background(batch["image"])
+    by_hand = torch.mean((outputs["rgb"] - target[..., :3]) ** 2)
+    torch.testing.assert_close(loss_dict["rgb_loss"], by_hand)
+    sum(loss_dict.values()).backward()
+    for callback in callbacks:
+        callback.run_callback_at_location(2000, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    assert torch.equal(sampler.positions, before)
+    # 48 rays from 6 images drawn at random, not 8 per image as the population's round robin
+    counts = torch.bincount(batch["indices"][:, 0], minlength=6)
+    assert int(counts.sum()) == 48 and counts.tolist() != [8] * 6
+
+
+def test_ngp_preset_is_the_released_recipe() -> None:
+    """soft-mining-ngp: the released code's base model and schedule (brief A2.7)."""
+    from nerfstudio_methods.soft_mining.model import SoftMiningNGPModelConfig
+
+    trainer = soft_mining_config.soft_mining_ngp_config("blender")
+    assert trainer.method_name == "soft-mining-ngp" and trainer.max_num_iterations == 20000
+    pipeline = trainer.pipeline
+    assert (
+        isinstance(pipeline, SoftMiningPipelineConfig) and pipeline.alpha == 0.6 and pipeline.sampler == "soft-mining"
+    )
+    assert pipeline.datamanager.train_num_rays_per_batch == 4096
+    model = pipeline.model
+    assert isinstance(model, SoftMiningNGPModelConfig) and not model.ndc
+    assert model.num_proposal_iterations == 1 and model.num_proposal_samples_per_ray == (128,)
+    assert model.num_nerf_samples_per_ray == 64 and model.disable_scene_contraction
+    assert (model.near_plane, model.far_plane, model.background_color) == (2.0, 6.0, "white")
+    for group in ("fields", "proposal_networks"):
+        optimizer, scheduler = trainer.optimizers[group]["optimizer"], trainer.optimizers[group]["scheduler"]
+        assert (optimizer.lr, optimizer.eps, optimizer.weight_decay) == (1e-2, 1e-15, 1e-6)
+        assert (scheduler.learning_rate_alpha, scheduler.max_steps, scheduler.warm_up_end) == (0.1, 20000, 0)
+    llff = soft_mining_config.soft_mining_ngp_config("llff")
+    assert llff.optimizers["fields"]["optimizer"].weight_decay == 1e-5
+
+
 def test_batch_keys(blender_scene: Path) -> None:
     pipeline = tiny_pipeline_config(blender_scene).setup(device="cpu", test_mode="val")
     _, batch = pipeline.datamanager.next_train(0)
@@ -458,11 +543,13 @@ def test_batch_keys(blender_scene: Path) -> None:
 
 
 def test_llff_preset_steps_on_llff_data(tmp_path: Path) -> None:
-    """soft-mining-llff: alpha 0.8, the repo's llff-data parser; one step on a generated LLFF scene."""
+    """soft-mining-llff: the released base model in NDC, alpha 0.8, the repo's llff-data parser; one step on a
+    generated LLFF scene, with the drift's gradient reaching the pixel positions through the NDC map."""
     from dataparsers.llff import LLFFDataParserConfig
+    from nerfstudio_methods.soft_mining.model import SoftMiningNGPModelConfig
 
     scene = generate_scene("llff", tmp_path / "llff", "--width", "32", "--height", "24", "--num-cameras", "6")
-    trainer = soft_mining_config.soft_mining_nerfacto_config("llff")
+    trainer = soft_mining_config.soft_mining_ngp_config("llff")
     assert trainer.method_name == "soft-mining-llff"
     config = trainer.pipeline
     assert isinstance(config, SoftMiningPipelineConfig) and config.alpha == 0.8
@@ -472,10 +559,26 @@ def test_llff_preset_steps_on_llff_data(tmp_path: Path) -> None:
     config.datamanager.data = scene
     config.datamanager.train_num_rays_per_batch = 40
     model = config.model
-    assert isinstance(model, NerfactoModelConfig)
-    model.implementation, model.num_proposal_samples_per_ray, model.num_nerf_samples_per_ray = "torch", (8, 8), 8
+    assert isinstance(model, SoftMiningNGPModelConfig) and model.ndc
+    model.implementation, model.num_proposal_samples_per_ray, model.num_nerf_samples_per_ray = "torch", (8,), 8
     pipeline = config.setup(device="cpu", test_mode="val")
     _, loss_dict, _ = pipeline.get_train_loss_dict(2000)
     sum(loss_dict.values()).backward()
+    pending = pipeline._pending
+    assert pending is not None and pending.coords.grad is not None and bool(pending.coords.grad.abs().sum() > 0)
     pipeline.update_population(2000)
+
+    # NDC by hand (NeRF's ndc_rays, near plane at depth 1): a ray starts on the near plane (NDC z = -1) and reaches
+    # infinity (z = 1) at t = 1, where its NDC x, y are -(2 fx / W) d_x / d_z and -(2 fy / H) d_y / d_z.
+    ray_bundle, _ = pipeline.datamanager.next_train(2001)
+    ndc = pipeline.model.to_ndc(ray_bundle)  # type: ignore[attr-defined]
+    coeff_x, coeff_y = pipeline.model.ndc_coefficients  # type: ignore[attr-defined]
+    camera = pipeline.datamanager.train_dataset.cameras[0]
+    assert math.isclose(coeff_x, 2 * float(camera.fx) / float(camera.width), rel_tol=1e-6)
+    directions = ray_bundle.directions.detach()
+    torch.testing.assert_close(ndc.origins[:, 2], torch.full_like(ndc.origins[:, 2], -1.0))
+    at_infinity = (ndc.origins + ndc.directions).detach()
+    torch.testing.assert_close(at_infinity[:, 2], torch.ones_like(at_infinity[:, 2]))
+    torch.testing.assert_close(at_infinity[:, 0], -coeff_x * directions[:, 0] / directions[:, 2])
+    torch.testing.assert_close(at_infinity[:, 1], -coeff_y * directions[:, 1] / directions[:, 2])
     assert pipeline.last_population_stats["lowest_error"] == 4

@@ -81,6 +81,9 @@ class SoftMiningDataManagerMixin:
     soft_mining_sampler: SoftMiningSampler
     train_images: Dict[str, Tensor]
     train_cameras: Cameras
+    uniform_sampling: bool = False
+    """Draw every batch uniformly (:meth:`SoftMiningSampler.uniform_batch`) instead of from the population: the
+    pipeline's ``sampler="uniform"`` baseline."""
 
     def setup_soft_mining(self) -> None:
         """Cache the training images on the device and start the population (uniform over the images)."""
@@ -112,13 +115,17 @@ class SoftMiningDataManagerMixin:
         self.train_count += 1  # type: ignore[attr-defined]
         sampler = self.soft_mining_sampler
         config = self.config.soft_mining
-        # Without drift the gradient at the positions is never used: skip the backward pass into them (it is ~10% of
-        # a nerfacto step on CPU with the torch hash grid; measured).
-        coords = sampler.pixel_coords().detach().requires_grad_(config.langevin_drift != 0.0)
-        image_ids = sampler.image_ids
-        pixels = sampler.pixel_indices()
-        rows, cols = pixels.unbind(-1)
-        through_target = config.drift_through_target and config.continuous_positions
+        if self.uniform_sampling:
+            image_ids, positions = sampler.uniform_batch()
+            drifts = False
+        else:
+            image_ids, positions = sampler.image_ids, sampler.positions
+            # Without drift the gradient at the positions is never used: skip the backward pass into them (it is
+            # ~10% of a nerfacto step on CPU with the torch hash grid; measured).
+            drifts = config.langevin_drift != 0.0
+        coords = sampler.pixel_coords(positions).detach().requires_grad_(drifts)
+        rows, cols = sampler.pixel_indices(positions).unbind(-1)
+        through_target = drifts and config.drift_through_target and config.continuous_positions
         target = bilinear_lookup(self.train_images["image"], image_ids, coords if through_target else coords.detach())
         camera_indices = self.train_images["image_idx"][image_ids].long()
         batch: Dict = {

@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 from torch.cuda.amp.grad_scaler import GradScaler
 
@@ -42,6 +43,7 @@ from nerfstudio_methods.soft_mining.loss import RgbTerm, SoftMiningRGBLoss
 from nerfstudio_methods.soft_mining.sampler import importance_exponent
 
 DriftGradient = Literal["loss", "exact"]
+PixelSampler = Literal["soft-mining", "uniform"]
 
 
 @dataclass
@@ -49,6 +51,11 @@ class SoftMiningPipelineConfig(VanillaPipelineConfig):
     """Soft-mining loss weighting (defaults: Blender, brief A2.3; see ``config.py`` for the LLFF preset)."""
 
     _target: Type = field(default_factory=lambda: SoftMiningPipeline)
+    sampler: PixelSampler = "soft-mining"
+    """Which pixels a training step learns from. "soft-mining": the Langevin population with importance-weighted
+    loss. "uniform": for every ray a random training image and a uniform position in it, plain MSE (the released
+    code's ``--sampling_type uniform`` baseline, brief A2.7). Model, rays, target lookup, optimisers and schedule
+    are the same, so ``--pipeline.sampler uniform`` is every soft-mining preset's uniform twin."""
     alpha: float = 0.6
     """Importance exponent: 0 = hard mining (no re-weighting), 1 = unbiased importance sampling. Released code: 0.6
     Blender, 0.8 LLFF."""
@@ -125,6 +132,9 @@ class SoftMiningPipeline(VanillaPipeline):
             clamp_to_mean_plus_std=config.weight_clamp_mean_plus_std,
         )
         self.model.rgb_loss = self.rgb_loss
+        self.soft_mining_datamanager.uniform_sampling = config.sampler == "uniform"
+        if config.sampler == "uniform":
+            CONSOLE.print("Uniform pixel sampling (--pipeline.sampler uniform): the population is not used")
         self.grad_scaler = grad_scaler
         self._pending: _PendingStep | None = None
         self.last_population_stats: Dict[str, int] = {}
@@ -140,6 +150,8 @@ class SoftMiningPipeline(VanillaPipeline):
         return float(self.grad_scaler.get_scale())
 
     def get_train_loss_dict(self, step: int):
+        if self.config.sampler == "uniform":
+            return super().get_train_loss_dict(step)  # uniform batches, the model's RGB loss as plain MSE
         ray_bundle, batch = self.datamanager.next_train(step)
         model_outputs = self._model(ray_bundle)
         metrics_dict = self.model.get_metrics_dict(model_outputs, batch)

@@ -213,6 +213,7 @@ class SoftMiningSampler:
         self.height, self.width = image_size
         self.device = torch.device(device)
         self.generator = generator
+        self.num_images = num_images
         self.image_ids = torch.arange(num_samples, device=self.device) % num_images
         self.mask = None if mask is None else mask.to(self.device, torch.bool)
         uniform_pdf = None if self.mask is None else self.mask.float()
@@ -235,28 +236,41 @@ class SoftMiningSampler:
         return torch.rand(shape, generator=self.generator, device=self.device)
 
     def _draw(self, indices: Tensor, distribution: PixelDistribution | None) -> Float[Tensor, "num 2"]:
-        """New normalised positions for the samples ``indices``: a pixel from ``distribution`` (uniform when None),
-        then a uniform point inside it (its centre when positions are discrete)."""
-        num = indices.shape[0]
+        """New normalised positions for the samples ``indices`` (in their own images)."""
+        return self._draw_in(self.image_ids[indices], distribution)
+
+    def _draw_in(self, image_ids: Tensor, distribution: PixelDistribution | None) -> Float[Tensor, "num 2"]:
+        """Normalised positions in the images ``image_ids``: a pixel from ``distribution`` (uniform when None), then a
+        uniform point inside it (its centre when positions are discrete)."""
+        num = image_ids.shape[0]
         if distribution is None:
             return self._rand(num, 2)
-        rows, cols = distribution.sample(self.image_ids[indices], self.generator)
+        rows, cols = distribution.sample(image_ids, self.generator)
         offset = self._rand(num, 2) if self.config.continuous_positions else torch.full((num, 2), 0.5)
         pixel = torch.stack([rows, cols], -1).float() + offset.to(self.device)
         return pixel / self.scale
 
-    def pixel_coords(self) -> Float[Tensor, "num 2"]:
-        """Pixel coordinates ``(y, x)`` to cast rays through: continuous, or the centre of the pixel holding each
-        sample when ``continuous_positions`` is False."""
-        coords = self.positions * self.scale
+    def uniform_batch(self) -> tuple[Int[Tensor, " num"], Float[Tensor, "num 2"]]:
+        """``N`` fresh positions that do not touch the population: for each, a random image and a uniform position in
+        it (in its mask, if any). The released code's ``--sampling_type uniform`` baseline (brief A2.7), drawn through
+        the same position convention as the population so that the two samplers differ in nothing else.
+
+        Returns the image of each position and the normalised positions."""
+        image_ids = torch.randint(self.num_images, (self.num_samples,), generator=self.generator, device=self.device)
+        return image_ids, self._draw_in(image_ids, self.uniform_distribution)
+
+    def pixel_coords(self, positions: Float[Tensor, "num 2"] | None = None) -> Float[Tensor, "num 2"]:
+        """Pixel coordinates ``(y, x)`` to cast rays through, of ``positions`` (default: the population's): continuous,
+        or the centre of the pixel holding each one when ``continuous_positions`` is False."""
+        coords = (self.positions if positions is None else positions) * self.scale
         if self.config.continuous_positions:
             return coords
         pixel = torch.minimum(torch.floor(coords), self.scale - 1)
         return pixel + 0.5
 
-    def pixel_indices(self) -> Int[Tensor, "num 2"]:
-        """Integer ``(row, column)`` of the pixel holding each sample."""
-        pixel = torch.floor(self.positions * self.scale)
+    def pixel_indices(self, positions: Float[Tensor, "num 2"] | None = None) -> Int[Tensor, "num 2"]:
+        """Integer ``(row, column)`` of the pixel holding each of ``positions`` (default: the population's)."""
+        pixel = torch.floor((self.positions if positions is None else positions) * self.scale)
         return torch.minimum(pixel, self.scale - 1).long()
 
     def _outside_mask(self) -> Bool[Tensor, " num"]:
