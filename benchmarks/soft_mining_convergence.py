@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import sys
 import tempfile
@@ -105,14 +106,18 @@ def released_balance_drift(preset: str, rays: int, height: int) -> float:
 def scene_config(scene: str, arm: str, args: argparse.Namespace):
     """The trainer config of one arm on one scene: the preset, CPU-sized, with the arm's one change."""
     from nerfstudio_methods.soft_mining.config import released_optimizers, soft_mining_ngp_config
+    from nerfstudio_methods.soft_mining.datamanager import SoftMiningDataManagerConfig
+    from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipelineConfig
 
     spec = SCENES[scene]
     trainer = soft_mining_ngp_config(spec["preset"])
     pipeline = trainer.pipeline
+    assert isinstance(pipeline, SoftMiningPipelineConfig)
     cpu_sized_nerfacto(
         pipeline.model, args.hash_levels, args.log2_hashmap_size, args.max_res, args.proposal_samples, args.nerf_samples
     )
     datamanager = pipeline.datamanager
+    assert isinstance(datamanager, SoftMiningDataManagerConfig)
     datamanager.data = spec["data"]
     if "downscale_factor" in spec:
         datamanager.dataparser.downscale_factor = spec["downscale_factor"]  # type: ignore[attr-defined]
@@ -122,7 +127,7 @@ def scene_config(scene: str, arm: str, args: argparse.Namespace):
     decay = trainer.optimizers["fields"]["optimizer"].weight_decay
     trainer.optimizers = released_optimizers(decay, max_steps=args.steps)
     pipeline.alpha_warmup_steps = max(1, round(args.steps * 1000 / 20000))
-    sampler = datamanager.soft_mining  # type: ignore[attr-defined]
+    sampler = datamanager.soft_mining
     if arm == "uniform":
         pipeline.sampler = "uniform"
     elif arm == "no-drift":
@@ -179,7 +184,7 @@ def train_arm(scene: str, arm: str, seed: int, args: argparse.Namespace) -> dict
     pipeline, optimizers, run_callbacks = setup_arm(scene, arm, seed, args)
     sampler = pipeline.soft_mining_datamanager.soft_mining_sampler
     spec = SCENES[scene]
-    num_eval = len(pipeline.datamanager.eval_dataset)
+    num_eval = len(pipeline.datamanager.eval_dataset)  # type: ignore[arg-type]
     tuning = [view for view in spec["tuning_views"] if view < num_eval]
     report = [view for view in spec["report_views"] if view < num_eval]
 
@@ -199,12 +204,12 @@ def train_arm(scene: str, arm: str, seed: int, args: argparse.Namespace) -> dict
     step_cpu: list[float] = []
     for step in range(args.steps):
         cpu_start, wall_start = time.process_time(), time.perf_counter()
-        run_callbacks(step, before=True)
+        run_callbacks(step, True)
         optimizers.zero_grad_all()
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        sum(loss_dict.values()).backward()  # type: ignore[union-attr]
+        functools.reduce(torch.add, loss_dict.values()).backward()
         optimizers.optimizer_step_all()
-        run_callbacks(step, before=False)
+        run_callbacks(step, False)
         optimizers.scheduler_step_all(step)
         step_cpu.append(time.process_time() - cpu_start)
         cpu += step_cpu[-1]
@@ -302,24 +307,29 @@ def uniform_shape(runs: dict[str, dict], scene: str, key: str) -> dict:
     return shape
 
 
+def summarise_views(runs: dict[str, dict], key: str) -> dict:
+    """Per scene: soft mining's ``steps_ratio`` and ``time_ratio`` against uniform, the uniform arm's curve shape,
+    and every arm's comparison, on the views of ``key``."""
+    block: dict[str, Any] = {}
+    for scene in SCENES:
+        arms = sorted({run["arm"] for run in runs.values() if run["scene"] == scene} - {"uniform"})
+        comparisons = {arm: compare(runs, scene, arm, key) for arm in arms}
+        comparisons = {arm: value for arm, value in comparisons.items() if value is not None}
+        if not comparisons:
+            continue
+        entry: dict[str, Any] = {}
+        if "soft-mining" in comparisons:
+            entry["steps_ratio"] = comparisons["soft-mining"]["steps_ratio"]
+            entry["time_ratio"] = comparisons["soft-mining"]["time_ratio"]
+        entry["uniform_curve"] = uniform_shape(runs, scene, key)
+        entry["arms"] = comparisons
+        block[scene] = entry
+    return block
+
+
 def summarise(runs: dict[str, dict]) -> dict:
-    summary: dict[str, Any] = {}
-    for key, name in (("report_psnr", "report_views"), ("tuning_psnr", "tuning_views")):
-        block: dict[str, Any] = {}
-        for scene in SCENES:
-            arms = sorted({run["arm"] for run in runs.values() if run["scene"] == scene} - {"uniform"})
-            comparisons = {arm: compare(runs, scene, arm, key) for arm in arms}
-            comparisons = {arm: value for arm, value in comparisons.items() if value is not None}
-            if not comparisons:
-                continue
-            entry: dict[str, Any] = {"uniform_curve": uniform_shape(runs, scene, key)}
-            if "soft-mining" in comparisons:
-                entry["steps_ratio"] = comparisons["soft-mining"]["steps_ratio"]
-                entry["time_ratio"] = comparisons["soft-mining"]["time_ratio"]
-            entry["arms"] = comparisons
-            block[scene] = entry
-        summary[name] = block
-    return summary
+    """The verdict per scene on the report views, then the same on the tuning views (``on_tuning_views``)."""
+    return summarise_views(runs, "report_psnr") | {"on_tuning_views": summarise_views(runs, "tuning_psnr")}
 
 
 # --- output -------------------------------------------------------------------------------------------------------
@@ -337,15 +347,18 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def merge_run(path: Path, run: dict) -> dict:
-    """Add (or replace) one run in the results file, recompute the summary, write atomically; returns the report."""
+def merge_run(path: Path, run: dict | None) -> dict:
+    """Add (or replace) one run in the results file (None: none), recompute the summary, write atomically; returns
+    the report."""
     with locked(path):
         report = json.loads(path.read_text()) if path.is_file() else {}
         runs = report.get("runs", {})
-        runs[f"{run['scene']}/{run['arm']}/{run['seed']}"] = run
+        if run is not None:
+            runs[f"{run['scene']}/{run['arm']}/{run['seed']}"] = run
         report = {
             "summary": summarise(runs),
             "description": (__doc__ or "").split("\n\n")[0],
+            "views": "summary: on the report views; summary.on_tuning_views: the same on the tuning views",
             "arms": ARMS,
             "scenes": {name: {k: str(v) for k, v in spec.items()} for name, spec in SCENES.items()},
             "runs": dict(sorted(runs.items())),
@@ -418,7 +431,22 @@ def main() -> None:
     add_model_arguments(parser)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--smoke", action="store_true", help="20 steps at 1/4 size into a temporary folder")
+    parser.add_argument("--summarise", action="store_true", help="only recompute the summary and the figure")
     args = parser.parse_args()
+    path = args.output / f"{STEM}.json"
+    if args.summarise:
+        report = merge_run(path, None)
+        plot(report, args.output / f"{STEM}.png")
+        print(
+            json.dumps(
+                {
+                    scene: report["summary"][scene]["steps_ratio"]
+                    for scene in SCENES
+                    if "steps_ratio" in report["summary"].get(scene, {})
+                }
+            )
+        )
+        return
     if args.smoke:
         args.steps, args.eval_every, args.size_factor, args.seeds = 20, 10, 0.25, args.seeds[:1]
         args.output = Path(tempfile.mkdtemp(prefix="soft_mining_smoke_"))
@@ -431,7 +459,6 @@ def main() -> None:
     settings = {
         key: value for key, value in vars(args).items() if key not in ("scenes", "arms", "seeds", "output", "smoke")
     } | {"torch_threads": torch.get_num_threads(), "device": "cpu"}
-    path = args.output / f"{STEM}.json"
     started = time.perf_counter()
     report: dict = {}
     for scene in args.scenes:
@@ -440,7 +467,7 @@ def main() -> None:
                 run = train_arm(scene, arm, seed, args) | {"settings": settings}
                 report = merge_run(path, run)
     plot(report, args.output / f"{STEM}.png")
-    print(json.dumps(report["summary"]["report_views"], indent=1)[:4000])
+    print(json.dumps({scene: report["summary"][scene] for scene in args.scenes}, indent=1)[:4000])
     print(f"wrote {path} and .png in {time.perf_counter() - started:.0f} s")
 
 

@@ -16,6 +16,7 @@ Usage: ``python benchmarks/soft_mining_step_cost.py [--repeats 3] [--thread-coun
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -35,12 +36,12 @@ def timed_steps(pipeline, optimizers, run_callbacks, first: int, count: int) -> 
     cpu, wall = [], []
     for step in range(first, first + count):
         cpu_start, wall_start = time.process_time(), time.perf_counter()
-        run_callbacks(step, before=True)
+        run_callbacks(step, True)
         optimizers.zero_grad_all()
         _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        sum(loss_dict.values()).backward()
+        functools.reduce(torch.add, loss_dict.values()).backward()
         optimizers.optimizer_step_all()
-        run_callbacks(step, before=False)
+        run_callbacks(step, False)
         optimizers.scheduler_step_all(step)
         cpu.append(time.process_time() - cpu_start)
         wall.append(time.perf_counter() - wall_start)

@@ -62,6 +62,20 @@ def cases(steps: int) -> list[Case]:
             "soft-mining-torch", "soft-mining", blender, ("blender-data",), ("--pipeline.model.implementation", "torch")
         ),
         Case(
+            "soft-mining-ngp",
+            "soft-mining-ngp",
+            blender,
+            ("blender-data",),
+            ("--pipeline.model.implementation", "tcnn" if tcnn else "torch"),
+        ),
+        Case(
+            "soft-mining-ngp-uniform",
+            "soft-mining-ngp",
+            blender,
+            ("blender-data",),
+            ("--pipeline.model.implementation", "tcnn" if tcnn else "torch", "--pipeline.sampler", "uniform"),
+        ),
+        Case(
             "soft-mining-llff",
             "soft-mining-llff",
             llff,

@@ -4,8 +4,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
-echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests
-echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests
+echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests benchmarks
+echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests benchmarks
 echo "[test] pyright"; pyright
 # Two pytest workers (pytest-xdist) on CI's 2 cores; whole files per worker (--dist loadfile), so a file's
 # module-scoped fixtures (its trained runs) are built once; files start in collection order, the longest first

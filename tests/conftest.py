@@ -103,12 +103,13 @@ LONGEST_FILES_FIRST = (
     "test_viewer_browser.py",
     "test_demo.py",
     "test_threeda_ae_end_to_end.py",
+    "test_soft_mining_end_to_end.py",
     "test_infonerf_end_to_end.py",
     "test_streamrf_end_to_end.py",
     "test_multiprocess.py",
     "test_end_to_end.py",
     "test_mononerf_end_to_end.py",
-    "test_soft_mining_end_to_end.py",
+    "test_soft_mining_benchmark.py",
 )
 """The files with the longest total time (pytest --durations on CI's 2 cores), longest first. scripts/test.sh runs
 pytest-xdist with whole files per worker in collection order (``--dist loadfile --no-loadscope-reorder``); starting

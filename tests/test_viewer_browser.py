@@ -1,7 +1,7 @@
 """``ns-viewer`` in a real browser: headless Chromium (Debian's ``chromium``, driven by Playwright through its
-executable path) opens the viewer of a tiny trained run of ``infonerf``, ``soft-mining``, ``streamrf`` and
-``mononerf``; the page connects and shows a rendered frame that is not just background, on the ``rgb`` output, from
-the central training camera (where the viewer starts for this collection's runs). For the video methods, moving the
+executable path) opens the viewer of a tiny trained run of ``infonerf``, ``soft-mining``, ``soft-mining-ngp``,
+``streamrf`` and ``mononerf``; the page connects and shows a rendered frame that is not just background, on the
+``rgb`` output, from the central training camera (where the viewer starts for this collection's runs). For the video methods, moving the
 viewer's Time control changes the rendered image the way the scene changed: their tiny runs learn the generated
 objects' motion, which is checked first on the stored frames (``ns-render`` across time against the generator's
 frames), so a failure says whether training or the viewer broke.
@@ -77,6 +77,22 @@ def soft_mining_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--pipeline.model.implementation", "torch", "--pipeline.model.num-proposal-samples-per-ray", "16", "8",
                  "--pipeline.model.num-nerf-samples-per-ray", "8", "--pipeline.model.log2-hashmap-size", "12",
                  "--pipeline.alpha-warmup-steps", "0", "blender-data", "--data", str(work / "scene"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def soft_mining_ngp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The released code's base model (one proposal network, no scene contraction): its cosine schedule over the
+    run's 60 steps and initial density 0.1 (at the preset's 1 a run this small can render only the background)."""
+    work = tmp_path_factory.mktemp("browser_soft_mining_ngp")
+    generate_scene("blender", work / "scene", "--width", "32", "--height", "32", "--num-cameras", "6")
+    return train(work, "soft-mining-ngp", "--max-num-iterations", "60", "--steps-per-save", "60",
+                 "--optimizers.fields.scheduler.max-steps", "60",
+                 "--optimizers.proposal-networks.scheduler.max-steps", "60",
+                 "--pipeline.datamanager.train-num-rays-per-batch", "128",
+                 "--pipeline.model.implementation", "torch", "--pipeline.model.num-proposal-samples-per-ray", "32",
+                 "--pipeline.model.num-nerf-samples-per-ray", "16", "--pipeline.model.log2-hashmap-size", "12",
+                 "--pipeline.model.average-init-density", "0.1", "--pipeline.alpha-warmup-steps", "3",
+                 "blender-data", "--data", str(work / "scene"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -295,7 +311,8 @@ def open_and_check(page: Any) -> np.ndarray:
     return image
 
 
-@pytest.mark.parametrize("run", ["infonerf_run", "soft_mining_run"])  # video methods: test_time_control_...
+# video methods: test_time_control_...
+@pytest.mark.parametrize("run", ["infonerf_run", "soft_mining_run", "soft_mining_ngp_run"])
 def test_viewer_renders_the_scene(run: str, request: pytest.FixtureRequest) -> None:
     with viewer_page(request.getfixturevalue(run)) as page:
         open_and_check(page)

@@ -2,9 +2,12 @@
 Instant-NGP base model, and on vanilla NeRF (brief A2, A5).
 
 - ``soft-mining-ngp``: the released code's recipe on Blender (``blender-data``; brief A2.7): an Instant-NGP hash grid
-  (16 levels, 2^19 entries, resolution 16 to 4096) with one proposal network (5 levels up to 128, 128 proposal
-  samples, then 64), no scene contraction, near/far 2/6, white background, 20,000 steps of 4096 rays, Adam 1e-2
-  (eps 1e-15, weight decay 1e-6) with cosine annealing to a tenth, alpha 0.6.
+  (nerfacto's: 16 levels, 2^19 entries, resolution 16 to 2048; the brief gives no size for the released radiance
+  field) with one proposal network (5 levels up to 128, 128 proposal samples, then 64), no scene contraction,
+  near/far 2/6, white background, 20,000 steps of 4096 rays, Adam 1e-2 (eps 1e-15, weight decay 1e-6) with cosine
+  annealing to a tenth, alpha 0.6. Initial density 1 (``BLENDER_INIT_DENSITY``): lego at 100 px with 512 rays learns
+  from it for every seed measured; small generated scenes with few rays (32-96 px, 64-256 rays) can collapse to the
+  white background from it, with either sampler, and learn from 0.1 (the demo and the tests set 0.1).
 - ``soft-mining-llff``: the same base model on forward-facing LLFF scenes as released: rays in NDC, ``llff-data``
   images_4, every 8th image held out, weight decay 1e-5, alpha 0.8.
 - ``soft-mining``: nerfacto (its own recipe) with soft mining, Blender preset: white background, near/far 2/6, no

@@ -1,0 +1,96 @@
+"""The soft-mining benchmarks: the verdict's arithmetic on hand-made curves, the README's tables against the committed
+JSON (``benchmarks/render_results.py --check``), and each benchmark's ``--smoke`` run, so that none can silently
+break."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import render_results  # noqa: E402
+import soft_mining_convergence as convergence  # noqa: E402
+
+
+def curve(points: list[tuple[int, float, float]]) -> list[dict]:
+    return [{"step": step, "cpu_seconds": cpu, "report_psnr": psnr, "tuning_psnr": psnr} for step, cpu, psnr in points]
+
+
+def test_reach_interpolates_between_evaluations() -> None:
+    # 22 dB at step 100 (11 s), 26 dB at step 200 (22 s): 24 dB is half-way, step 150 at 16.5 s
+    soft = curve([(0, 0.0, 10.0), (100, 11.0, 22.0), (200, 22.0, 26.0)])
+    assert convergence.reach(soft, 24.0, "report_psnr") == {"step": 150.0, "cpu_seconds": 16.5}
+    assert convergence.reach(soft, 27.0, "report_psnr") is None
+
+
+def test_ratios_by_hand() -> None:
+    """Uniform ends at 24 dB after 200 steps and 20 s; soft mining reaches 24 dB at step 150, 16.5 s (seed 0) and
+    at step 100, 11 s (seed 1, where it is already at 24 at step 100): ratios 200/150, 20/16.5 and 2, 20/11."""
+    runs = {}
+    for seed, soft_points in ((0, [(0, 0.0, 10.0), (100, 11.0, 22.0), (200, 22.0, 26.0)]),
+                              (1, [(0, 0.0, 10.0), (100, 11.0, 24.0), (200, 22.0, 25.0)])):  # fmt: skip
+        runs[f"lego/uniform/{seed}"] = {"scene": "lego", "arm": "uniform", "seed": seed,
+                                        "curve": curve([(0, 0.0, 10.0), (100, 10.0, 20.0), (200, 20.0, 24.0)])}  # fmt: skip
+        runs[f"lego/soft-mining/{seed}"] = {"scene": "lego", "arm": "soft-mining", "seed": seed,
+                                            "curve": curve(soft_points)}  # fmt: skip
+    result = convergence.compare(runs, "lego", "soft-mining", "report_psnr")
+    assert result is not None
+    steps, seconds = result["steps_ratio"], result["time_ratio"]
+    assert steps["per_seed"] == pytest.approx({"0": 200 / 150, "1": 2.0})
+    assert seconds["per_seed"] == pytest.approx({"0": 20 / 16.5, "1": 20 / 11})
+    assert steps["mean"] == pytest.approx((200 / 150 + 2.0) / 2)
+    assert steps["std"] == pytest.approx(abs(2.0 - 200 / 150) / 2)  # population std of two values
+    assert result["final_psnr"]["per_seed"] == {"0": 26.0, "1": 25.0}
+    summary = convergence.summarise(runs)["lego"]
+    assert summary["steps_ratio"] == steps
+    # uniform: 20 dB at its first evaluation after step 0, 24 at its last, +4 over its last two
+    assert summary["uniform_curve"]["0"] == {"rise_db": 4.0, "last_change_db": 4.0, "peak_minus_final_db": 0.0}
+
+
+def test_a_seed_that_never_reaches_is_missing_not_averaged() -> None:
+    entry = convergence.spread({"0": 2.0, "1": None, "2": 3.0})
+    assert entry["mean"] == 2.5 and entry["seeds_not_reaching"] == ["1"] and math.isclose(entry["std"], 0.5)
+
+
+def test_readme_tables_match_the_committed_results() -> None:
+    """Every results block of the README is what ``render_results.py`` makes of the JSON in benchmarks/results/."""
+    text = render_results.README.read_text()
+    assert "<!-- results:soft_mining_convergence -->" in text
+    rendered, changed = render_results.render(text)
+    assert changed == [], f"README blocks out of date: {changed} (run python benchmarks/render_results.py)"
+    assert rendered == text
+
+
+@pytest.mark.slow
+def test_convergence_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "soft_mining_convergence.py"), "--smoke", "--scenes", "lego"],
+        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    written = Path(result.stdout.strip().splitlines()[-1].split()[1])
+    report = json.loads(written.read_text())
+    assert set(report["runs"]) == {"lego/uniform/0", "lego/soft-mining/0"}
+    lego = report["summary"]["lego"]
+    assert set(lego["arms"]) == {"soft-mining"} and set(lego["steps_ratio"]["per_seed"]) == {"0"}
+    assert written.with_suffix(".png").is_file()
+
+
+@pytest.mark.slow
+def test_step_cost_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "soft_mining_step_cost.py"), "--smoke"],
+        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert set(summary["1"]) == {"uniform", "soft-mining", "no-drift"}
+    assert summary["1"]["uniform"]["cpu_ratio_to_uniform"] == 1.0
