@@ -85,6 +85,8 @@ ARMS: dict[str, str] = {
     "hard": "soft mining with alpha 0 (hard mining: the population, no loss re-weighting)",
     "no-reinit": "soft mining without the lowest-error re-initialisation (reinit_lowest_fraction 0)",
     "uniform-reinit": "soft mining re-initialising uniformly instead of from the Sobel-edge PDF",
+    "weights-only": "uniform sampling (a fresh random image and position per ray) with soft mining's importance "
+    "weights on the loss: the re-weighting without the population",
 }
 
 RELEASED_SCALE = {"blender": (4100, 800), "llff": (4097, 756)}
@@ -138,7 +140,7 @@ def scene_config(scene: str, arm: str, args: argparse.Namespace):
         sampler.reinit_lowest_fraction = 0.0
     elif arm == "uniform-reinit":
         sampler.reinit_distribution = "uniform"
-    elif arm != "soft-mining":
+    elif arm not in ("soft-mining", "weights-only"):
         raise ValueError(f"unknown arm {arm!r} (choose from {', '.join(ARMS)})")
     return trainer
 
@@ -174,6 +176,9 @@ def setup_arm(scene: str, arm: str, seed: int, args: argparse.Namespace):
     # the field was trained with (lego: 2; in NDC it is 0 either way).
     pipeline.model.collider.reset_near_plane = False  # type: ignore[union-attr]
     sampler = pipeline.soft_mining_datamanager.soft_mining_sampler
+    if arm == "weights-only":
+        # batches drawn as the uniform arm's, the loss still weighted (the population runs on, unused)
+        pipeline.soft_mining_datamanager.uniform_sampling = True
     if arm != "uniform" and sampler.config.langevin_drift != 0.0:
         sampler.config.langevin_drift = released_balance_drift(SCENES[scene]["preset"], args.rays, sampler.height)
     optimizers = Optimizers(trainer.optimizers, pipeline.get_param_groups())
@@ -335,6 +340,20 @@ def summarise(runs: dict[str, dict]) -> dict:
 # --- output -------------------------------------------------------------------------------------------------------
 
 
+COMPARED_SETTINGS = (
+    "steps",
+    "eval_every",
+    "rays",
+    "size_factor",
+    "hash_levels",
+    "log2_hashmap_size",
+    "max_res",
+    "proposal_samples",
+    "nerf_samples",
+)
+"""Settings every run of one results file shares (a smoke or a differently sized run goes to another ``--output``)."""
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside ``path`` while several benchmark processes merge their runs into it."""
@@ -354,6 +373,17 @@ def merge_run(path: Path, run: dict | None) -> dict:
         report = json.loads(path.read_text()) if path.is_file() else {}
         runs = report.get("runs", {})
         if run is not None:
+            for other_key, other in runs.items():
+                mismatch = {
+                    name: (run["settings"].get(name), other["settings"].get(name))
+                    for name in COMPARED_SETTINGS
+                    if run["settings"].get(name) != other["settings"].get(name)
+                }
+                if mismatch:
+                    raise SystemExit(
+                        f"{path}: run {other_key} was made with other settings {mismatch} (new, stored); write to "
+                        "another --output"
+                    )
             runs[f"{run['scene']}/{run['arm']}/{run['seed']}"] = run
         report = {
             "summary": summarise(runs),
@@ -399,6 +429,14 @@ def plot(report: dict, path: Path) -> None:
                     xs, ys, color=colours[arm], lw=2.2 if main else 1.2, ls="-" if main else "--",
                     label=f"{arm} ({len(mine)} seeds)",
                 )  # fmt: skip
+        uniform = [run for run in runs.values() if run["scene"] == scene and run["arm"] == "uniform"]
+        if uniform:
+            # the target: uniform's final PSNR; the step axis starts at the first evaluation after step 0
+            target = float(np.mean([run["curve"][-1]["report_psnr"] for run in uniform]))
+            floor = min(run["curve"][1]["report_psnr"] for run in runs.values() if run["scene"] == scene) - 1.0
+            for axis in axes[:, column]:
+                axis.axhline(target, color=colours["uniform"], ls=":", lw=1, label="uniform's final (mean)")
+                axis.set_ylim(bottom=floor)
         axes[0, column].set(title=f"{scene}: held-out PSNR (report views) vs step", xlabel="step", ylabel="PSNR (dB)")
         axes[1, column].set(title=f"{scene}: vs training CPU seconds", xlabel="CPU seconds", ylabel="PSNR (dB)")
         for axis in axes[:, column]:
@@ -433,6 +471,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="20 steps at 1/4 size into a temporary folder")
     parser.add_argument("--summarise", action="store_true", help="only recompute the summary and the figure")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.eval_every, args.size_factor, args.seeds = 20, 10, 0.25, args.seeds[:1]
+        args.output = Path(tempfile.mkdtemp(prefix="soft_mining_smoke_"))
     path = args.output / f"{STEM}.json"
     if args.summarise:
         report = merge_run(path, None)
@@ -447,9 +488,6 @@ def main() -> None:
             )
         )
         return
-    if args.smoke:
-        args.steps, args.eval_every, args.size_factor, args.seeds = 20, 10, 0.25, args.seeds[:1]
-        args.output = Path(tempfile.mkdtemp(prefix="soft_mining_smoke_"))
     for scene in args.scenes:
         if not Path(SCENES[scene]["data"]).is_dir():
             sys.exit(f"missing dataset: {SCENES[scene]['data']}")

@@ -94,3 +94,16 @@ def test_step_cost_benchmark_smoke() -> None:
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert set(summary["1"]) == {"uniform", "soft-mining", "no-drift"}
     assert summary["1"]["uniform"]["cpu_ratio_to_uniform"] == 1.0
+
+
+def test_runs_of_other_settings_are_not_merged(tmp_path: Path) -> None:
+    """A run made with another size (a smoke run, say) is refused by a results file that holds full-size runs, in one
+    line naming the stored run, instead of replacing a real run."""
+    path = tmp_path / "results.json"
+    full = {"steps": 2000, "eval_every": 100, "rays": 512, "size_factor": 1.0}
+    stored = {"scene": "lego", "arm": "uniform", "seed": 0, "settings": full, "curve": curve([(0, 0.0, 8.0)])}
+    convergence.merge_run(path, stored)
+    smoke = stored | {"settings": full | {"steps": 20, "size_factor": 0.25}}
+    with pytest.raises(SystemExit, match="run lego/uniform/0 was made with other settings"):
+        convergence.merge_run(path, smoke)
+    assert json.loads(path.read_text())["runs"]["lego/uniform/0"]["settings"]["steps"] == 2000
