@@ -52,15 +52,15 @@ def soft_mining_convergence() -> str:
     summary = report["summary"]
     runs = report["runs"]
     lines = [
-        "| scene | image | seeds | uniform final PSNR | soft mining final PSNR | steps ratio (per seed) "
+        "| scene | image | seeds | uniform final PSNR | soft mining (shipped preset) final PSNR | steps ratio (per seed) "
         "| CPU-time ratio (per seed) | uniform: last change / rise |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scene, entry in _scenes(summary).items():
         arms = entry["arms"]
-        if "soft-mining" not in arms:
+        if "verdict_arm" not in entry:
             continue
-        main = arms["soft-mining"]
+        main = arms[entry["verdict_arm"]]
         size = next(run["image_size"] for run in runs.values() if run["scene"] == scene)
         shape = entry["uniform_curve"].values()
         last = ", ".join(f"{value['last_change_db']:+.2f}" for value in shape)
@@ -94,15 +94,17 @@ def soft_mining_convergence() -> str:
 def soft_mining_step_cost() -> str:
     report = _load("soft_mining_step_cost.json")
     lines = [
-        "| torch threads | uniform step (CPU ms) | soft mining / uniform | no drift / uniform | repeats |",
-        "| --- | --- | --- | --- | --- |",
+        "| torch threads | uniform step (CPU ms) | released drift (soft-mining arm) / uniform "
+        "| shipped preset (no drift) / uniform | repeats | load average |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for threads, entry in report["summary"].items():
-        repeats = len(report["threads"][threads]["repeats"])
+        repeats = report["threads"][threads]["repeats"]
+        load = ", ".join(f"{repeat['load_average']:.1f}" for repeat in repeats if "load_average" in repeat)
         lines.append(
             f"| {threads} | {entry['uniform']['median_cpu_ms']:.0f} "
             f"| {entry['soft-mining']['cpu_ratio_to_uniform']:.3f} | {entry['no-drift']['cpu_ratio_to_uniform']:.3f} "
-            f"| {repeats} |"
+            f"| {len(repeats)} | {load} |"
         )
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ def main() -> int:
         torch.set_num_threads(threads)
         repeats = []
         for repeat in range(args.repeats):
-            repeats.append(one_repeat(args))
+            repeats.append(one_repeat(args) | {"load_average": os.getloadavg()[0]})
             print(f"threads {threads}, repeat {repeat + 1}/{args.repeats}: "
                   + ", ".join(f"{arm} {repeats[-1][arm]['median_cpu_ms']:.0f} ms" for arm in ARMS), flush=True)  # fmt: skip
         per_threads[str(threads)] = {
@@ -112,6 +113,7 @@ def main() -> int:
             },
         }
     report["summary"] = {threads: entry["median_of_repeats"] for threads, entry in per_threads.items()}
+    report["load_average_at_end"] = os.getloadavg()  # other jobs on the machine (the ratios are interleaved)
     report["threads"] = per_threads
     path = args.output / "soft_mining_step_cost.json"
     atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))

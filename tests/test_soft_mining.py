@@ -18,6 +18,7 @@ from nerfstudio_methods.soft_mining.loss import SoftMiningRGBLoss
 from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline, SoftMiningPipelineConfig, log_error_gradient
 from nerfstudio_methods.soft_mining.sampler import (
     EDGE_PDF_FLOOR,
+    RELEASED_LANGEVIN_DRIFT,
     PixelDistribution,
     SoftMiningSampler,
     SoftMiningSamplerConfig,
@@ -312,6 +313,8 @@ def tiny_pipeline_config(scene: Path, method: str = "nerfacto", continuous: bool
     pipeline.datamanager.data = scene
     pipeline.datamanager.train_num_rays_per_batch = 48
     pipeline.datamanager.soft_mining.continuous_positions = continuous  # type: ignore[attr-defined]
+    # the released code's drift (off by default): these tests follow its gradient
+    pipeline.datamanager.soft_mining.langevin_drift = RELEASED_LANGEVIN_DRIFT  # type: ignore[attr-defined]
     pipeline.drift_gradient = drift  # type: ignore[attr-defined]
     return pipeline
 
@@ -509,6 +512,18 @@ def test_uniform_switch_trains_on_plain_mse_without_the_population(blender_scene
     assert int(counts.sum()) == 48 and counts.tolist() != [8] * 6
 
 
+def test_drift_is_off_by_default_and_no_gradient_reaches_the_positions(blender_scene: Path) -> None:
+    """The shipped default (README, Soft mining: the ablation behind it): no drift, so the batch's positions do not
+    require grad and the backward pass stops at the rays."""
+    trainer = soft_mining_config.soft_mining_ngp_config("blender")
+    assert trainer.pipeline.datamanager.soft_mining.langevin_drift == 0.0  # type: ignore[attr-defined]
+    config = tiny_pipeline_config(blender_scene)
+    config.datamanager.soft_mining.langevin_drift = trainer.pipeline.datamanager.soft_mining.langevin_drift  # type: ignore[attr-defined]
+    pipeline = config.setup(device="cpu", test_mode="val")
+    _, batch = pipeline.datamanager.next_train(0)
+    assert not batch[COORDS_KEY].requires_grad and not batch["image"].requires_grad
+
+
 def test_ngp_preset_is_the_released_recipe() -> None:
     """soft-mining-ngp: the released code's base model and schedule (brief A2.7)."""
     from nerfstudio_methods.soft_mining.model import SoftMiningNGPModelConfig
@@ -558,6 +573,7 @@ def test_llff_preset_steps_on_llff_data(tmp_path: Path) -> None:
     config.datamanager.dataparser.downscale_factor = 1
     config.datamanager.data = scene
     config.datamanager.train_num_rays_per_batch = 40
+    config.datamanager.soft_mining.langevin_drift = RELEASED_LANGEVIN_DRIFT  # type: ignore[attr-defined]
     model = config.model
     assert isinstance(model, SoftMiningNGPModelConfig) and model.ndc
     model.implementation, model.num_proposal_samples_per_ray, model.num_nerf_samples_per_ray = "torch", (8,), 8

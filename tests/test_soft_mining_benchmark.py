@@ -39,9 +39,9 @@ def test_ratios_by_hand() -> None:
                               (1, [(0, 0.0, 10.0), (100, 11.0, 24.0), (200, 22.0, 25.0)])):  # fmt: skip
         runs[f"lego/uniform/{seed}"] = {"scene": "lego", "arm": "uniform", "seed": seed,
                                         "curve": curve([(0, 0.0, 10.0), (100, 10.0, 20.0), (200, 20.0, 24.0)])}  # fmt: skip
-        runs[f"lego/soft-mining/{seed}"] = {"scene": "lego", "arm": "soft-mining", "seed": seed,
-                                            "curve": curve(soft_points)}  # fmt: skip
-    result = convergence.compare(runs, "lego", "soft-mining", "report_psnr")
+        arm = convergence.DEFAULT_ARM
+        runs[f"lego/{arm}/{seed}"] = {"scene": "lego", "arm": arm, "seed": seed, "curve": curve(soft_points)}
+    result = convergence.compare(runs, "lego", convergence.DEFAULT_ARM, "report_psnr")
     assert result is not None
     steps, seconds = result["steps_ratio"], result["time_ratio"]
     assert steps["per_seed"] == pytest.approx({"0": 200 / 150, "1": 2.0})
@@ -72,15 +72,17 @@ def test_readme_tables_match_the_committed_results() -> None:
 @pytest.mark.slow
 def test_convergence_benchmark_smoke() -> None:
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "soft_mining_convergence.py"), "--smoke", "--scenes", "lego"],
+        [sys.executable, str(REPO / "benchmarks" / "soft_mining_convergence.py"), "--smoke", "--scenes", "lego",
+         "--arms", "uniform", "no-drift"],
         capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     written = Path(result.stdout.strip().splitlines()[-1].split()[1])
     report = json.loads(written.read_text())
-    assert set(report["runs"]) == {"lego/uniform/0", "lego/soft-mining/0"}
+    assert set(report["runs"]) == {"lego/uniform/0", "lego/no-drift/0"}
     lego = report["summary"]["lego"]
-    assert set(lego["arms"]) == {"soft-mining"} and set(lego["steps_ratio"]["per_seed"]) == {"0"}
+    assert set(lego["arms"]) == {"no-drift"} and set(lego["steps_ratio"]["per_seed"]) == {"0"}
+    assert lego["verdict_arm"] == convergence.DEFAULT_ARM
     assert written.with_suffix(".png").is_file()
 
 

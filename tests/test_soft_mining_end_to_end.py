@@ -81,7 +81,8 @@ def test_vanilla_nerf_with_soft_mining_trains(trained_soft_mining: Path) -> None
     result = run_command(
         ["ns-train", "soft-mining-vanilla-nerf", *COMMON, "--max-num-iterations", "2", "--steps-per-save", "2",
          "--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-importance-samples", "8",
-         "--pipeline.drift-gradient", "exact", "--timestamp", "vanilla", "blender-data", "--data",
+         "--pipeline.drift-gradient", "exact", "--pipeline.datamanager.soft-mining.langevin-drift", "20",
+         "--timestamp", "vanilla", "blender-data", "--data",
          str(work / "scene")],
         cwd=work,
     )  # fmt: skip

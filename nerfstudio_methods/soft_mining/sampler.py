@@ -39,6 +39,10 @@ from torch import Tensor
 
 ReinitDistribution = Literal["edge", "uniform"]
 
+RELEASED_LANGEVIN_DRIFT = 20.0
+"""The released code's Langevin drift ``a`` (``LMC`` default 2e1, brief A2.5): ``--pipeline.datamanager.soft-mining.
+langevin-drift 20`` restores it."""
+
 EDGE_PDF_FLOOR = 1e-5
 """Lower clip of the max-normalised Sobel magnitude (released ``compute_sobel_edge``): flat regions keep some mass."""
 
@@ -162,9 +166,11 @@ class SoftMiningSamplerConfig(InstantiateConfig):
     """Constants of the Langevin pixel population (defaults: brief A2.5-A2.6, the released code's values)."""
 
     _target: Type = field(default_factory=lambda: SoftMiningSampler)
-    langevin_drift: float = 20.0
-    """``a``: drift step, applied as ``(a / N) * grad_px log err`` to positions normalised to [0, 1] (released
-    ``LMC`` default 2e1)."""
+    langevin_drift: float = 0.0
+    """``a``: drift step, applied as ``(a / N) * grad_px log err`` to positions normalised to [0, 1]. The released
+    ``LMC`` default is 2e1 (``RELEASED_LANGEVIN_DRIFT``); off by default here, from the convergence benchmark's
+    ablation (README, Soft mining): at the released drift/noise balance the drift changed the speed-up by less than
+    the seeds' spread, while the backward pass it needs into the ray positions made a step 14% dearer (one CPU thread; soft_mining_step_cost.py)."""
     langevin_noise: float = 0.02
     """``b``: standard deviation of the Gaussian step, as a fraction of the image height/width (released 2e-2)."""
     reinit_lowest_fraction: float = 0.1
