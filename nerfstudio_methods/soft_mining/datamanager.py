@@ -120,8 +120,8 @@ class SoftMiningDataManagerMixin:
             drifts = False
         else:
             image_ids, positions = sampler.image_ids, sampler.positions
-            # Without drift the gradient at the positions is never used: skip the backward pass into them (it is
-            # ~10% of a nerfacto step on CPU with the torch hash grid; measured).
+            # Without drift the gradient at the positions is never used: skip the backward pass into them (it made
+            # a step 14% dearer on one CPU thread with the torch hash grid: benchmarks/soft_mining_step_cost.py).
             drifts = config.langevin_drift != 0.0
         coords = sampler.pixel_coords(positions).detach().requires_grad_(drifts)
         rows, cols = sampler.pixel_indices(positions).unbind(-1)

@@ -170,7 +170,8 @@ class SoftMiningSamplerConfig(InstantiateConfig):
     """``a``: drift step, applied as ``(a / N) * grad_px log err`` to positions normalised to [0, 1]. The released
     ``LMC`` default is 2e1 (``RELEASED_LANGEVIN_DRIFT``); off by default here, from the convergence benchmark's
     ablation (README, Soft mining): at the released drift/noise balance the drift changed the speed-up by less than
-    the seeds' spread, while the backward pass it needs into the ray positions made a step 14% dearer (one CPU thread; soft_mining_step_cost.py)."""
+    the seeds' spread, while the backward pass it needs into the ray positions made a step 14% dearer (one CPU
+    thread; benchmarks/soft_mining_step_cost.py)."""
     langevin_noise: float = 0.02
     """``b``: standard deviation of the Gaussian step, as a fraction of the image height/width (released 2e-2)."""
     reinit_lowest_fraction: float = 0.1
