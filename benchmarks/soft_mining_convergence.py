@@ -36,21 +36,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import functools
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, cpu_sized_nerfacto, seed_everything, train_step_callbacks  # noqa: E402
+from _common import atomic_write, cpu_sized_nerfacto, locked, seed_everything, train_step_callbacks  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -362,18 +360,6 @@ COMPARED_SETTINGS = (
     "nerf_samples",
 )
 """Settings every run of one results file shares (a smoke or a differently sized run goes to another ``--output``)."""
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock beside ``path`` while several benchmark processes merge their runs into it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def merge_run(path: Path, run: dict | None) -> dict:

@@ -53,6 +53,7 @@ from nerfstudio_methods import compat
 compat.install()
 
 EvalSplit = Literal["auto", "view0", "grid", "unseen-frames", "training-frames"]
+IgnorablePart = Literal["disparity", "flow", "motion-masks"]
 
 MULTIVIEW_GT = "multiview_GT"
 """MonoNeRF's multi-view ground truth folder (mononerf.md §3): every rig camera at every time."""
@@ -101,6 +102,9 @@ class SceneVideo:
     """Consistency mask of ``flow_backward``; zeros for the first frame."""
     supervised_frames: int
     """Frames [0, k) are training frames: k = T except in the unseen-frames setup (mononerf.md §0)."""
+    motion_mask_derived: bool = False
+    """True when ``motion_mask`` was derived during training (the static branch's error, MonoNeRF pipeline) rather
+    than read from motion_masks/: frames without a derived mask are then all "moving" (unknown)."""
 
     @property
     def num_frames(self) -> int:
@@ -173,6 +177,9 @@ class DynamicSceneDataParserConfig(DataParserConfig):
     """Rig camera of the view0 split (DynamicNeRF evaluates camera 0, `v000_tXXX`; mononerf.md §3)."""
     scene_box_margin: float = 0.1
     """Relative margin of the scene box around the cameras and their frusta (as llff-data)."""
+    ignore_parts: Tuple[IgnorablePart, ...] = ()
+    """Optional inputs to leave unread even when present (disparity, flow, motion-masks): what a scene without them
+    trains like (the MonoNeRF benchmark measures what each part is worth)."""
 
 
 @dataclass
@@ -231,15 +238,16 @@ class DynamicSceneDataParser(DataParser):
             flow_backward_mask=None,
             supervised_frames=supervised,
         )
-        if raw.disparity_paths is not None:
+        ignored = set(self.config.ignore_parts)
+        if raw.disparity_paths is not None and "disparity" not in ignored:
             video.disparity = torch.from_numpy(
                 np.stack([read_disparity(p, height, width) for p in raw.disparity_paths])
             )
-        if raw.motion_mask_paths is not None:
+        if raw.motion_mask_paths is not None and "motion-masks" not in ignored:
             video.motion_mask = torch.from_numpy(
                 np.stack([read_motion_mask(p, height, width) for p in raw.motion_mask_paths])
             )
-        if raw.flow_forward_paths is not None and raw.flow_backward_paths is not None:
+        if raw.flow_forward_paths is not None and raw.flow_backward_paths is not None and "flow" not in ignored:
             video.flow_forward, video.flow_forward_mask = _stack_flows(raw.flow_forward_paths, height, width)
             video.flow_backward, video.flow_backward_mask = _stack_flows(raw.flow_backward_paths, height, width)
         return _Scene(path, raw, camera_to_world, near_far, transform, scale, video)

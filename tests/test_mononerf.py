@@ -359,6 +359,67 @@ def test_scene_without_motion_masks_draws_uniform_rays(scenes: dict[str, Path]) 
     assert len(pixels) == 48  # distinct pixels, drawn without replacement
 
 
+def test_scene_without_motion_masks_gets_them_from_the_static_error(
+    scenes: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Halfway through the static stage the pipeline renders each training frame with the static branch; pixels
+    missed by more than ``static_error_ratio`` x the frame's median miss, grown by ``motion_mask_dilation``, move.
+    The static render is replaced by the frame itself with a known wrong patch, so the expected mask is the patch
+    grown by one pixel; frames after the training frames are all "moving" (never read); the scene then trains as
+    one with masks."""
+    training_frames = 3
+    dataparser = DynamicSceneDataParserConfig(data=scenes["no_motion_masks"], training_frames=training_frames)
+    config = MonoNeRFPipelineConfig(
+        datamanager=MonoNeRFDataManagerConfig(dataparser=dataparser, train_num_rays_per_batch=32),
+        model=tiny_config(static_steps=4),
+        static_error_ratio=2.0,
+        motion_mask_dilation=1,
+    )
+    torch.manual_seed(0)
+    pipeline = config.setup(device="cpu", test_mode="val")
+    model = pipeline.model
+    assert isinstance(model, MonoNeRFModel)
+    video = model.scenes[0]
+    # Every pixel off by 0.01 (the median miss), a 2x3 patch at rows 5-6, columns 9-11 off by 0.5 in one channel.
+    patch = (slice(5, 7), slice(9, 12))
+
+    def static_render(camera):
+        frame = int(round(float(camera.times[0, 0]) * (video.num_frames - 1)))
+        rendered = (video.images[frame] + 0.01).clone()
+        rendered[patch[0], patch[1], 1] += 0.5
+        return {"rgb_static": rendered}
+
+    monkeypatch.setattr(model, "get_outputs_for_camera", static_render)
+    pipeline.get_train_loss_dict(0)
+    pipeline.get_train_loss_dict(1)
+    datamanager = pipeline.datamanager
+    assert datamanager.videos[0].motion_mask is None  # not before step static_steps // 2 = 2
+    monkeypatch.setattr(type(pipeline), "get_train_loss_dict", lambda self, step: self.derive_motion_masks_when_due(step))
+    pipeline.get_train_loss_dict(2)
+    expected = torch.zeros(HEIGHT, WIDTH, dtype=torch.bool)
+    expected[4:8, 8:13] = True  # the patch grown by one pixel in every direction
+    derived = datamanager.videos[0].motion_mask
+    assert derived is not None and datamanager.videos[0].motion_mask_derived
+    for frame in range(training_frames):
+        assert torch.equal(derived[frame], expected), frame
+    assert derived[training_frames:].all()
+    assert torch.equal(model.scenes[0].motion_mask, derived)
+    monkeypatch.undo()
+    # From now on: half the rays of a frame on the derived moving pixels (20 of them), the mask terms on.
+    _, batch = datamanager.next_train(3)  # still the static stage: it keeps to the training frames
+    assert batch["has_motion_mask"].all()
+    assert int(batch["is_dynamic"].sum()) == 16
+    assert int(batch["frame_index"].max()) < training_frames
+
+
+def test_ignored_parts_are_not_read(scenes: dict[str, Path]) -> None:
+    config = DynamicSceneDataParserConfig(data=scenes["full"], ignore_parts=("flow", "motion-masks"))
+    video = config.setup().get_dataparser_outputs("train").metadata["scenes"][0]
+    assert video.flow_forward is None and video.flow_backward is None and video.motion_mask is None
+    assert video.disparity is not None
+    assert set(video.missing) == {PART_NAMES["flow"], PART_NAMES["motion_masks"]}
+
+
 def test_multi_scene_flow_loss_uses_only_scenes_with_flow(
     scenes: dict[str, Path], capsys: pytest.CaptureFixture
 ) -> None:
@@ -643,23 +704,79 @@ def write_checkpoint(model: MonoNeRFModel, path: Path) -> Path:
     return path
 
 
-def test_pretrained_checkpoint_initialises_a_fresh_model(scenes: dict[str, Path], tmp_path: Path) -> None:
+def random_blending_head(model: MonoNeRFModel, seed: int = 5, std: float = 1.0) -> None:
+    """A trained-looking blending head (it starts at zero: b = 0.5 everywhere)."""
+    generator = torch.Generator().manual_seed(seed)
+    head = model.dynamic_field.blending_head
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * std)
+        head.bias.copy_(torch.randn(head.bias.shape, generator=generator) * std)
+
+
+@pytest.mark.parametrize("fresh_blending", [True, False])
+def test_pretrained_checkpoint_initialises_a_fresh_model(
+    scenes: dict[str, Path], tmp_path: Path, fresh_blending: bool
+) -> None:
+    """Every encoder and MLP weight comes from the checkpoint; the blending head too only when asked
+    (``pretrained_fresh_blending=False``), else it starts at zero as in a new model."""
     paths = (scenes["full"],)
     source = in_stage_two(make_model(paths, seed=1))
     random_velocity_head(source)
+    random_blending_head(source)
     checkpoint = write_checkpoint(source, tmp_path / "step-000000000.ckpt")
-    loaded = in_stage_two(make_model(paths, seed=2, pretrained_checkpoint=checkpoint))
-    fresh = in_stage_two(make_model(paths, seed=2))
+    loaded = in_stage_two(
+        make_model(paths, seed=2, pretrained_checkpoint=checkpoint, pretrained_fresh_blending=fresh_blending)
+    )
     wanted = ("video_encoder.", "image_encoder.", "static_field.", "dynamic_field.")
     source_state, loaded_state = source.state_dict(), loaded.state_dict()
     keys = [k for k in source_state if k.startswith(wanted)]
     assert len(keys) > 20 and any(k.startswith("video_encoder.") for k in keys)
+    blending = {"dynamic_field.blending_head.weight", "dynamic_field.blending_head.bias"}
+    assert blending <= set(keys)
     for key in keys:
-        assert torch.equal(loaded_state[key], source_state[key]), key
+        if key in blending and fresh_blending:
+            assert not loaded_state[key].any(), key  # a new head: zeros
+        else:
+            assert torch.equal(loaded_state[key], source_state[key]), key
     camera = camera_of(source, 0, 1, time=0.5, scene_index=0)
     expected = render(source, camera)
+    if fresh_blending:
+        assert (render(loaded, camera) - expected).abs().max() > 1e-3
+        random_blending_head(loaded)  # the same head as the source's: then the same model
     torch.testing.assert_close(render(loaded, camera), expected, rtol=0, atol=1e-6)
-    assert (render(fresh, camera) - expected).abs().max() > 1e-3
+
+
+def test_blending_starts_at_one_half_and_ignores_the_trunk_scale(scenes: dict[str, Path]) -> None:
+    """b = sigmoid(head(layer_norm(relu(h)))): 0.5 at initialisation, and the same b for a trunk state 1000 times
+    larger, so a trunk whose activations grew cannot push it into saturation (the cause measured in issue 23).
+    At initialisation every bias is zero, so the residual blocks are positively homogeneous (f(1000 x) = 1000 f(x))
+    and scaling the trunk state and the features by 1000 scales the head's input by 1000."""
+    model = make_model((scenes["full"],))
+    field = model.dynamic_field
+    biases = [module.bias for module in field.modules() if isinstance(module, torch.nn.Linear)]
+    assert all(not bias.any() for bias in biases if bias is not None)
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(64, model.config.hidden_width, generator=generator)
+    features = torch.randn(64, model.video_encoder.channels, generator=generator)
+    with torch.no_grad():
+        blend = field.radiance(hidden, features, [])[2]
+        assert torch.equal(blend, torch.full_like(blend, 0.5))
+        head = field.blending_head
+        head.weight.copy_(0.2 * torch.randn(head.weight.shape, generator=generator))
+        blend = field.radiance(hidden, features, [])[2]
+        scaled = field.radiance(1000.0 * hidden, 1000.0 * features, [])[2]
+    assert 0.01 < float(blend.min()) and float(blend.max()) < 0.99 and float(blend.std()) > 0.05
+    torch.testing.assert_close(scaled, blend, rtol=0, atol=1e-4)
+
+
+def test_checkpoint_with_the_old_blending_head_fails_in_one_line(scenes: dict[str, Path]) -> None:
+    model = make_model((scenes["full"],))
+    state = model.state_dict()
+    state["dynamic_field.blend_head.weight"] = state.pop("dynamic_field.blending_head.weight")
+    state["dynamic_field.blend_head.bias"] = state.pop("dynamic_field.blending_head.bias")
+    with pytest.raises(DatasetFormatError, match="made before the normalised blending head") as error:
+        model.load_state_dict(state)
+    assert "\n" not in str(error.value)
 
 
 def test_pretrained_checkpoint_errors_name_the_file(scenes: dict[str, Path], tmp_path: Path) -> None:

@@ -724,3 +724,39 @@ def test_empty_masks_give_zero_with_gradient() -> None:
     assert losses.sparsity_loss(leaf(0, 4), leaf(0, 4)).item() == 0.0
     # The mask loss with no static ray still has its dynamicness term.
     torch.testing.assert_close(losses.mask_loss(t([[0.5, 0.5]]), t([0.25]), torch.tensor([False])), t(0.75))
+
+
+# ------------------------------------------------------------------------------------------- released metrics, masks
+
+
+def test_released_psnr_and_ssim_hand_values() -> None:
+    """Render 0.5 everywhere -> to8b truncates to 127; ground truth 130/255 -> 130. PSNR = 10 log10(255^2 / 3^2)
+    = 20 log10(85); SSIM of two constant images is the luminance term alone,
+    (2 x 127 x 130 + C1) / (127^2 + 130^2 + C1) with C1 = (0.01 x 255)^2 (the variances are 0, so the contrast and
+    structure term is C2 / C2 = 1)."""
+    from nerfstudio_methods.mononerf.released_metrics import released_psnr_ssim
+
+    rgb = torch.full((20, 24, 3), 0.5)
+    target = torch.full((20, 24, 3), 130 / 255)
+    psnr, ssim = released_psnr_ssim(rgb, target)
+    c1 = (0.01 * 255) ** 2
+    assert psnr == pytest.approx(20 * math.log10(85), abs=1e-9)
+    assert ssim == pytest.approx((2 * 127 * 130 + c1) / (127**2 + 130**2 + c1), abs=1e-9)
+    # The same 8-bit image (a ramp; the render a hair above each level, which to8b truncates back): SSIM 1 and
+    # cv2.PSNR's value for a zero error (its cap, far above any real PSNR).
+    levels = torch.floor(torch.linspace(0, 1, 20 * 24 * 3).reshape(20, 24, 3) * 255) / 255
+    same_psnr, same_ssim = released_psnr_ssim(levels + 1e-4, levels)
+    assert same_ssim == pytest.approx(1.0, abs=1e-12) and same_psnr > 300
+
+
+def test_dilate_mask_hand_example() -> None:
+    from nerfstudio_methods.mononerf.model import dilate_mask
+
+    mask = torch.zeros(6, 7, dtype=torch.bool)
+    mask[0, 0] = mask[3, 4] = True
+    grown = dilate_mask(mask, 1)
+    expected = torch.zeros(6, 7, dtype=torch.bool)
+    expected[0:2, 0:2] = True
+    expected[2:5, 3:6] = True
+    assert torch.equal(grown, expected)
+    assert torch.equal(dilate_mask(mask, 0), mask)

@@ -92,8 +92,13 @@ class MonoNeRFDataManager(VanillaDataManager[DynamicSceneDataset]):
         static_stage = step < self.static_steps
         for scene, video in enumerate(self.videos):
             # Without motion masks every pixel counts as static, so the static stage would fit the unseen frames'
-            # moving content too: then it keeps to the training frames.
-            all_frames = static_stage and self.config.static_stage_all_frames and video.motion_mask is not None
+            # moving content too: then it keeps to the training frames (derived masks cover only those).
+            all_frames = (
+                static_stage
+                and self.config.static_stage_all_frames
+                and video.motion_mask is not None
+                and not video.motion_mask_derived
+            )
             frame = _frame_choice(video, all_frames)
             bundle, batch = self.rays_of_frame(scene, video, frame, self.split[scene])
             bundles.append(bundle)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
@@ -138,7 +139,14 @@ class DynamicField(nn.Module):
         self.temporal_fuse = _linear(2 * hidden, hidden)
         self.blocks = nn.ModuleList([ResnetBlock(hidden) for _ in range(num_blocks)])
         self.output_head = _linear(hidden, 4)
-        self.blend_head = _linear(hidden, 1)
+        # The blending weight reads the layer-normalised state through a zero-initialised head: b starts at 0.5,
+        # where its sigmoid's gradient is largest, and one Adam step moves the logit by ~lr x width whatever the
+        # trunk's scale. With a plain Kaiming head on the raw state (the released ``weight_linear``) the logits of a
+        # trained trunk were -16 +- 2.7 on a new scene (b = 1e-7, no gradient), and a scratch run's b saturated at 0
+        # within ~20 steps of stage 2 (README "MonoNeRF benchmark").
+        self.blending_head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.blending_head.weight)
+        nn.init.zeros_(self.blending_head.bias)
 
     def codes(self, pooled: Float[Tensor, "s p"]) -> Float[Tensor, "s c"]:
         """Each video's global code ``c`` (``ode_fc`` of its pooled res5 features)."""
@@ -174,7 +182,8 @@ class DynamicField(nn.Module):
                 hidden = hidden + injected
             hidden = block(hidden)
         raw = self.output_head(torch.relu(hidden))
-        blend = torch.sigmoid(self.blend_head(torch.relu(hidden)))[:, 0]
+        state = torch.relu(hidden)
+        blend = torch.sigmoid(self.blending_head(F.layer_norm(state, state.shape[-1:])))[:, 0]
         return raw[:, 3], torch.sigmoid(raw[:, :3]), blend
 
 

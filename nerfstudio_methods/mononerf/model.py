@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
-from jaxtyping import Float, Int
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -49,6 +50,7 @@ from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic
 from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder
 from nerfstudio_methods.mononerf.field import DynamicField, SceneVelocity, StaticField, network_time
 from nerfstudio_methods.mononerf.projection import induced_flow, project_points, sample_feature_maps
+from nerfstudio_methods.mononerf.released_metrics import released_psnr_ssim
 from nerfstudio_methods.mononerf.trajectory import integrate_trajectory
 from nerfstudio_methods.multiscene import scene_indices_of_rays
 from nerfstudio_methods.rays import ndc_coefficients, ndc_rays, ndc_to_world
@@ -165,10 +167,23 @@ class MonoNeRFModelConfig(ModelConfig):
     pretrained_checkpoint: Optional[Path] = None
     """A nerfstudio checkpoint (``step-*.ckpt``, e.g. of a multi-scene run) whose encoders and MLPs initialise this
     model: the unseen-scene setup fine-tunes them on a new scene."""
+    pretrained_fresh_blending: bool = True
+    """With ``pretrained_checkpoint``: the blending head starts from a fresh initialisation, not the checkpoint's.
+    Which pixels move is the one thing that does not carry over to a new scene, and a head whose sigmoid saturated
+    at 0 during the multi-scene run gets no gradient on the new one (measured: blending 0.0000 on the new scene's
+    moving pixels before and after fine-tuning; README "MonoNeRF benchmark"). False takes every weight."""
     default_time: float = 0.0
     """Time for rays without one (``ns-render interpolate``)."""
     default_scene: int = 0
     """Scene shown for rays without a scene index (viewer, camera paths)."""
+
+
+def dilate_mask(mask: Bool[Tensor, "h w"], pixels: int) -> Bool[Tensor, "h w"]:
+    """``mask`` grown by ``pixels`` in every direction (a square structuring element)."""
+    if pixels <= 0:
+        return mask
+    grown = F.max_pool2d(mask.float()[None, None], 2 * pixels + 1, stride=1, padding=pixels)
+    return grown[0, 0] > 0
 
 
 @dataclass
@@ -270,7 +285,12 @@ class MonoNeRFModel(Model):
             key.removeprefix("module.")[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
         }
         wanted = ("video_encoder.", "image_encoder.", "static_field.", "dynamic_field.")
-        own = {key: value for key, value in self.state_dict().items() if key.startswith(wanted)}
+        fresh = ("dynamic_field.blending_head.",) if self.config.pretrained_fresh_blending else ()
+        own = {
+            key: value
+            for key, value in self.state_dict().items()
+            if key.startswith(wanted) and not key.startswith(fresh)
+        }
         missing = sorted(key for key in own if key not in state)
         mismatched = sorted(key for key in own if key in state and state[key].shape != own[key].shape)
         if missing or mismatched:
@@ -282,9 +302,16 @@ class MonoNeRFModel(Model):
             )
             raise DatasetFormatError(path, f"does not fit this MonoNeRF model: {problem.strip()}")
         self.load_state_dict({**self.state_dict(), **{key: state[key] for key in own}})
-        CONSOLE.print(f"MonoNeRF: encoders and MLPs initialised from {path}")
+        kept = " (blending head fresh: --pipeline.model.pretrained-fresh-blending)" if fresh else ""
+        CONSOLE.print(f"MonoNeRF: encoders and MLPs initialised from {path}{kept}")
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        if any(key.endswith("dynamic_field.blend_head.weight") for key in state_dict):
+            raise DatasetFormatError(
+                "MonoNeRF checkpoint",
+                "made before the normalised blending head (blend_head, replaced by blending_head in issue 23): its "
+                "blending weights mean something else now; train it again",
+            )
         self._features = {}  # features depend on the encoder weights being loaded
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
@@ -339,6 +366,23 @@ class MonoNeRFModel(Model):
             if video.disparity is not None:
                 off.append("depth-blending loss")
         return off
+
+    @torch.no_grad()
+    def static_error_motion_masks(self, video: SceneVideo, ratio: float, dilation: int) -> Bool[Tensor, "t h w"]:
+        """Moving pixels of ``video``'s training frames: where the static branch's render misses the colour (largest
+        channel) by more than ``ratio`` times the frame's median miss, grown by ``dilation`` pixels. Frames after the
+        training frames are all "moving": nothing is read from frames the run must not see."""
+        was_training = self.training
+        self.eval()
+        images = video.images
+        masks = torch.ones(images.shape[:3], dtype=torch.bool, device=images.device)
+        for frame in range(video.supervised_frames):
+            camera = video.cameras[frame : frame + 1].to(self.device)
+            rendered = self.get_outputs_for_camera(camera)["rgb_static"].to(images.device)
+            error = (rendered - images[frame]).abs().amax(dim=-1)
+            masks[frame] = dilate_mask(error > ratio * error.median(), dilation)
+        self.train(was_training)
+        return masks
 
     # --- stages ----------------------------------------------------------------------------------------------
 
@@ -724,6 +768,8 @@ class MonoNeRFModel(Model):
         }
         if not math.isfinite(metrics["lpips"]):
             metrics["lpips"] = math.nan
+        # The released evaluation's 8-bit PSNR and SSIM, to compare with published tables (released_metrics.py).
+        metrics["released_psnr"], metrics["released_ssim"] = released_psnr_ssim(rgb, image)
         depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
         images = {"img": torch.cat([image, rgb], dim=1), "depth": depth}
         if "rgb_dynamic" in outputs:
