@@ -1,36 +1,37 @@
-"""MonoNeRF's three generalisation claims (issue 10), each against a measured baseline.
+"""MonoNeRF's generalisation (issue 23): a new scene from a multi-scene checkpoint, unseen frames, and what each
+preprocessing part of a user's video is worth.
 
-1. Novel views at seen times: ``mononerf`` (pixel-aligned video + image features and the per-video code) against the
-   same model with ``use_features=False`` (positional encoding only, DynamicNeRF-style), equal steps and seed, on
-   generated dynamic scenes (one scene per seed; held-out = rig camera 0 at every time from ``multiview_GT/``, the
-   DynamicNeRF protocol). Balloon1 has no multi-view ground truth, so there only training-frame reconstruction is
-   measured (camera i at time i, from the runs of comparison 2).
-2. Unseen frames: train on the first k frames (``--training-frames``), PSNR on frames k..N-1 at their own cameras
-   (both variants), on a generated scene and on Balloon1.
-3. Unseen scene: a multi-scene run on the generated scenes of comparison 1 (``extra_scenes``), its checkpoint
-   saved; a new scene (another seed) fine-tuned from it (``pretrained_checkpoint``, short static + dynamic schedule)
-   against the same model trained on that scene from scratch with the same schedule: held-out PSNR against steps and
-   the step ratio at which fine-tuning reaches scratch's final PSNR (the paper's "fast novel scene adaptation").
+Comparisons (``--comparisons``, any subset; several processes may each run some and merge into one results file):
 
-Diagnostics measured alongside (eval-only, no extra training): training-view PSNR against held-out PSNR, PSNR on
-static and on moving pixels (moving = where the fixed held-out camera's ground truth changes over time, or the
-generator's motion masks for unseen frames), the static branch alone on static pixels, and a feature ablation (the
-trained feature model evaluated with every feature map replaced by its per-channel mean, i.e. with the spatial and
-temporal information of the features removed).
+- ``mask-tuning``: scenes without ``motion_masks/`` get masks from the static branch's colour error halfway through
+  the static stage (``MonoNeRFPipeline``). On generated tuning scenes (true masks withheld from training) the
+  agreement (IoU) of such masks with the true ones for a grid of thresholds, which chose the shipped
+  ``--pipeline.static-error-ratio`` and ``--pipeline.motion-mask-dilation``. Tuning scenes are not report scenes.
+- ``unseen-scene``: one multi-scene run on two generated scenes (its checkpoint saved), then each report seed's new
+  scene trained three ways, as ``ns-train mononerf-cpu --pipeline.model.pretrained-checkpoint CKPT
+  --pipeline.model.static-steps S --max-num-iterations N`` configures it: ``scratch`` (no checkpoint, a schedule
+  long enough for its held-out PSNR to flatten), ``fine-tuned`` (the checkpoint with a fresh blending head, the
+  default, on a third of scratch's steps) and ``fine-tuned-kept-blending`` (the checkpoint's blending head too,
+  ``--pipeline.model.pretrained-fresh-blending False``: the behaviour measured in issue 10). The blending weight on
+  the new scene's moving pixels is measured before and after.
+- ``unseen-frames``: train on the first 5 frames, evaluate frames 5..11 at their own cameras: MonoNeRF against the
+  same model without features (``use_features=False``) on real Balloon1 (disparity only, so with derived motion
+  masks; and MonoNeRF with the derivation off, to measure it) and on generated scenes (all parts).
+- ``preprocessing``: on generated scenes, which have every part, held-out views (rig camera 0 at every time) of the
+  model trained with everything, then without optical flow, without disparity, without motion masks (derived
+  instead, and not at all) and without features: what a user's video loses without each part.
 
-Every variant is trained in this one process through the Python API (no ``ns-train`` subprocesses), seeded
-identically, so that variants with the same architecture start from identical weights (``use_features`` only zeroes
-the features; the parameters are the same). The default settings are a CPU-sized reduction stated in the JSON under
-``configuration.reduced_settings``; ``--paper`` switches to the released settings for a GPU.
-
-Outputs (atomically): ``<output>/mononerf_generalization.json``, ``<output>/mononerf_generalization_grid.png``
-(held-out renders against ground truth for each variant) and ``<output>/mononerf_generalization_adaptation.png``
-(comparison 3: held-out PSNR against step).
+Every run trains in this process through the Python API (pipeline + optimisers from the same config ``ns-train``
+builds), seeded with the run's seed, so arms with the same architecture start from identical weights. The default
+settings are a CPU-sized reduction recorded under ``configuration``; ``--paper`` switches to the released settings
+for a GPU. Results merge (under a lock) into ``<output>/mononerf_generalization.json``, whose ``summary`` gives each
+verdict with its mean, spread and per-seed values; plots: ``..._adaptation.png`` (held-out PSNR against step) and
+``..._grid.png`` (renders).
 
 Usage::
 
-    python benchmarks/mononerf_generalization.py [--threads 2] [--comparisons 1 2 3] [--output bench_results]
-    python benchmarks/mononerf_generalization.py --smoke          # ~2-minute end-to-end check
+    python benchmarks/mononerf_generalization.py [--comparisons unseen-scene ...] [--seeds 0 1 2] [--threads 1]
+    python benchmarks/mononerf_generalization.py --smoke          # a ~3-minute end-to-end check (temporary output)
     python benchmarks/mononerf_generalization.py --paper --scenes DATA/Balloon1 DATA/Balloon2 DATA/Umbrella
 """
 
@@ -44,6 +45,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -52,17 +54,39 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, seed_everything  # noqa: E402
+from _common import atomic_write, locked, seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BALLOON1 = REPO.parent / "shared" / "data" / "nvidia_dynamic" / "Balloon1"
 STEM = "mononerf_generalization"
+COMPARISONS = ("mask-tuning", "unseen-scene", "unseen-frames", "preprocessing")
 
-VARIANTS = {
-    "mononerf": "MonoNeRF: video features (small 3D CNN / SlowOnly R50), image features (small 2D CNN / ResNet-18), "
-    "flow-based feature aggregation and the per-video global code",
+REPORT_SEEDS = (0, 1, 2)
+"""Generated report scenes (and the torch seed of their runs)."""
+TUNING_SEEDS = (3, 4)
+"""Generated scenes on which the mask threshold was chosen (never reported)."""
+MULTI_SCENE_SEEDS = (10, 11)
+"""Generated scenes of the multi-scene run whose checkpoint the new scenes start from."""
+PILOT = (
+    "the fine-tuning schedule (a third of scratch's steps, 1/3 of them static) and the fresh blending head were chosen "
+    "in a pilot on generated scene 7 (multi-scene run on scenes 0 and 1), which is not reported"
+)
+
+ARMS = {
+    "mononerf": "MonoNeRF: video features, image features, flow-based feature aggregation, the per-video code",
     "no-features": "the same model with use_features=False: every feature lookup and the global code are zero, so "
     "both MLPs see the positional encoding only (DynamicNeRF-style baseline); same parameters, seed and steps",
+    "mononerf-no-derived-masks": "MonoNeRF on a scene without motion masks, the derivation switched off "
+    "(--pipeline.motion-masks-from-static-error False): every pixel static, mask terms and ray balance off",
+    "scratch": "MonoNeRF on the new scene from random initialisation",
+    "fine-tuned": "MonoNeRF initialised from the multi-scene checkpoint with a fresh blending head (the default)",
+    "fine-tuned-kept-blending": "the same with the checkpoint's blending head too "
+    "(--pipeline.model.pretrained-fresh-blending False)",
+    "all-parts": "MonoNeRF with disparity, optical flow and motion masks",
+    "no-flow": "without optical flow (--ignore-parts flow): no flow loss",
+    "no-disparity": "without disparity (--ignore-parts disparity): no depth and depth-blending losses",
+    "derived-masks": "without motion masks, derived from the static branch's error (--ignore-parts motion-masks)",
+    "no-masks": "without motion masks and without the derivation: every pixel static, mask terms and balance off",
 }
 
 PAPER_SETTINGS = {
@@ -93,14 +117,18 @@ def generated_scene(args: argparse.Namespace, seed: int) -> Path:
     """A generated DynamicNeRF-layout scene (exact flow, disparity, motion masks, multiview_GT), cached by size."""
     from nerfstudio_methods.scenegen.formats.nvidia_dynamic import write_nvidia_dynamic
 
-    path = args.output / "mononerf_scenes" / f"seed{seed}_{args.width}x{args.height}_{args.frames}f"
+    path = args.work / "scenes" / f"seed{seed}_{args.width}x{args.height}_{args.frames}f"
     if (path / "poses_bounds.npy").is_file() and (path / "multiview_GT").is_dir():
         return path
-    staging = path.with_name(path.name + ".partial")
+    # Several benchmark processes may ask for the same scene: each writes its own staging folder; the first rename
+    # wins and the others keep its result.
+    staging = path.with_name(f"{path.name}.partial{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     write_nvidia_dynamic(staging, width=args.width, height=args.height, num_frames=args.frames, seed=seed)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(staging, path)
+    try:
+        os.replace(staging, path)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
     log(f"generated scene seed {seed}: {args.width}x{args.height}, {args.frames} frames -> {path}")
     return path
 
@@ -120,7 +148,10 @@ def make_config(
     training_frames: int = 0,
     eval_split: str = "auto",
     pretrained: Optional[Path] = None,
+    fresh_blending: bool = True,
     mask_flow_loss_mult: Optional[float] = None,
+    ignore_parts: tuple[str, ...] = (),
+    derive_masks: bool = True,
 ):
     from dataparsers.dynamic_scene import DynamicSceneDataParserConfig
     from nerfstudio_methods.mononerf.config import mononerf_config, mononerf_cpu_config
@@ -138,6 +169,8 @@ def make_config(
     dataparser.downscale_factor = factor
     dataparser.training_frames = training_frames
     dataparser.eval_split = eval_split  # type: ignore[assignment]  (a str from the caller; the parser checks it)
+    dataparser.ignore_parts = ignore_parts  # type: ignore[assignment]
+    config.pipeline.motion_masks_from_static_error = derive_masks
     if args.rays is not None:
         datamanager.train_num_rays_per_batch = args.rays
     model = config.pipeline.model
@@ -146,13 +179,12 @@ def make_config(
         model.num_samples = args.samples
     if args.solver is not None:
         model.trajectory_solver = args.solver
-    if args.depth_blending_weight is not None:
-        model.depth_blending_loss_mult = args.depth_blending_weight
     if args.video_encoder_checkpoint is not None:
         model.video_encoder_checkpoint = args.video_encoder_checkpoint
     model.use_features = use_features
     model.static_steps = static_steps
     model.pretrained_checkpoint = pretrained
+    model.pretrained_fresh_blending = fresh_blending
     if mask_flow_loss_mult is not None:
         model.mask_flow_loss_mult = mask_flow_loss_mult
     config.max_num_iterations = total_steps
@@ -213,7 +245,11 @@ def held_out_views(pipeline, motion_threshold: float) -> list[dict[str, Any]]:
         else:
             for view in members:
                 video = scenes[view["scene"]]
-                if view["frame"] == view["rig_camera"] and video.motion_mask is not None:
+                if (
+                    view["frame"] == view["rig_camera"]
+                    and video.motion_mask is not None
+                    and not video.motion_mask_derived
+                ):
                     view["moving"] = video.motion_mask[view["frame"]].bool()
     return views
 
@@ -231,7 +267,9 @@ def training_views(pipeline, frames: Optional[list[int]] = None) -> list[dict[st
                     "scene": scene,
                     "frame": frame,
                     "rig_camera": frame,
-                    "moving": None if video.motion_mask is None else video.motion_mask[frame].bool(),
+                    "moving": None
+                    if video.motion_mask is None or video.motion_mask_derived
+                    else video.motion_mask[frame].bool(),
                 }
             )
     return views
@@ -347,13 +385,14 @@ def strip_images(result: dict[str, Any]) -> dict[str, Any]:
 class Run:
     """One pipeline trained step by step in this process (what ``ns-train`` does, without the trainer)."""
 
-    def __init__(self, label: str, config, args: argparse.Namespace) -> None:
+    def __init__(self, label: str, config, args: argparse.Namespace, seed: int) -> None:
         from nerfstudio.engine.optimizers import Optimizers
 
         self.label = label
         self.config = config
         self.args = args
-        seed_everything(args.seed)
+        self.seed = seed
+        seed_everything(seed)
         started = time.perf_counter()
         self.pipeline = config.pipeline.setup(device=args.device, test_mode="val", world_size=1, local_rank=0)
         self.optimizers = Optimizers(config.optimizers, self.pipeline.get_param_groups())
@@ -428,7 +467,7 @@ def train_with_evals(
 def variant_record(run: Run, curve: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
     final = curve[-1]
     return {
-        "description": VARIANTS.get(run.label.split(":")[-1], run.label),
+        "description": ARMS.get(run.label.split(":")[-1], run.label),
         "steps": {"static": run.static_steps, "total": run.config.max_num_iterations},
         "settings": effective_settings(run.config),
         "eval_split": run.pipeline.datamanager.eval_dataset.metadata.get("eval_split"),
@@ -469,215 +508,303 @@ def _stage_rate(points: list[dict[str, Any]], stage: str) -> Optional[float]:
     return sum(t for _, t in spans) / steps if steps else None
 
 
-# --------------------------------------------------------------------------------------------------- comparisons
+@torch.no_grad()
+def blending_on_pixels(pipeline, views: list[dict[str, Any]]) -> dict[str, Optional[float]]:
+    """The mean dynamicness (sum over the ray of its weight times the blending weight: the share of the pixel the
+    dynamic branch paints) on moving and on static pixels of ``views``, rendered as in stage 2 whatever the run's
+    step (so that a checkpoint's blending can be read before any step on a new scene)."""
+    model = pipeline.model
+    saved = int(model.trained_steps)
+    model.trained_steps.fill_(max(saved, model.config.static_steps))
+    pipeline.eval()
+    sums = {"moving": [0.0, 0], "static": [0.0, 0]}
+    for view in views:
+        if view["moving"] is None:
+            continue
+        dynamicness = model.get_outputs_for_camera(view["camera"].to(pipeline.device))["dynamicness"][..., 0].cpu()
+        for name, mask in (("moving", view["moving"]), ("static", ~view["moving"])):
+            sums[name][0] += float(dynamicness[mask].sum())
+            sums[name][1] += int(mask.sum())
+    pipeline.train()
+    model.trained_steps.fill_(saved)
+    return {name: (total / count if count else None) for name, (total, count) in sums.items()}
+
+
+def spread(per_seed: dict[str, Optional[float]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds (None when a seed has no value: then the mean is over the
+    others and ``missing`` counts them)."""
+    values = [value for value in per_seed.values() if value is not None]
+    return {
+        "mean": float(np.mean(values)) if values else None,
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0 if values else None,
+        "per_seed": per_seed,
+        "missing": len(per_seed) - len(values),
+    }
 
 
 class Benchmark:
+    """The comparisons; each stores its entries in the results file as soon as they are done."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.started = time.perf_counter()
-        self.results: dict[str, Any] = {}
-        self.grid_rows: list[dict[str, Any]] = []
-        self.curves: dict[str, list[dict[str, Any]]] = {}
-        self.finished = False
+        self.path = args.output / f"{args.stem}.json"
 
-    # --- output ---
+    def store(self, comparison: str, key: str, entry: dict[str, Any]) -> None:
+        store(self.path, self.args, comparison, key, entry)
 
-    def save(self) -> None:
+    def config(self, data: Path, **kwargs):
+        return make_config(self.args, data, **kwargs)
+
+    # --- mask tuning ---
+
+    def mask_tuning(self) -> None:
+        """IoU of derived masks with the generated scenes' true masks, for a grid of ratios and dilations."""
+        from dataparsers.dynamic_scene import DynamicSceneDataParserConfig
+        from nerfstudio_methods.mononerf.model import dilate_mask
+
         args = self.args
-        report = {
-            "benchmark": "MonoNeRF generalisation (issue 10): novel views at seen times, unseen frames, unseen scene",
-            "configuration": configuration(args),
-            "summary": summarise(self.results),
-            "results": self.results,
-            "total_seconds": time.perf_counter() - self.started,
-            "finished": self.finished,
-        }
-        atomic_write(args.output / f"{args.stem}.json", lambda p: p.write_text(json.dumps(report, indent=2)))
-
-    def grid_row(self, title: str, evaluations: dict[str, dict[str, Any]]) -> None:
-        """One grid row per kept view: ground truth, then each variant's render."""
-        first = next(iter(evaluations.values()))
-        for position, image in first.get("_images", {}).items():
-            self.grid_rows.append(
-                {
-                    "title": f"{title} {image['label']}",
-                    "gt": image["gt"],
-                    "renders": {
-                        name: (result["_images"][position]["rgb"], result["per_view"][position]["psnr"])
-                        for name, result in evaluations.items()
-                        if position in result.get("_images", {})
-                    },
-                }
+        for seed in args.tuning_seeds:
+            path = generated_scene(args, seed)
+            truth = (
+                DynamicSceneDataParserConfig(data=path).setup().get_dataparser_outputs("train").metadata["scenes"][0]
+            ).motion_mask
+            config = self.config(
+                path,
+                use_features=True,
+                static_steps=args.static_steps,
+                total_steps=args.static_steps,
+                ignore_parts=("motion-masks",),
+                derive_masks=False,
             )
+            run = Run(f"mask-tuning:seed{seed}", config, args, seed)
+            run.train_to(args.static_steps // 2)  # where the pipeline derives them
+            model = run.pipeline.model
+            video = model.scenes[0]
+            errors = []
+            model.eval()
+            with torch.no_grad():
+                for frame in range(video.num_frames):
+                    rendered = model.get_outputs_for_camera(video.cameras[frame : frame + 1])["rgb_static"]
+                    errors.append((rendered.cpu() - video.images[frame]).abs().amax(dim=-1))
+            model.train()
+            grid = []
+            for ratio in args.mask_ratios:
+                for dilation in (0, 1, 2):
+                    masks = torch.stack([dilate_mask(e > ratio * e.median(), dilation) for e in errors])
+                    intersection = int((masks & truth).sum())
+                    union = int((masks | truth).sum())
+                    grid.append(
+                        {
+                            "ratio": ratio,
+                            "dilation": dilation,
+                            "iou": intersection / max(union, 1),
+                            "recall": intersection / max(int(truth.sum()), 1),
+                            "precision": intersection / max(int(masks.sum()), 1),
+                            "derived_fraction": float(masks.float().mean()),
+                        }
+                    )
+            run.close()
+            self.store(
+                "mask-tuning",
+                f"seed{seed}",
+                {
+                    "scene": str(path),
+                    "true_moving_fraction": float(truth.float().mean()),
+                    "step": args.static_steps // 2,
+                    "grid": grid,
+                },
+            )
+            log(f"mask tuning seed {seed}: best IoU {max(g['iou'] for g in grid):.3f}")
 
-    # --- 1. novel views at seen times ---
+    # --- unseen scene ---
 
-    def novel_views(self, scenes: list[tuple[str, Path, int]]) -> None:
+    def multi_scene_checkpoint(self) -> Path:
+        """The multi-scene run (trained once per settings; its record stored under ``unseen-scene/multi-scene``)."""
         args = self.args
-        section = self.results.setdefault("1_novel_views_seen_times", {})
-        for name, path, factor in scenes:
-            section[name] = {"data": str(path), "downscale_factor": factor, "variants": {}}
-            finals = {}
-            for variant in VARIANTS:
-                config = make_config(
-                    args,
-                    path,
-                    use_features=variant == "mononerf",
-                    static_steps=args.static_steps,
-                    total_steps=args.static_steps + args.dynamic_steps,
-                    factor=factor,
-                )
-                run = Run(f"1:{name}:{variant}", config, args)
-                eval_steps = [args.static_steps, args.static_steps + args.dynamic_steps // 2]
-                all_views = held_out_views(run.pipeline, args.motion_threshold)
-                keep = (len(all_views) // 2,)
-                curve = train_with_evals(run, eval_steps, lambda: all_views, keep=keep)
-                extra: dict[str, Any] = {}
-                train_eval = evaluate(run.pipeline, training_views(run.pipeline))
-                extra["training_views"] = strip_images(train_eval)
-                extra["generalisation_gap_db"] = train_eval["psnr"] - curve[-1]["psnr"]
-                log(f"{run.label}: training views {train_eval['psnr']:.2f} dB, held-out {curve[-1]['psnr']:.2f} dB")
-                if variant == "mononerf":
-                    with MeanFeatures(run.pipeline.model):
-                        ablated = evaluate(run.pipeline, all_views)
-                    extra["ablation_mean_features"] = strip_images(ablated)
-                    extra["ablation_psnr_drop_db"] = curve[-1]["psnr"] - ablated["psnr"]
-                    log(f"{run.label}: with mean features {ablated['psnr']:.2f} dB")
-                section[name]["variants"][variant] = variant_record(run, curve, extra)
-                finals[variant] = curve[-1]
-                run.close()
-                self.save()
-            self.grid_row(f"1 {name}", finals)
-
-    # --- 2. unseen frames ---
-
-    def unseen_frames(self, scenes: list[tuple[str, Path, int, bool]]) -> None:
-        args = self.args
-        section = self.results.setdefault("2_unseen_frames", {})
-        for name, path, factor, has_masks in scenes:
-            # The data manager's static stage uses every frame only for scenes with motion masks (without them every
-            # pixel counts as static, and it would fit the held-out frames themselves).
-            all_frames = has_masks
-            section[name] = {
-                "data": str(path),
-                "downscale_factor": factor,
-                "training_frames": args.training_frames,
-                "static_stage_all_frames": all_frames,
-                "variants": {},
-            }
-            finals = {}
-            for variant in VARIANTS:
-                config = make_config(
-                    args,
-                    path,
-                    use_features=variant == "mononerf",
-                    static_steps=args.static_steps,
-                    total_steps=args.static_steps + args.dynamic_steps,
-                    factor=factor,
-                    training_frames=args.training_frames,
-                    eval_split="unseen-frames",
-                    mask_flow_loss_mult=0.01,
-                )
-                run = Run(f"2:{name}:{variant}", config, args)
-                all_views = held_out_views(run.pipeline, args.motion_threshold)
-                keep = (0, len(all_views) - 1)
-                curve = train_with_evals(run, [args.static_steps], lambda: all_views, keep=keep)
-                train_eval = evaluate(run.pipeline, training_views(run.pipeline))
-                extra: dict[str, Any] = {
-                    "training_frames_eval": strip_images(train_eval),
-                    "unseen_psnr_by_frame": {str(v["frame"]): v["psnr"] for v in curve[-1]["per_view"]},
-                }
-                log(
-                    f"{run.label}: training frames {train_eval['psnr']:.2f} dB, unseen frames {curve[-1]['psnr']:.2f} dB"
-                )
-                if variant == "mononerf":
-                    with MeanFeatures(run.pipeline.model):
-                        ablated = evaluate(run.pipeline, all_views)
-                    extra["ablation_mean_features"] = strip_images(ablated)
-                    extra["ablation_psnr_drop_db"] = curve[-1]["psnr"] - ablated["psnr"]
-                section[name]["variants"][variant] = variant_record(run, curve, extra)
-                finals[variant] = curve[-1]
-                run.close()
-                self.save()
-            self.grid_row(f"2 {name}", finals)
-
-    # --- 3. unseen scene ---
-
-    def unseen_scene(self, training_scenes: list[tuple[str, Path, int]], new_scene: tuple[str, Path, int]) -> None:
-        args = self.args
-        section = self.results.setdefault("3_unseen_scene", {})
-        first, *others = training_scenes
-        factor = first[2]
-        checkpoint = args.output / f"{args.stem}_multiscene.ckpt"
-        config = make_config(
-            args,
-            first[1],
+        checkpoint = args.work / f"multiscene_{settings_fingerprint(args)}.ckpt"
+        if checkpoint.is_file():
+            return checkpoint
+        first, *others = [generated_scene(args, seed) for seed in args.multi_scene_seeds]
+        config = self.config(
+            first,
             use_features=True,
             static_steps=args.multi_static_steps,
             total_steps=args.multi_static_steps + args.multi_dynamic_steps,
-            extra_scenes=tuple(p for _, p, _ in others),
-            factor=factor,
+            extra_scenes=tuple(others),
         )
-        run = Run("3:multi-scene:mononerf", config, args)
-        all_views = held_out_views(run.pipeline, args.motion_threshold)
-        curve = train_with_evals(run, [], lambda: subset(all_views, args.multi_eval_views))
-        torch.save({"pipeline": run.pipeline.state_dict(), "step": run.step}, checkpoint)
-        section["multi_scene"] = {
-            "scenes": [name for name, _, _ in training_scenes],
-            "checkpoint": str(checkpoint),
-            **variant_record(run, curve, {}),
-        }
-        pretrained_encoders = {
-            key: value.clone()
-            for key, value in run.pipeline.model.state_dict().items()
-            if key.startswith(("video_encoder.", "image_encoder."))
-        }
+        run = Run("unseen-scene:multi-scene", config, args, 0)
+        views = held_out_views(run.pipeline, args.motion_threshold)
+        curve = train_with_evals(run, [], lambda: subset(views, args.curve_views * len(args.multi_scene_seeds)))
+        record = variant_record(run, curve, {"blending_own_scenes": blending_on_pixels(run.pipeline, views)})
+        record["scenes"] = [f"generated-seed{seed}" for seed in args.multi_scene_seeds]
+        atomic_write(
+            checkpoint,
+            lambda temporary: torch.save({"pipeline": run.pipeline.state_dict(), "step": run.step}, temporary),
+        )
         run.close()
-        self.save()
+        self.store("unseen-scene", "multi-scene", record)
+        return checkpoint
 
-        name, path, new_factor = new_scene
-        section["new_scene"] = {"name": name, "data": str(path), "downscale_factor": new_factor}
-        total = args.finetune_static_steps + args.finetune_dynamic_steps
-        eval_steps = list(range(0, total + 1, args.curve_every))
-        finals = {}
-        for variant, pretrained in (("fine-tuned", checkpoint), ("scratch", None)):
-            config = make_config(
-                args,
-                path,
-                use_features=True,
-                static_steps=args.finetune_static_steps,
-                total_steps=total,
-                factor=new_factor,
-                pretrained=pretrained,
-                mask_flow_loss_mult=0.01,
+    def unseen_scene(self) -> None:
+        args = self.args
+        checkpoint = self.multi_scene_checkpoint()
+        scratch_total = args.scratch_static_steps + args.scratch_dynamic_steps
+        finetune_total = args.finetune_static_steps + args.finetune_dynamic_steps
+        for seed in args.seeds:
+            path = generated_scene(args, seed)
+            entry: dict[str, Any] = {"scene": f"generated-seed{seed}", "data": str(path), "seed": seed, "arms": {}}
+            arms = (
+                ("scratch", None, True, args.scratch_static_steps, scratch_total, args.scratch_curve_every),
+                ("fine-tuned", checkpoint, True, args.finetune_static_steps, finetune_total, args.finetune_curve_every),
+                (
+                    "fine-tuned-kept-blending",
+                    checkpoint,
+                    False,
+                    args.finetune_static_steps,
+                    finetune_total,
+                    args.finetune_curve_every,
+                ),
             )
-            run = Run(f"3:{name}:{variant}", config, args)
-            encoders_match = all(
-                torch.equal(value, run.pipeline.model.state_dict()[key]) for key, value in pretrained_encoders.items()
+            for arm, pretrained, fresh, static_steps, total, every in arms:
+                config = self.config(
+                    path,
+                    use_features=True,
+                    static_steps=static_steps,
+                    total_steps=total,
+                    pretrained=pretrained,
+                    fresh_blending=fresh,
+                    mask_flow_loss_mult=0.01,
+                )
+                run = Run(f"unseen-scene:seed{seed}:{arm}", config, args, seed)
+                views = subset(held_out_views(run.pipeline, args.motion_threshold), args.curve_views)
+                before = blending_on_pixels(run.pipeline, views)
+                curve = train_with_evals(run, list(range(0, total + 1, every)), lambda: views)
+                after = blending_on_pixels(run.pipeline, views)
+                log(f"{run.label}: blending on moving pixels {before['moving']} -> {after['moving']}")
+                entry["arms"][arm] = variant_record(
+                    run,
+                    curve,
+                    {
+                        "cli": ns_train_command(config, pretrained, fresh),
+                        "blending_before": before,
+                        "blending_after": after,
+                    },
+                )
+                run.close()
+            entry["adaptation"] = adaptation_summary(
+                entry["arms"]["fine-tuned"]["curve"], entry["arms"]["scratch"]["curve"]
             )
-            views = subset(held_out_views(run.pipeline, args.motion_threshold), args.curve_views)
-            curve = train_with_evals(run, eval_steps, lambda: views, keep=(len(views) // 2,))
-            self.curves[variant] = curve
-            section[variant] = variant_record(
-                run,
-                curve,
-                {
-                    "description": (
-                        f"MonoNeRF initialised from the multi-scene checkpoint, then {args.finetune_static_steps} "
-                        f"static + {args.finetune_dynamic_steps} dynamic steps"
-                        if pretrained
-                        else f"MonoNeRF from random initialisation, {args.finetune_static_steps} static + "
-                        f"{args.finetune_dynamic_steps} dynamic steps"
-                    ),
-                    "frozen_encoders_identical_to_multiscene_run": encoders_match,
-                },
+            entry["adaptation_kept_blending"] = adaptation_summary(
+                entry["arms"]["fine-tuned-kept-blending"]["curve"], entry["arms"]["scratch"]["curve"]
             )
-            finals[variant] = curve[-1]
-            run.close()
-            self.save()
-        self.grid_row(f"3 {name}", finals)
-        section["adaptation"] = adaptation_summary(section["fine-tuned"]["curve"], section["scratch"]["curve"])
+            self.store("unseen-scene", f"seed{seed}", entry)
+
+    # --- unseen frames ---
+
+    def unseen_frames(self) -> None:
+        args = self.args
+        scenes: list[tuple[str, Path, int, tuple[str, ...]]] = []
+        if args.balloon is not None:
+            scenes.append(
+                (
+                    "Balloon1",
+                    args.balloon,
+                    args.balloon_factor,
+                    ("mononerf", "no-features", "mononerf-no-derived-masks"),
+                )
+            )
+        for seed in args.seeds:
+            scenes.append((f"generated-seed{seed}", generated_scene(args, seed), 1, ("mononerf", "no-features")))
+        for name, path, factor, arms in scenes:
+            # Balloon1's seeds are the torch seed of its runs; a generated scene's seed is also its scene.
+            seeds = args.seeds if name == "Balloon1" else [int(name.removeprefix("generated-seed"))]
+            for seed in seeds:
+                entry: dict[str, Any] = {"scene": name, "data": str(path), "seed": seed, "arms": {}}
+                for arm in arms:
+                    config = self.config(
+                        path,
+                        use_features=arm != "no-features",
+                        static_steps=args.static_steps,
+                        total_steps=args.static_steps + args.dynamic_steps,
+                        factor=factor,
+                        training_frames=args.training_frames,
+                        eval_split="unseen-frames",
+                        mask_flow_loss_mult=0.01,
+                        derive_masks=arm != "mononerf-no-derived-masks",
+                    )
+                    run = Run(f"unseen-frames:{name}:seed{seed}:{arm}", config, args, seed)
+                    views = held_out_views(run.pipeline, args.motion_threshold)
+                    curve = train_with_evals(run, [args.static_steps], lambda: views)
+                    train_eval = evaluate(run.pipeline, training_views(run.pipeline))
+                    video = run.pipeline.model.scenes[0]
+                    extra: dict[str, Any] = {
+                        "training_frames_eval": strip_images(train_eval),
+                        "unseen_psnr_by_frame": {str(v["frame"]): v["psnr"] for v in curve[-1]["per_view"]},
+                        "derived_moving_fraction": float(video.motion_mask[: video.supervised_frames].float().mean())
+                        if video.motion_mask_derived
+                        else None,
+                        "blending": blending_on_pixels(run.pipeline, training_views(run.pipeline)),
+                    }
+                    if arm == "mononerf":
+                        with MeanFeatures(run.pipeline.model):
+                            extra["mean_features_psnr"] = evaluate(run.pipeline, views)["psnr"]
+                    log(f"{run.label}: training frames {train_eval['psnr']:.2f} dB, unseen {curve[-1]['psnr']:.2f} dB")
+                    entry["arms"][arm] = variant_record(run, curve, extra)
+                    run.close()
+                self.store("unseen-frames", f"{name}/seed{seed}", entry)
+
+    # --- preprocessing parts ---
+
+    def preprocessing(self) -> None:
+        args = self.args
+        arms = {
+            "all-parts": {},
+            "no-flow": {"ignore_parts": ("flow",)},
+            "no-disparity": {"ignore_parts": ("disparity",)},
+            "derived-masks": {"ignore_parts": ("motion-masks",)},
+            "no-masks": {"ignore_parts": ("motion-masks",), "derive_masks": False},
+            "no-features": {"use_features": False},
+        }
+        for seed in args.seeds:
+            path = generated_scene(args, seed)
+            entry: dict[str, Any] = {"scene": f"generated-seed{seed}", "data": str(path), "seed": seed, "arms": {}}
+            for arm, overrides in arms.items():
+                settings: dict[str, Any] = {"use_features": True} | overrides
+                config = self.config(
+                    path,
+                    static_steps=args.static_steps,
+                    total_steps=args.static_steps + args.preprocessing_dynamic_steps,
+                    **settings,
+                )
+                run = Run(f"preprocessing:seed{seed}:{arm}", config, args, seed)
+                views = subset(held_out_views(run.pipeline, args.motion_threshold), args.curve_views)
+                curve = train_with_evals(run, [args.static_steps], lambda: views)
+                entry["arms"][arm] = variant_record(
+                    run, curve, {"blending": blending_on_pixels(run.pipeline, views), "overrides": settings}
+                )
+                run.close()
+            self.store("preprocessing", f"seed{seed}", entry)
+
+
+def ns_train_command(config, pretrained: Optional[Path], fresh_blending: bool) -> str:
+    """The ``ns-train`` line that builds the same configuration as an unseen-scene arm."""
+    model = config.pipeline.model
+    parts = ["ns-train mononerf-cpu"]
+    if pretrained is not None:
+        parts.append(f"--pipeline.model.pretrained-checkpoint {pretrained}")
+        if not fresh_blending:
+            parts.append("--pipeline.model.pretrained-fresh-blending False")
+    parts += [
+        f"--pipeline.model.static-steps {model.static_steps}",
+        f"--max-num-iterations {config.max_num_iterations}",
+        f"--pipeline.model.mask-flow-loss-mult {model.mask_flow_loss_mult}",
+        f"--pipeline.datamanager.train-num-rays-per-batch {config.pipeline.datamanager.train_num_rays_per_batch}",
+        f"dynamic-scene-data --data {config.pipeline.datamanager.data}",
+    ]
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------- summaries
 
 
 def reach(curve: list[dict[str, Any]], target: float) -> Optional[float]:
@@ -693,11 +820,11 @@ def reach(curve: list[dict[str, Any]], target: float) -> Optional[float]:
 
 
 def adaptation_summary(fine_tuned: list[dict[str, Any]], scratch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where fine-tuning reaches scratch's final held-out PSNR, as a fraction of scratch's steps."""
     target = scratch[-1]["psnr"]
     total = scratch[-1]["step"]
     hit = reach(fine_tuned, target)
-    # Where fine-tuning does not get there: the step at which scratch reaches fine-tuning's final PSNR instead.
-    reverse = reach(scratch, fine_tuned[-1]["psnr"])
+    quarter = min(scratch, key=lambda point: abs(point["step"] - 0.75 * total))
     return {
         "scratch_final_psnr": target,
         "fine_tuned_final_psnr": fine_tuned[-1]["psnr"],
@@ -706,203 +833,313 @@ def adaptation_summary(fine_tuned: list[dict[str, Any]], scratch: list[dict[str,
         "scratch_psnr_at_step_0": scratch[0]["psnr"],
         "fine_tuned_reaches_scratch_final_at_step": hit,
         "step_ratio": None if hit is None else hit / total,
-        "speedup": None if hit is None or hit <= 0 else total / hit,
-        "scratch_reaches_fine_tuned_final_at_step": reverse,
-        "note": "step_ratio = (step at which fine-tuning first reaches scratch's final held-out PSNR, linear between "
-        "evaluations) / (scratch's total steps); 0 when the checkpoint already beats it before any step",
+        "scratch_last_quarter_gain_db": target - quarter["psnr"],
+        "note": "step_ratio = (fine-tuning's first step at scratch's final held-out PSNR, linear between evaluations) "
+        "/ (scratch's total steps); scratch_last_quarter_gain_db = scratch's final PSNR minus its PSNR at 3/4 of "
+        "its steps (how flat its curve is at the end)",
     }
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """The verdicts: each a mean over seeds with its spread and per-seed values."""
     summary: dict[str, Any] = {}
-    for key in ("1_novel_views_seen_times", "2_unseen_frames"):
-        section = results.get(key, {})
+    scene_runs = {key: entry for key, entry in results.get("unseen-scene", {}).items() if key.startswith("seed")}
+    if scene_runs:
+
+        def over_seeds(read: Callable[[dict[str, Any]], Optional[float]]) -> dict[str, Any]:
+            return spread({key: read(entry) for key, entry in sorted(scene_runs.items())})
+
+        def blending(arm: str, when: str) -> dict[str, Any]:
+            return over_seeds(lambda entry: entry["arms"][arm][when]["moving"])
+
+        ratios = [entry["adaptation"]["step_ratio"] for entry in scene_runs.values()]
+        gains = [entry["adaptation"]["fine_tuned_minus_scratch_final_db"] for entry in scene_runs.values()]
+        summary["unseen_scene"] = {
+            "step_ratio": over_seeds(lambda entry: entry["adaptation"]["step_ratio"]),
+            "fine_tuned_final_psnr": over_seeds(lambda entry: entry["adaptation"]["fine_tuned_final_psnr"]),
+            "scratch_final_psnr": over_seeds(lambda entry: entry["adaptation"]["scratch_final_psnr"]),
+            "fine_tuned_minus_scratch_final_db": over_seeds(
+                lambda entry: entry["adaptation"]["fine_tuned_minus_scratch_final_db"]
+            ),
+            "scratch_last_quarter_gain_db": over_seeds(
+                lambda entry: entry["adaptation"]["scratch_last_quarter_gain_db"]
+            ),
+            "kept_blending": {
+                "step_ratio": over_seeds(lambda entry: entry["adaptation_kept_blending"]["step_ratio"]),
+                "final_psnr": over_seeds(lambda entry: entry["adaptation_kept_blending"]["fine_tuned_final_psnr"]),
+            },
+            "blending_on_moving_pixels": {
+                "checkpoint_head_before": blending("fine-tuned-kept-blending", "blending_before"),
+                "checkpoint_head_after": blending("fine-tuned-kept-blending", "blending_after"),
+                "fresh_head_before": blending("fine-tuned", "blending_before"),
+                "fresh_head_after": blending("fine-tuned", "blending_after"),
+                "scratch_after": blending("scratch", "blending_after"),
+            },
+            "multi_scene_blending_own_scenes": results["unseen-scene"]
+            .get("multi-scene", {})
+            .get("blending_own_scenes"),
+            "verdict": {
+                "reaches_scratch_final_within_a_third_every_seed": all(r is not None and r <= 1 / 3 for r in ratios),
+                "ends_at_or_above_scratch_every_seed": all(g >= 0 for g in gains),
+            },
+        }
+    frames = results.get("unseen-frames", {})
+    if frames:
+        by_scene: dict[str, dict[str, Any]] = {}
+        for key, entry in sorted(frames.items()):
+            by_scene.setdefault(entry["scene"], {})[f"seed{entry['seed']}"] = entry["arms"]
         rows = {}
-        for scene, entry in section.items():
-            variants = entry.get("variants", {})
-            row: dict[str, Any] = {}
-            for variant, record in variants.items():
-                row[variant] = {
-                    "held_out_psnr": record["final"]["psnr"],
-                    "held_out_ssim": record["final"]["ssim"],
-                    "psnr_static_pixels": record["final"]["psnr_static_pixels"],
-                    "psnr_moving_pixels": record["final"]["psnr_moving_pixels"],
-                    "training_views_psnr": (
-                        record.get("training_views") or record.get("training_frames_eval") or {}
-                    ).get("psnr"),
-                }
-                if "ablation_psnr_drop_db" in record:
-                    row[variant]["mean_features_psnr_drop_db"] = record["ablation_psnr_drop_db"]
-            if "mononerf" in row and "no-features" in row:
-                row["mononerf_minus_no_features_db"] = (
-                    row["mononerf"]["held_out_psnr"] - row["no-features"]["held_out_psnr"]
+        for scene, seeds in by_scene.items():
+
+            def psnr(arm: str) -> dict[str, Optional[float]]:
+                return {seed: arms[arm]["final"]["psnr"] if arm in arms else None for seed, arms in seeds.items()}
+
+            mono, plain = psnr("mononerf"), psnr("no-features")
+            row = {
+                "gain_db": spread(
+                    {s: None if mono[s] is None or plain[s] is None else mono[s] - plain[s] for s in seeds}
+                ),
+                "mononerf_psnr": spread(mono),
+                "no_features_psnr": spread(plain),
+            }
+            underived = psnr("mononerf-no-derived-masks")
+            if any(value is not None for value in underived.values()):
+                row["derived_masks_gain_db"] = spread(
+                    {s: None if mono[s] is None or underived[s] is None else mono[s] - underived[s] for s in seeds}
                 )
+                row["mononerf_no_derived_masks_psnr"] = spread(underived)
+                row["derived_moving_fraction"] = spread(
+                    {s: arms["mononerf"].get("derived_moving_fraction") for s, arms in seeds.items()}
+                )
+            row["blending_moving_pixels_training_frames"] = {
+                arm: spread({s: (arms[arm].get("blending") or {}).get("moving") for s, arms in seeds.items()})
+                for arm in next(iter(seeds.values()))
+            }
             rows[scene] = row
-        gains = [
-            row["mononerf_minus_no_features_db"] for row in rows.values() if "mononerf_minus_no_features_db" in row
-        ]
-        if gains:
-            rows["mean_gain_db"] = float(np.mean(gains))
-        if rows:
-            summary[key] = rows
-    adaptation = results.get("3_unseen_scene", {}).get("adaptation")
-    if adaptation:
-        summary["3_unseen_scene"] = adaptation
+        summary["unseen_frames"] = rows
+    parts = results.get("preprocessing", {})
+    if parts:
+        arms = list(next(iter(parts.values()))["arms"])
+        rows = {}
+        for arm in arms:
+
+            def final(name: str, key: str) -> dict[str, Optional[float]]:
+                return {
+                    seed: entry["arms"][name]["final"][key]
+                    for seed, entry in sorted(parts.items())
+                    if name in entry["arms"]
+                }
+
+            rows[arm] = {
+                "psnr": spread(final(arm, "psnr")),
+                "psnr_moving_pixels": spread(final(arm, "psnr_moving_pixels")),
+                "minus_all_parts_db": spread(
+                    {
+                        seed: entry["arms"][arm]["final"]["psnr"] - entry["arms"]["all-parts"]["final"]["psnr"]
+                        for seed, entry in sorted(parts.items())
+                        if arm in entry["arms"] and "all-parts" in entry["arms"]
+                    }
+                ),
+            }
+        summary["preprocessing"] = rows
+    tuning = results.get("mask-tuning", {})
+    if tuning:
+        cells: dict[tuple[float, int], list[float]] = {}
+        for entry in tuning.values():
+            for cell in entry["grid"]:
+                cells.setdefault((cell["ratio"], cell["dilation"]), []).append(cell["iou"])
+        means = {f"ratio {ratio:g}, dilation {dilation}": float(np.mean(v)) for (ratio, dilation), v in cells.items()}
+        best = max(means, key=lambda key: means[key])
+        summary["mask_tuning"] = {"mean_iou": means, "best": best, "scenes": sorted(tuning)}
     return summary
 
 
-# ---------------------------------------------------------------------------------------------------------- plots
+# ---------------------------------------------------------------------------------------------------------- output
 
 
-def plot_grid(rows: list[dict[str, Any]], path: Path) -> None:
+COMPARISON_SETTINGS = {
+    "mask-tuning": ("tuning_seeds", "mask_ratios", "static_steps"),
+    "unseen-scene": (
+        "multi_scene_seeds",
+        "multi_static_steps",
+        "multi_dynamic_steps",
+        "scratch_static_steps",
+        "scratch_dynamic_steps",
+        "finetune_static_steps",
+        "finetune_dynamic_steps",
+        "scratch_curve_every",
+        "finetune_curve_every",
+        "curve_views",
+    ),
+    "unseen-frames": ("static_steps", "dynamic_steps", "training_frames", "balloon", "balloon_factor"),
+    "preprocessing": ("static_steps", "preprocessing_dynamic_steps", "curve_views"),
+}
+"""The arguments each comparison's numbers depend on besides the shared ones (scene size, rays, model)."""
+
+
+def settings_of(args: argparse.Namespace, comparison: Optional[str] = None) -> dict[str, Any]:
+    """The arguments that change a number: the shared ones (``comparison`` None) or one comparison's own. A results
+    file holds runs of one setting only."""
+    ignored = {"comparisons", "seeds", "threads", "output", "work", "stem", "log_every", "device", "smoke"}
+    own = {name for names in COMPARISON_SETTINGS.values() for name in names}
+    wanted = set(COMPARISON_SETTINGS[comparison]) if comparison else set(vars(args)) - ignored - own
+    return {
+        key: (str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value)
+        for key, value in sorted(vars(args).items())
+        if key in wanted
+    }
+
+
+def settings_fingerprint(args: argparse.Namespace) -> str:
+    """Names the multi-scene checkpoint: the shared settings and the multi-scene run's own."""
+    import hashlib
+
+    multi = {key: value for key, value in settings_of(args, "unseen-scene").items() if key.startswith("multi_")}
+    return hashlib.sha256(json.dumps(settings_of(args) | multi, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def configuration(args: argparse.Namespace) -> dict[str, Any]:
+    reduced = None
+    if not args.paper:
+        reduced = {
+            "preset": "mononerf_cpu_config(): small random frozen 3D/2D CNN encoders (no SlowOnly R50 / ResNet-18, no "
+            "pretrained weights), 64-wide MLPs, 32-d global code, 2-step Euler trajectories (the released discrete "
+            "mode), 150-step blending warm-up",
+            "rays_per_step": f"{args.rays} (paper 1024)",
+            "scenes": f"generated, {args.width}x{args.height}, {args.frames} frames (paper: NVIDIA scenes at 480x270); "
+            f"Balloon1 at 1/{args.balloon_factor} ({960 // args.balloon_factor}x{540 // args.balloon_factor})",
+            "steps": f"unseen frames {args.static_steps} static + {args.dynamic_steps} dynamic; preprocessing "
+            f"{args.static_steps} + {args.preprocessing_dynamic_steps}; multi-scene {args.multi_static_steps} + "
+            f"{args.multi_dynamic_steps}; new scene from scratch {args.scratch_static_steps} + "
+            f"{args.scratch_dynamic_steps}, fine-tuned {args.finetune_static_steps} + {args.finetune_dynamic_steps} "
+            "(paper: 150k + 150k, fine-tuning 2,000 + 2,000 from a step-10,000 checkpoint)",
+            "learning_rate": "5e-4 decaying by 0.1 over 300k steps, as released (so effectively constant here)",
+        }
+    return {
+        "settings": settings_of(args),
+        "comparison_settings": {comparison: settings_of(args, comparison) for comparison in COMPARISONS},
+        "scenes": {
+            "report_seeds": list(REPORT_SEEDS),
+            "tuning_seeds_motion_mask_threshold": list(TUNING_SEEDS),
+            "multi_scene_seeds": list(MULTI_SCENE_SEEDS),
+            "pilot": PILOT,
+            "balloon1": str(BALLOON1),
+        },
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "reduced_settings": reduced,
+        "paper_settings": PAPER_SETTINGS,
+        "protocol": {
+            "unseen-scene": "held-out = rig camera 0 at every time (multiview_GT, DynamicNeRF protocol), "
+            f"{args.curve_views} of the 12 views evenly spread, at every curve point",
+            "unseen-frames": f"train on frames [0, {args.training_frames}), evaluate frames {args.training_frames}.."
+            f"{args.frames - 1} at their own cameras, full images",
+            "preprocessing": f"held-out = {args.curve_views} of the 12 rig-camera-0 views",
+            "moving_pixels": "fixed held-out camera: |GT - per-pixel median over time| > motion_threshold in any "
+            "channel; unseen frames of generated scenes: the generator's motion masks",
+            "blending": "dynamicness (sum of weight x blending along the ray) averaged over moving / static pixels of "
+            "the held-out views, rendered as in stage 2",
+        },
+    }
+
+
+def store(path: Path, args: argparse.Namespace, comparison: str, key: str, entry: dict[str, Any]) -> None:
+    """Add one entry to the results file under a lock (refusing a file made with other settings), recompute the
+    summary, write atomically, redraw the figure."""
+    with locked(path):
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        stored = report.get("configuration", {})
+        mine = configuration(args)
+        results = report.get("results", {})
+        pairs = [(stored.get("settings"), mine["settings"])]
+        if comparison in results:  # runs of this comparison already stored: its own settings must match too
+            pairs.append(
+                (stored.get("comparison_settings", {}).get(comparison), mine["comparison_settings"][comparison])
+            )
+        for before, now in pairs:
+            if before is not None and before != now:
+                changed = sorted(name for name in now if now[name] != before.get(name))
+                raise SystemExit(f"{path}: made with other settings ({', '.join(changed)}); write to another --output")
+        # Comparisons not run by this process keep the settings they were made with.
+        for other, settings in stored.get("comparison_settings", {}).items():
+            if other != comparison and other in results:
+                mine["comparison_settings"][other] = settings
+        results.setdefault(comparison, {})[key] = entry
+        report = {
+            "benchmark": "MonoNeRF generalisation (issue 23): unseen scene, unseen frames, preprocessing parts",
+            "summary": summarise(results),
+            "configuration": mine,
+            "arms": ARMS,
+            "results": results,
+        }
+        atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))
+        plot_adaptation(report, path.with_name(f"{path.stem}_adaptation.png"))
+    log(f"stored {comparison}/{key} in {path}")
+
+
+def plot_adaptation(report: dict[str, Any], path: Path) -> None:
+    """One panel per new scene: held-out PSNR against step for scratch and both fine-tuned arms."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not rows:
+    entries = {k: v for k, v in report["results"].get("unseen-scene", {}).items() if k.startswith("seed")}
+    if not entries:
         return
-    columns = 1 + max(len(row["renders"]) for row in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 1.7 * len(rows)), squeeze=False)
-    for r, row in enumerate(rows):
-        axes[r, 0].imshow(np.clip(row["gt"], 0, 1), interpolation="nearest")
-        axes[r, 0].set_title(f"{row['title']}\nground truth", fontsize=7)
-        for c, (name, (image, psnr)) in enumerate(row["renders"].items(), start=1):
-            axes[r, c].imshow(np.clip(image, 0, 1), interpolation="nearest")
-            axes[r, c].set_title(f"{name}\n{psnr:.2f} dB", fontsize=7)
-        for axis in axes[r]:
-            axis.axis("off")
-    figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
-    plt.close(figure)
-
-
-def plot_adaptation(curves: dict[str, list[dict[str, Any]]], static_steps: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not curves:
-        return
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for name, curve in curves.items():
-        axis.plot([p["step"] for p in curve], [p["psnr"] for p in curve], marker=".", label=name)
-    if "scratch" in curves:
-        axis.axhline(curves["scratch"][-1]["psnr"], color="grey", linestyle="--", label="scratch final")
-    axis.axvline(static_steps, color="black", linestyle=":", label="static -> dynamic stage")
-    axis.set(title="Unseen scene: held-out PSNR against step", xlabel="step", ylabel="PSNR (dB)")
-    axis.grid(alpha=0.3)
-    axis.legend()
+    figure, axes = plt.subplots(1, len(entries), figsize=(5 * len(entries), 3.8), squeeze=False)
+    for axis, (key, entry) in zip(axes[0], sorted(entries.items())):
+        for arm, record in entry["arms"].items():
+            curve = record["curve"]
+            axis.plot([p["step"] for p in curve], [p["psnr"] for p in curve], marker=".", label=arm)
+        scratch = entry["arms"]["scratch"]
+        axis.axhline(scratch["final"]["psnr"], color="grey", linestyle="--", label="scratch final")
+        axis.axvline(scratch["steps"]["total"] / 3, color="black", linestyle=":", label="1/3 of scratch's steps")
+        axis.set(title=f"new scene {entry['scene']}", xlabel="step", ylabel="held-out PSNR (dB)")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
     plt.close(figure)
 
 
-# ------------------------------------------------------------------------------------------------ configuration
-
-
-def configuration(args: argparse.Namespace) -> dict[str, Any]:
-    plain = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    plain["scenes"] = [str(p) for p in args.scenes] if args.scenes else None
-    reduced = None
-    if not args.paper:
-        reduced = {
-            "preset": "mononerf_cpu_config(): small random frozen 3D/2D CNN encoders (no SlowOnly R50 / ResNet-18, no "
-            "pretrained weights), 64-wide MLPs, 32-d global code, 2-step Euler trajectories (the released "
-            "discrete mode) instead of the ODE",
-            "rays_per_step": f"{args.rays or 256} (paper 1024)",
-            "samples_per_ray": f"{args.samples or 32} (paper 64)",
-            "steps_per_scene": f"{args.static_steps} static + {args.dynamic_steps} dynamic (paper 150,001 + 150,001)",
-            "multi_scene_steps": f"{args.multi_static_steps} static + {args.multi_dynamic_steps} dynamic (paper: "
-            "checkpoint of a 150k-step run; the released fine-tuning script loads step 10,000)",
-            "fine_tuning_steps": f"{args.finetune_static_steps} static + {args.finetune_dynamic_steps} dynamic "
-            "(paper 2,000 + 2,000)",
-            "scenes": f"generated, {args.width}x{args.height}, {args.frames} frames, seeds {args.seeds} "
-            f"(comparison 1 and the multi-scene run), new scene seed {args.unseen_seed}; Balloon1 at 1/"
-            f"{args.balloon_factor} ({960 // args.balloon_factor}x{540 // args.balloon_factor}) (paper: NVIDIA "
-            "scenes at 480x270)",
-            "training_frames": f"{args.training_frames} of {args.frames} (paper: 5 of 12)",
-            "learning_rate": "5e-4 decaying by 0.1 over 300k steps, as released (so effectively constant here)",
-            "evaluation": "comparison 1: all 12 camera-0 views; comparison 2: every unseen frame; comparison 3 curve: "
-            f"{args.curve_views} of the 12 camera-0 views (evenly spread); multi-scene run: {args.multi_eval_views} "
-            "views over its scenes. Full-image renders, PSNR and SSIM (no LPIPS: its weights are not local)",
-        }
-    return {
-        "arguments": plain,
-        "device": args.device,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "variants": VARIANTS,
-        "reduced_settings": reduced,
-        "paper_settings": PAPER_SETTINGS,
-        "protocol": {
-            "1": "held-out = rig camera 0 at every time (multiview_GT, DynamicNeRF protocol); training-view PSNR = "
-            "camera i at time i; Balloon1 has no multiview_GT, so it appears under comparison 2 only (its "
-            "training-frame PSNR is the reconstruction measurement)",
-            "2": "train on frames [0, k), evaluate frames k..N-1 at their own cameras (dynamic stage samples only "
-            "the first k frames; the static stage every frame's static pixels as released, except on scenes "
-            "without motion masks, where it would fit the held-out frames themselves)",
-            "3": "multi-scene run on the comparison-1 scenes -> checkpoint -> new scene: fine-tune vs scratch with "
-            "the same schedule (mask-flow weight 0.01 as the released fine-tuning configs)",
-            "moving_pixels": "fixed held-out camera: |GT - per-pixel median over time| > motion_threshold in any "
-            "channel; unseen frames of generated scenes: the generator's motion masks",
-            "ablation_mean_features": "the trained mononerf model evaluated with every feature map replaced by its "
-            "per-channel mean (no spatial/temporal information); PSNR drop = how much the renders use the features",
-        },
-    }
-
-
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paper", action="store_true", help="the released settings (mononerf_config) on CUDA")
-    parser.add_argument("--smoke", action="store_true", help="a ~2-minute end-to-end check with tiny settings")
-    parser.add_argument("--comparisons", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3])
-    parser.add_argument(
-        "--scenes",
-        nargs="+",
-        type=Path,
-        default=None,
-        help="real DynamicNeRF-layout scenes instead of generated ones: comparisons 1 and 2 on each, "
-        "comparison 3 trains on all but the last and adapts to the last",
-    )
-    parser.add_argument("--scenes-factor", type=int, default=None, help="downscale of --scenes (CPU 16, paper 2)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="generated scenes (one per seed)")
-    parser.add_argument("--unseen-seed", type=int, default=7, help="generated scene of comparison 3's new scene")
+    parser.add_argument("--smoke", action="store_true", help="a ~3-minute end-to-end check, to a temporary folder")
+    parser.add_argument("--comparisons", nargs="+", choices=COMPARISONS, default=list(COMPARISONS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(REPORT_SEEDS), help="report seeds")
+    parser.add_argument("--tuning-seeds", nargs="+", type=int, default=list(TUNING_SEEDS))
+    parser.add_argument("--multi-scene-seeds", nargs="+", type=int, default=list(MULTI_SCENE_SEEDS))
+    parser.add_argument("--mask-ratios", nargs="+", type=float, default=[1.5, 2.0, 3.0, 4.0])
     parser.add_argument("--width", type=int, default=None, help="generated scene width (CPU 64, paper 480)")
     parser.add_argument("--height", type=int, default=None, help="generated scene height (CPU 36, paper 270)")
     parser.add_argument("--frames", type=int, default=12)
-    parser.add_argument("--balloon", type=Path, default=BALLOON1, help="Balloon1 (comparison 2); '' to skip")
+    parser.add_argument("--balloon", type=Path, default=BALLOON1, help="Balloon1 (unseen frames); '' to skip")
     parser.add_argument("--balloon-factor", type=int, default=None, help="Balloon1 downscale (CPU 16, paper 2)")
-    parser.add_argument("--rays", type=int, default=None, help="rays per step (CPU default 128, paper 1024)")
+    parser.add_argument("--rays", type=int, default=None, help="rays per step (CPU 128, paper 1024)")
     parser.add_argument("--samples", type=int, default=None, help="samples per ray (preset: CPU 32, paper 64)")
     parser.add_argument("--solver", choices=["ode", "ode-adjoint", "euler"], default=None, help="preset's by default")
-    parser.add_argument(
-        "--depth-blending-weight",
-        type=float,
-        default=None,
-        help="override the depth-blending loss weight (released 1.0); 0 is the diagnostic of the README's finding",
-    )
     parser.add_argument("--video-encoder-checkpoint", type=Path, default=None, help="SlowOnly K400 .pth (--paper)")
     parser.add_argument("--static-steps", type=int, default=None)
-    parser.add_argument("--dynamic-steps", type=int, default=None)
+    parser.add_argument("--dynamic-steps", type=int, default=None, help="unseen frames")
+    parser.add_argument("--preprocessing-dynamic-steps", type=int, default=None)
     parser.add_argument("--training-frames", type=int, default=5)
     parser.add_argument("--multi-static-steps", type=int, default=None)
     parser.add_argument("--multi-dynamic-steps", type=int, default=None)
+    parser.add_argument("--scratch-static-steps", type=int, default=None)
+    parser.add_argument("--scratch-dynamic-steps", type=int, default=None)
     parser.add_argument("--finetune-static-steps", type=int, default=None)
     parser.add_argument("--finetune-dynamic-steps", type=int, default=None)
-    parser.add_argument("--curve-every", type=int, default=None, help="comparison 3: steps between evaluations")
-    parser.add_argument("--curve-views", type=int, default=None, help="comparison 3: held-out views per evaluation")
-    parser.add_argument(
-        "--multi-eval-views", type=int, default=None, help="multi-scene run: views evaluated at the end"
-    )
+    parser.add_argument("--scratch-curve-every", type=int, default=None)
+    parser.add_argument("--finetune-curve-every", type=int, default=None)
+    parser.add_argument("--curve-views", type=int, default=None, help="held-out views per curve point")
     parser.add_argument("--motion-threshold", type=float, default=0.06)
-    parser.add_argument("--seed", type=int, default=0, help="torch seed before every variant")
     parser.add_argument("--log-every", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu (default) or cuda (--paper)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
-    parser.add_argument("--tag", default="", help="suffix for the output file names")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--output", type=Path, default=None, help="results folder (benchmarks/results)")
+    parser.add_argument("--work", type=Path, default=None, help="generated scenes, checkpoints (bench_results/)")
     args = parser.parse_args(argv)
 
     # name: (CPU default, smoke, paper)
@@ -910,73 +1147,69 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "width": (64, 32, 480),
         "height": (36, 18, 270),
         "balloon_factor": (16, 32, 2),
-        "scenes_factor": (16, 16, 2),
-        "rays": (128, 64, None),
+        "rays": (128, 64, 1024),
         "static_steps": (600, 20, 150001),
         "dynamic_steps": (400, 10, 150001),
+        "preprocessing_dynamic_steps": (300, 10, 150001),
         "multi_static_steps": (600, 20, 150001),
-        "multi_dynamic_steps": (500, 10, 150001),
-        "finetune_static_steps": (150, 10, 2000),
-        "finetune_dynamic_steps": (250, 10, 2000),
-        "curve_every": (50, 10, 250),
-        "curve_views": (6, 2, None),
-        "multi_eval_views": (6, 2, None),
+        "multi_dynamic_steps": (600, 10, 150001),
+        "scratch_static_steps": (300, 12, 150001),
+        "scratch_dynamic_steps": (600, 24, 150001),
+        "finetune_static_steps": (100, 4, 2000),
+        "finetune_dynamic_steps": (200, 8, 2000),
+        "scratch_curve_every": (75, 12, 10000),
+        "finetune_curve_every": (25, 4, 500),
+        "curve_views": (6, 2, 12),
         "log_every": (50, 10, 1000),
     }
     column = 2 if args.paper else (1 if args.smoke else 0)
     for name, values in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, values[column])
-    if args.smoke and args.seeds == [0, 1]:
-        args.seeds = [0]
+    if args.smoke:
+        args.seeds = args.seeds[:1]
+        args.tuning_seeds = args.tuning_seeds[:1]
+        args.mask_ratios = args.mask_ratios[:2]
+    if args.output is None:
+        args.output = (
+            Path(tempfile.mkdtemp(prefix="mononerf_smoke_")) if args.smoke else REPO / "benchmarks" / "results"
+        )
+    if args.work is None:
+        args.work = args.output / "work" if args.smoke else REPO / "bench_results" / "mononerf"
     if args.device is None:
         args.device = "cuda" if args.paper else "cpu"
-    args.stem = f"{STEM}{args.tag}"
+    args.balloon = args.balloon if args.balloon and str(args.balloon) not in ("", ".") else None
+    args.stem = STEM
     return args
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    args.output.mkdir(parents=True, exist_ok=True)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --paper / --device cuda needs a CUDA device", file=sys.stderr)
         return 2
+    if args.balloon is not None and not (args.balloon / "poses_bounds.npy").is_file():
+        print(f"error: {args.balloon}: no poses_bounds.npy (pass --balloon '' to skip Balloon1)", file=sys.stderr)
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
 
     import nerfstudio_methods.mononerf.config  # noqa: F401  (installs the compat fixes)
 
+    started = time.perf_counter()
     bench = Benchmark(args)
-    balloon = args.balloon if args.balloon and str(args.balloon) not in ("", ".") else None
-    if balloon is not None and not (balloon / "poses_bounds.npy").is_file():
-        print(f"error: {balloon}: no poses_bounds.npy (pass --balloon '' to skip Balloon1)", file=sys.stderr)
-        return 2
-    if args.scenes:
-        scenes = [(p.name, p, args.scenes_factor) for p in args.scenes]
-        new_scene = scenes[-1]
-        multi = scenes[:-1] if len(scenes) > 1 else scenes
-        with_masks = [(n, p, f, (p / "motion_masks").is_dir()) for n, p, f in scenes]
-    else:
-        scenes = [(f"generated-seed{s}", generated_scene(args, s), 1) for s in args.seeds]
-        new_scene = (f"generated-seed{args.unseen_seed}", generated_scene(args, args.unseen_seed), 1)
-        multi = scenes
-        with_masks = [(scenes[0][0], scenes[0][1], 1, True)]
-    if balloon is not None:
-        with_masks.append((balloon.name, balloon, args.balloon_factor, (balloon / "motion_masks").is_dir()))
-    log(f"threads {torch.get_num_threads()}, device {args.device}, comparisons {args.comparisons}")
-    try:
-        if 1 in args.comparisons:
-            bench.novel_views(scenes)
-        if 2 in args.comparisons:
-            bench.unseen_frames(with_masks)
-        if 3 in args.comparisons:
-            bench.unseen_scene(multi, new_scene)
-        bench.finished = True
-    finally:
-        bench.save()
-        plot_grid(bench.grid_rows, args.output / f"{args.stem}_grid.png")
-        plot_adaptation(bench.curves, args.finetune_static_steps, args.output / f"{args.stem}_adaptation.png")
-    print(json.dumps(summarise(bench.results), indent=2))
-    log(f"wrote {args.output / (args.stem + '.json')} and the PNGs in {time.perf_counter() - bench.started:.0f} s")
+    log(f"threads {torch.get_num_threads()}, device {args.device}, comparisons {args.comparisons}, seeds {args.seeds}")
+    for comparison in args.comparisons:
+        {
+            "mask-tuning": bench.mask_tuning,
+            "unseen-scene": bench.unseen_scene,
+            "unseen-frames": bench.unseen_frames,
+            "preprocessing": bench.preprocessing,
+        }[comparison]()
+    report = json.loads(bench.path.read_text())
+    print(json.dumps(report["summary"], indent=1))
+    log(f"wrote {bench.path} in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -82,4 +82,5 @@ def evaluate_eval_images(
                     result[f"{key}_{group_key}{group:02d}"] = float(sum(values) / len(values))
     if frame_index is not None:
         result["num_frames"] = float(len(set(frames)))
+    result["num_images"] = float(len(per_image))  # how many images the means are over (e.g. 144 for a 12 x 12 grid)
     return compat.drop_nan_lpips(result)

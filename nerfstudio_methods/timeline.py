@@ -43,7 +43,8 @@ def ray_times(
     return times.reshape(-1).float().to(device)
 
 
-METRIC_KEYS = ("psnr", "ssim", "lpips")
+METRIC_KEYS = ("psnr", "ssim", "lpips", "released_psnr", "released_ssim")
+"""Metrics given per frame and per scene when a method reports them (``released_*``: MonoNeRF's 8-bit evaluation)."""
 
 
 def per_frame_means(

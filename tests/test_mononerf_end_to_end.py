@@ -128,6 +128,23 @@ def test_ns_eval_reports_psnr_ssim_and_every_frame(single_run: Path) -> None:
     ssim = [results[f"ssim_frame_{t:04d}"] for t in range(FRAMES)]
     assert all(-1 <= s <= 1 for s in ssim) and results["ssim"] == pytest.approx(sum(ssim) / FRAMES, rel=1e-6)
     assert "lpips" not in results  # no AlexNet weights offline: left out, never computed at random
+    # The released evaluation's 8-bit PSNR: the same error up to 8-bit rounding, far below these images' error.
+    assert results["num_images"] == FRAMES
+    assert results["released_psnr"] == pytest.approx(results["psnr"], abs=0.1)
+    assert 0 < results["released_ssim"] <= 1
+
+
+def test_ns_eval_on_the_camera_time_grid(single_run: Path) -> None:
+    """MonoNeRF's protocol (``--eval-split grid``: every rig camera at every time, 6 x 6 here) from the same run."""
+    grid_config = single_run.with_name("config_grid.yml")
+    text = single_run.read_text()
+    assert text.count("eval_split: auto") == 1
+    grid_config.write_text(text.replace("eval_split: auto", "eval_split: grid"))
+    report, _ = ns_eval(grid_config)
+    results = report["results"]
+    assert results["num_images"] == FRAMES * FRAMES and results["num_frames"] == FRAMES
+    per_frame = [results[f"released_psnr_frame_{t:04d}"] for t in range(FRAMES)]
+    assert results["released_psnr"] == pytest.approx(sum(per_frame) / FRAMES, rel=1e-6)
 
 
 def test_ns_render_camera_path_across_time(fixed_camera_frames: list[np.ndarray]) -> None:
