@@ -157,6 +157,7 @@ def make_config(
     from nerfstudio_methods.mononerf.config import mononerf_config, mononerf_cpu_config
     from nerfstudio_methods.mononerf.datamanager import MonoNeRFDataManagerConfig
     from nerfstudio_methods.mononerf.model import MonoNeRFModelConfig
+    from nerfstudio_methods.mononerf.pipeline import MonoNeRFPipelineConfig
 
     config = mononerf_config() if args.paper else mononerf_cpu_config()
     datamanager = config.pipeline.datamanager
@@ -170,7 +171,9 @@ def make_config(
     dataparser.training_frames = training_frames
     dataparser.eval_split = eval_split  # type: ignore[assignment]  (a str from the caller; the parser checks it)
     dataparser.ignore_parts = ignore_parts  # type: ignore[assignment]
-    config.pipeline.motion_masks_from_static_error = derive_masks
+    pipeline = config.pipeline
+    assert isinstance(pipeline, MonoNeRFPipelineConfig)
+    pipeline.motion_masks_from_static_error = derive_masks
     if args.rays is not None:
         datamanager.train_num_rays_per_batch = args.rays
     model = config.pipeline.model
@@ -840,6 +843,10 @@ def adaptation_summary(fine_tuned: list[dict[str, Any]], scratch: list[dict[str,
     }
 
 
+def difference(first: Optional[float], second: Optional[float]) -> Optional[float]:
+    return None if first is None or second is None else first - second
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """The verdicts: each a mean over seeds with its spread and per-seed values."""
     summary: dict[str, Any] = {}
@@ -896,17 +903,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 
             mono, plain = psnr("mononerf"), psnr("no-features")
             row = {
-                "gain_db": spread(
-                    {s: None if mono[s] is None or plain[s] is None else mono[s] - plain[s] for s in seeds}
-                ),
+                "gain_db": spread({s: difference(mono[s], plain[s]) for s in seeds}),
                 "mononerf_psnr": spread(mono),
                 "no_features_psnr": spread(plain),
             }
             underived = psnr("mononerf-no-derived-masks")
             if any(value is not None for value in underived.values()):
-                row["derived_masks_gain_db"] = spread(
-                    {s: None if mono[s] is None or underived[s] is None else mono[s] - underived[s] for s in seeds}
-                )
+                row["derived_masks_gain_db"] = spread({s: difference(mono[s], underived[s]) for s in seeds})
                 row["mononerf_no_derived_masks_psnr"] = spread(underived)
                 row["derived_moving_fraction"] = spread(
                     {s: arms["mononerf"].get("derived_moving_fraction") for s, arms in seeds.items()}

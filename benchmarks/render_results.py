@@ -122,11 +122,23 @@ def _per_seed(entry: dict | None, digits: int = 2) -> str:
     return ", ".join("-" if v is None else f"{v:.{digits}f}" for v in entry["per_seed"].values())
 
 
+MONONERF_RESULTS = "mononerf_generalization.json"
+
+
+def _mononerf(section: str) -> tuple[dict, Any]:
+    """The MonoNeRF results file and one section of its summary (None when that comparison has no runs yet)."""
+    report = _load(MONONERF_RESULTS)
+    return report, report["summary"].get(section)
+
+
+def _no_runs(comparison: str) -> str:
+    return f"(no {comparison} runs in benchmarks/results/{MONONERF_RESULTS})"
+
+
 def mononerf_unseen_scene() -> str:
-    report = _load("mononerf_generalization.json")
-    summary = report["summary"].get("unseen_scene")
+    report, summary = _mononerf("unseen_scene")
     if summary is None:
-        return "(no unseen-scene runs in benchmarks/results/mononerf_generalization.json)"
+        return _no_runs("unseen-scene")
     settings = report["configuration"]["settings"]
     scratch_steps = settings["scratch_static_steps"] + settings["scratch_dynamic_steps"]
     finetune_steps = settings["finetune_static_steps"] + settings["finetune_dynamic_steps"]
@@ -164,10 +176,9 @@ def mononerf_unseen_scene() -> str:
 
 
 def mononerf_unseen_frames() -> str:
-    report = _load("mononerf_generalization.json")
-    rows = report["summary"].get("unseen_frames")
+    _, rows = _mononerf("unseen_frames")
     if rows is None:
-        return "(no unseen-frames runs in benchmarks/results/mononerf_generalization.json)"
+        return _no_runs("unseen-frames")
     lines = [
         "| scene | MonoNeRF (dB) | no features (dB) | gain (dB), mean ± std | gain per seed "
         "| MonoNeRF without derived masks (dB) | derived masks' gain (dB) | derived moving fraction |",
@@ -183,10 +194,9 @@ def mononerf_unseen_frames() -> str:
 
 
 def mononerf_preprocessing() -> str:
-    report = _load("mononerf_generalization.json")
-    rows = report["summary"].get("preprocessing")
+    report, rows = _mononerf("preprocessing")
     if rows is None:
-        return "(no preprocessing runs in benchmarks/results/mononerf_generalization.json)"
+        return _no_runs("preprocessing")
     lines = [
         "| trained with | held-out PSNR (dB) | on moving pixels (dB) | against all parts (dB), per seed |",
         "| --- | --- | --- | --- |",

@@ -181,13 +181,17 @@ def noisy_features(model: MonoNeRFModel, scene: int = 0, seed: int = 7) -> None:
     )
 
 
-def random_velocity_head(model: MonoNeRFModel, seed: int = 3, std: float = 0.3) -> None:
-    """A moving velocity field (the head starts at zero: no motion)."""
+def random_head(head: torch.nn.Linear, seed: int, std: float) -> None:
+    """Normal weights and biases for a head that starts at zero."""
     generator = torch.Generator().manual_seed(seed)
-    head = model.dynamic_field.velocity_head
     with torch.no_grad():
         head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * std)
         head.bias.copy_(torch.randn(head.bias.shape, generator=generator) * std)
+
+
+def random_velocity_head(model: MonoNeRFModel, seed: int = 3, std: float = 0.3) -> None:
+    """A moving velocity field (the head starts at zero: no motion)."""
+    random_head(model.dynamic_field.velocity_head, seed, std)
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -394,7 +398,9 @@ def test_scene_without_motion_masks_gets_them_from_the_static_error(
     pipeline.get_train_loss_dict(1)
     datamanager = pipeline.datamanager
     assert datamanager.videos[0].motion_mask is None  # not before step static_steps // 2 = 2
-    monkeypatch.setattr(type(pipeline), "get_train_loss_dict", lambda self, step: self.derive_motion_masks_when_due(step))
+    monkeypatch.setattr(
+        type(pipeline), "get_train_loss_dict", lambda self, step: self.derive_motion_masks_when_due(step)
+    )
     pipeline.get_train_loss_dict(2)
     expected = torch.zeros(HEIGHT, WIDTH, dtype=torch.bool)
     expected[4:8, 8:13] = True  # the patch grown by one pixel in every direction
@@ -706,11 +712,7 @@ def write_checkpoint(model: MonoNeRFModel, path: Path) -> Path:
 
 def random_blending_head(model: MonoNeRFModel, seed: int = 5, std: float = 1.0) -> None:
     """A trained-looking blending head (it starts at zero: b = 0.5 everywhere)."""
-    generator = torch.Generator().manual_seed(seed)
-    head = model.dynamic_field.blending_head
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * std)
-        head.bias.copy_(torch.randn(head.bias.shape, generator=generator) * std)
+    random_head(model.dynamic_field.blending_head, seed, std)
 
 
 @pytest.mark.parametrize("fresh_blending", [True, False])

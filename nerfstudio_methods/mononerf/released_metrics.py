@@ -9,6 +9,8 @@ to set beside published tables.
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 from jaxtyping import Float, UInt8
@@ -30,5 +32,5 @@ def released_psnr_ssim(rgb: Float[Tensor, "h w 3"], image: Float[Tensor, "h w 3"
     """(PSNR in dB, SSIM) of a render against its ground truth, as ``train/evaluation.py`` computes them."""
     prediction, target = render_to_uint8(rgb), ground_truth_to_uint8(image)
     psnr = float(cv2.PSNR(prediction, target))
-    ssim = float(structural_similarity(prediction, target, channel_axis=-1))
+    ssim = float(cast(float, structural_similarity(prediction, target, channel_axis=-1)))
     return psnr, ssim
