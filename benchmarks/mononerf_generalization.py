@@ -14,6 +14,8 @@ Comparisons (``--comparisons``, any subset; several processes may each run some 
   default, on a third of scratch's steps) and ``fine-tuned-kept-blending`` (the checkpoint's blending head too,
   ``--pipeline.model.pretrained-fresh-blending False``: the behaviour measured in issue 10). The blending weight on
   the new scene's moving pixels is measured before and after.
+- ``blending-diagnostic``: the logits a released-style blending head (Kaiming-initialised, on the raw trunk state)
+  would produce on each new scene through the multi-scene checkpoint's trunk and through a fresh one.
 - ``unseen-frames``: train on the first 5 frames, evaluate frames 5..11 at their own cameras: MonoNeRF against the
   same model without features (``use_features=False``) on real Balloon1 (disparity only, so with derived motion
   masks; and MonoNeRF with the derivation off, to measure it) and on generated scenes (all parts).
@@ -59,7 +61,7 @@ from _common import atomic_write, locked, seed_everything  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 BALLOON1 = REPO.parent / "shared" / "data" / "nvidia_dynamic" / "Balloon1"
 STEM = "mononerf_generalization"
-COMPARISONS = ("mask-tuning", "unseen-scene", "unseen-frames", "preprocessing")
+COMPARISONS = ("mask-tuning", "unseen-scene", "blending-diagnostic", "unseen-frames", "preprocessing")
 
 REPORT_SEEDS = (0, 1, 2)
 """Generated report scenes (and the torch seed of their runs)."""
@@ -702,6 +704,48 @@ class Benchmark:
             )
             self.store("unseen-scene", f"seed{seed}", entry)
 
+    # --- why the released blending head dies on a new scene ---
+
+    def blending_diagnostic(self) -> None:
+        """What the released blending head (``weight_linear``: Kaiming-initialised, on the raw state relu(h)) would
+        output on each new scene: through the multi-scene checkpoint's trunk, and through a fresh trunk (a scratch
+        run at its first step). Logits far from 0 mean a saturated sigmoid with no gradient; the shipped head reads
+        the layer-normalised state instead and starts at 0 (b = 0.5)."""
+        from nerfstudio_methods.mononerf.field import _linear
+
+        args = self.args
+        checkpoint = self.multi_scene_checkpoint()
+        for seed in args.seeds:
+            path = generated_scene(args, seed)
+            entry: dict[str, Any] = {"scene": f"generated-seed{seed}", "seed": seed}
+            for name, pretrained in (("checkpoint_trunk", checkpoint), ("fresh_trunk", None)):
+                config = self.config(path, use_features=True, static_steps=1, total_steps=1, pretrained=pretrained)
+                run = Run(f"blending-diagnostic:seed{seed}:{name}", config, args, seed)
+                model = run.pipeline.model
+                states: list[torch.Tensor] = []
+                hook = model.dynamic_field.output_head.register_forward_hook(
+                    lambda module, inputs, output: states.append(inputs[0].detach())
+                )
+                views = subset(held_out_views(run.pipeline, args.motion_threshold), args.curve_views)
+                blending = blending_on_pixels(run.pipeline, views)
+                hook.remove()
+                state = torch.cat(states)
+                torch.manual_seed(seed)
+                released_head = _linear(state.shape[-1], 1)
+                with torch.no_grad():
+                    logits = released_head(state)[:, 0]
+                entry[name] = {
+                    "released_head_logit_mean": float(logits.mean()),
+                    "released_head_logit_std": float(logits.std()),
+                    "released_head_saturated_fraction": float((logits.abs() > 5).float().mean()),
+                    "released_head_mean_blending": float(torch.sigmoid(logits).mean()),
+                    "state_norm_mean": float(state.norm(dim=-1).mean()),
+                    "shipped_head_blending_on_pixels": blending,
+                }
+                log(f"{run.label}: released head logits {float(logits.mean()):.2f} +- {float(logits.std()):.2f}")
+                run.close()
+            self.store("blending-diagnostic", f"seed{seed}", entry)
+
     # --- unseen frames ---
 
     def unseen_frames(self) -> None:
@@ -890,6 +934,20 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 "ends_at_or_above_scratch_every_seed": all(g >= 0 for g in gains),
             },
         }
+    diagnostic = results.get("blending-diagnostic", {})
+    if diagnostic:
+        summary["blending_diagnostic"] = {
+            trunk: {
+                key: spread({seed: entry[trunk][key] for seed, entry in sorted(diagnostic.items())})
+                for key in (
+                    "released_head_logit_mean",
+                    "released_head_logit_std",
+                    "released_head_saturated_fraction",
+                    "state_norm_mean",
+                )
+            }
+            for trunk in ("checkpoint_trunk", "fresh_trunk")
+        }
     frames = results.get("unseen-frames", {})
     if frames:
         by_scene: dict[str, dict[str, Any]] = {}
@@ -974,6 +1032,7 @@ COMPARISON_SETTINGS = {
         "finetune_curve_every",
         "curve_views",
     ),
+    "blending-diagnostic": ("multi_scene_seeds", "multi_static_steps", "multi_dynamic_steps", "curve_views"),
     "unseen-frames": ("static_steps", "dynamic_steps", "training_frames", "balloon", "balloon_factor"),
     "preprocessing": ("static_steps", "preprocessing_dynamic_steps", "curve_views"),
 }
@@ -1080,6 +1139,17 @@ def store(path: Path, args: argparse.Namespace, comparison: str, key: str, entry
     log(f"stored {comparison}/{key} in {path}")
 
 
+def resummarise(path: Path) -> None:
+    """The summary and the figure of a results file recomputed from its runs (after a change to ``summarise``)."""
+    with locked(path):
+        report = json.loads(path.read_text())
+        report["summary"] = summarise(report["results"])
+        report = {"benchmark": report["benchmark"], "summary": report["summary"]} | report
+        atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))
+        plot_adaptation(report, path.with_name(f"{path.stem}_adaptation.png"))
+    log(f"summary of {path} recomputed")
+
+
 def plot_adaptation(report: dict[str, Any], path: Path) -> None:
     """One panel per new scene: held-out PSNR against step for scratch and both fine-tuned arms."""
     import matplotlib
@@ -1110,6 +1180,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paper", action="store_true", help="the released settings (mononerf_config) on CUDA")
     parser.add_argument("--smoke", action="store_true", help="a ~3-minute end-to-end check, to a temporary folder")
+    parser.add_argument(
+        "--summarise", action="store_true", help="only recompute the summary and the figure from the stored runs"
+    )
     parser.add_argument("--comparisons", nargs="+", choices=COMPARISONS, default=list(COMPARISONS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(REPORT_SEEDS), help="report seeds")
     parser.add_argument("--tuning-seeds", nargs="+", type=int, default=list(TUNING_SEEDS))
@@ -1202,11 +1275,15 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     started = time.perf_counter()
     bench = Benchmark(args)
+    if args.summarise:
+        resummarise(bench.path)
+        return 0
     log(f"threads {torch.get_num_threads()}, device {args.device}, comparisons {args.comparisons}, seeds {args.seeds}")
     for comparison in args.comparisons:
         {
             "mask-tuning": bench.mask_tuning,
             "unseen-scene": bench.unseen_scene,
+            "blending-diagnostic": bench.blending_diagnostic,
             "unseen-frames": bench.unseen_frames,
             "preprocessing": bench.preprocessing,
         }[comparison]()

@@ -166,6 +166,21 @@ def mononerf_unseen_scene() -> str:
         f"a third of its steps on every seed: **{verdict['reaches_scratch_final_within_a_third_every_seed']}**; "
         f"ends at or above it on every seed: **{verdict['ends_at_or_above_scratch_every_seed']}**.",
     ]
+    diagnostic = report["summary"].get("blending_diagnostic")
+    if diagnostic:
+
+        def logits(trunk: str) -> str:
+            means = diagnostic[trunk]["released_head_logit_mean"]["per_seed"].values()
+            spreads = diagnostic[trunk]["released_head_logit_std"]["per_seed"].values()
+            return ", ".join(f"{mean:.2f} ± {std:.2f}" for mean, std in zip(means, spreads))
+
+        lines.append(
+            "A released-style blending head (Kaiming-initialised, on the raw state) on each new scene, logits (mean ± "
+            f"spread over the scene's samples): through the checkpoint's trunk {logits('checkpoint_trunk')}; through "
+            f"a fresh trunk {logits('fresh_trunk')}. Norm of the state it reads: "
+            f"{_mean(diagnostic['checkpoint_trunk']['state_norm_mean'], 1)} against "
+            f"{_mean(diagnostic['fresh_trunk']['state_norm_mean'], 1)}."
+        )
     own = summary.get("multi_scene_blending_own_scenes")
     if own:
         lines.append(
