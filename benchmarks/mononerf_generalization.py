@@ -972,6 +972,32 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 row["derived_moving_fraction"] = spread(
                     {s: arms["mononerf"].get("derived_moving_fraction") for s, arms in seeds.items()}
                 )
+
+            # Where the gain comes from: already after the static stage? on the training frames too? on the frames
+            # next to the training ones or everywhere? and how much the trained model uses its features.
+            def gain(read: Callable[[dict[str, Any]], Optional[float]]) -> dict[str, Any]:
+                return spread(
+                    {
+                        s: difference(read(arms["mononerf"]), read(arms["no-features"]))
+                        if "mononerf" in arms and "no-features" in arms
+                        else None
+                        for s, arms in seeds.items()
+                    }
+                )
+
+            row["gain_after_static_stage_db"] = gain(lambda record: record["curve"][0]["psnr"])
+            row["gain_training_frames_db"] = gain(lambda record: record["training_frames_eval"]["psnr"])
+            frames = sorted(next(iter(seeds.values()))["mononerf"]["unseen_psnr_by_frame"], key=int)
+            row["gain_by_unseen_frame_db"] = {
+                frame: gain(lambda record, frame=frame: record["unseen_psnr_by_frame"][frame])["mean"]
+                for frame in frames
+            }
+            row["mean_features_drop_db"] = spread(
+                {
+                    s: difference(arms["mononerf"]["final"]["psnr"], arms["mononerf"].get("mean_features_psnr"))
+                    for s, arms in seeds.items()
+                }
+            )
             row["blending_moving_pixels_training_frames"] = {
                 arm: spread({s: (arms[arm].get("blending") or {}).get("moving") for s, arms in seeds.items()})
                 for arm in next(iter(seeds.values()))
