@@ -751,7 +751,7 @@ class Benchmark:
     def unseen_frames(self) -> None:
         args = self.args
         scenes: list[tuple[str, Path, int, tuple[str, ...]]] = []
-        if args.balloon is not None:
+        if args.balloon is not None and "balloon1" in args.frames_scenes:
             scenes.append(
                 (
                     "Balloon1",
@@ -760,13 +760,16 @@ class Benchmark:
                     ("mononerf", "no-features", "mononerf-no-derived-masks"),
                 )
             )
-        for seed in args.seeds:
+        for seed in args.seeds if "generated" in args.frames_scenes else []:
             scenes.append((f"generated-seed{seed}", generated_scene(args, seed), 1, ("mononerf", "no-features")))
         for name, path, factor, arms in scenes:
             # Balloon1's seeds are the torch seed of its runs; a generated scene's seed is also its scene.
             seeds = args.seeds if name == "Balloon1" else [int(name.removeprefix("generated-seed"))]
             for seed in seeds:
                 entry: dict[str, Any] = {"scene": name, "data": str(path), "seed": seed, "arms": {}}
+                # A scene without motion masks (Balloon1) reads the blending on the masks the first arm derived, so
+                # that every arm of the seed is measured on the same pixels.
+                derived: Optional[torch.Tensor] = None
                 for arm in arms:
                     config = self.config(
                         path,
@@ -790,8 +793,16 @@ class Benchmark:
                         "derived_moving_fraction": float(video.motion_mask[: video.supervised_frames].float().mean())
                         if video.motion_mask_derived
                         else None,
-                        "blending": blending_on_pixels(run.pipeline, training_views(run.pipeline)),
                     }
+                    if video.motion_mask_derived and derived is None:
+                        derived = video.motion_mask[: video.supervised_frames].bool().clone()
+                    blending_views = training_views(run.pipeline)
+                    if derived is not None:
+                        for view in blending_views:
+                            if view["moving"] is None:
+                                view["moving"] = derived[view["frame"]]
+                        extra["blending_on"] = f"the masks derived by the {arms[0]} arm"
+                    extra["blending"] = blending_on_pixels(run.pipeline, blending_views)
                     if arm == "mononerf":
                         with MeanFeatures(run.pipeline.model):
                             extra["mean_features_psnr"] = evaluate(run.pipeline, views)["psnr"]
@@ -952,7 +963,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     if frames:
         by_scene: dict[str, dict[str, Any]] = {}
         for key, entry in sorted(frames.items()):
-            by_scene.setdefault(entry["scene"], {})[f"seed{entry['seed']}"] = entry["arms"]
+            # Each generated seed is its own scene: the three form one row, a mean over scenes.
+            scene = "generated" if entry["scene"].startswith("generated-") else entry["scene"]
+            by_scene.setdefault(scene, {})[f"seed{entry['seed']}"] = entry["arms"]
         rows = {}
         for scene, seeds in by_scene.items():
 
@@ -986,6 +999,18 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 )
 
             row["gain_after_static_stage_db"] = gain(lambda record: record["curve"][0]["psnr"])
+            # What the dynamic stage adds to each arm's held-out PSNR: whether the dynamic branch enters the image.
+            row["dynamic_stage_db"] = {
+                arm: spread(
+                    {
+                        s: difference(arms[arm]["final"]["psnr"], arms[arm]["curve"][0]["psnr"])
+                        if arm in arms
+                        else None
+                        for s, arms in seeds.items()
+                    }
+                )
+                for arm in next(iter(seeds.values()))
+            }
             row["gain_training_frames_db"] = gain(lambda record: record["training_frames_eval"]["psnr"])
             frames = sorted(next(iter(seeds.values()))["mononerf"]["unseen_psnr_by_frame"], key=int)
             row["gain_by_unseen_frame_db"] = {
@@ -998,10 +1023,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                     for s, arms in seeds.items()
                 }
             )
-            row["blending_moving_pixels_training_frames"] = {
-                arm: spread({s: (arms[arm].get("blending") or {}).get("moving") for s, arms in seeds.items()})
-                for arm in next(iter(seeds.values()))
-            }
+            for pixels in ("moving", "static"):
+                row[f"blending_{pixels}_pixels_training_frames"] = {
+                    arm: spread({s: (arms[arm].get("blending") or {}).get(pixels) for s, arms in seeds.items()})
+                    for arm in next(iter(seeds.values()))
+                }
             rows[scene] = row
         summary["unseen_frames"] = rows
     parts = results.get("preprocessing", {})
@@ -1068,7 +1094,9 @@ COMPARISON_SETTINGS = {
 def settings_of(args: argparse.Namespace, comparison: Optional[str] = None) -> dict[str, Any]:
     """The arguments that change a number: the shared ones (``comparison`` None) or one comparison's own. A results
     file holds runs of one setting only."""
-    ignored = {"comparisons", "seeds", "threads", "output", "work", "stem", "log_every", "device", "smoke"}
+    # Selections (which comparisons, seeds and scenes run) and how a run is carried out change no number.
+    ignored = {"comparisons", "seeds", "frames_scenes", "threads", "output", "work", "stem", "log_every", "device"}
+    ignored |= {"smoke", "summarise"}
     own = {name for names in COMPARISON_SETTINGS.values() for name in names}
     wanted = set(COMPARISON_SETTINGS[comparison]) if comparison else set(vars(args)) - ignored - own
     return {
@@ -1211,6 +1239,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--comparisons", nargs="+", choices=COMPARISONS, default=list(COMPARISONS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(REPORT_SEEDS), help="report seeds")
+    parser.add_argument(
+        "--frames-scenes", nargs="+", choices=["balloon1", "generated"], default=["balloon1", "generated"],
+        help="the scenes the unseen-frames comparison runs (a selection, like --seeds)",
+    )  # fmt: skip
     parser.add_argument("--tuning-seeds", nargs="+", type=int, default=list(TUNING_SEEDS))
     parser.add_argument("--multi-scene-seeds", nargs="+", type=int, default=list(MULTI_SCENE_SEEDS))
     parser.add_argument("--mask-ratios", nargs="+", type=float, default=[1.5, 2.0, 3.0, 4.0])

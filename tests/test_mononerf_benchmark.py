@@ -51,6 +51,11 @@ def test_a_results_file_refuses_runs_of_other_settings(tmp_path: Path) -> None:
     bench.store(path, args, "mask-tuning", "seed3", entry)
     other_schedule = argparse.Namespace(**{**vars(args), "scratch_dynamic_steps": 7})
     bench.store(path, other_schedule, "mask-tuning", "seed4", entry)  # not a mask-tuning setting: kept
+    selection = bench.parse_args(
+        ["--output", str(tmp_path), "--work", str(tmp_path / "work"), "--balloon", "", "--seeds", "9",
+         "--frames-scenes", "generated", "--comparisons", "unseen-frames", "--summarise"]
+    )  # fmt: skip
+    bench.store(path, selection, "mask-tuning", "seed4", entry)  # which runs a process makes is not a setting
     smaller = argparse.Namespace(**{**vars(args), "rays": 32})
     with pytest.raises(SystemExit, match=r"results.json: made with other settings \(rays\)"):
         bench.store(path, smaller, "mask-tuning", "seed5", entry)
@@ -69,9 +74,10 @@ def test_smoke_run_gives_every_verdict(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "mononerf_generalization.json").read_text())
     summary = report["summary"]
-    assert set(summary) == {"unseen_scene", "unseen_frames", "preprocessing", "mask_tuning"}
+    assert set(summary) == {"unseen_scene", "blending_diagnostic", "unseen_frames", "preprocessing", "mask_tuning"}
     assert set(summary["unseen_scene"]["step_ratio"]["per_seed"]) == {"seed0"}
-    assert set(summary["unseen_frames"]) == {"Balloon1", "generated-seed0"}
+    assert set(summary["unseen_frames"]) == {"Balloon1", "generated"}
+    assert set(summary["unseen_frames"]["generated"]["gain_db"]["per_seed"]) == {"seed0"}
     assert "derived_masks_gain_db" in summary["unseen_frames"]["Balloon1"]
     assert set(summary["preprocessing"]) == {"all-parts", "no-flow", "no-disparity", "derived-masks", "no-masks",
                                              "no-features"}  # fmt: skip
@@ -80,3 +86,27 @@ def test_smoke_run_gives_every_verdict(tmp_path: Path) -> None:
     assert "--pipeline.model.pretrained-checkpoint" in arms["fine-tuned"]["cli"]
     assert "--pipeline.model.pretrained-fresh-blending False" in arms["fine-tuned-kept-blending"]["cli"]
     assert (tmp_path / "mononerf_generalization_adaptation.png").is_file()
+
+
+@pytest.mark.parametrize("fresh_blending", [True, False])
+def test_the_recorded_ns_train_line_builds_the_measured_configuration(tmp_path: Path, fresh_blending: bool) -> None:
+    """The unseen-scene arms record an ``ns-train`` line: parsed as ns-train parses it, it gives the model, the
+    dataparser, the rays and the steps the benchmark trained with, so the README's command is the path measured."""
+    import shlex
+
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    checkpoint = tmp_path / "step-000001200.ckpt"
+    config = bench.make_config(
+        bench.parse_args([]), tmp_path / "scene", use_features=True, static_steps=100, total_steps=300,
+        pretrained=checkpoint, fresh_blending=fresh_blending, mask_flow_loss_mult=0.01,
+    )  # fmt: skip
+    line = bench.ns_train_command(config, checkpoint, fresh_blending)
+    assert line.startswith("ns-train mononerf-cpu ")
+    parsed = tyro.cli(AnnotatedBaseConfigUnion, args=shlex.split(line)[1:])
+    assert parsed.pipeline.model == config.pipeline.model
+    assert parsed.pipeline.model.pretrained_fresh_blending is fresh_blending
+    assert parsed.pipeline.datamanager.dataparser == config.pipeline.datamanager.dataparser
+    assert parsed.pipeline.datamanager.train_num_rays_per_batch == config.pipeline.datamanager.train_num_rays_per_batch
+    assert parsed.max_num_iterations == config.max_num_iterations == 300
