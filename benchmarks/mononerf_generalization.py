@@ -1063,7 +1063,24 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 cells.setdefault((cell["ratio"], cell["dilation"]), []).append(cell["iou"])
         means = {f"ratio {ratio:g}, dilation {dilation}": float(np.mean(v)) for (ratio, dilation), v in cells.items()}
         best = max(means, key=lambda key: means[key])
-        summary["mask_tuning"] = {"mean_iou": means, "best": best, "scenes": sorted(tuning)}
+        # The chosen cell's precision and recall against the true masks, and how much of the frame it flags.
+        ratio, dilation = (float(part.split()[-1]) for part in best.split(", "))
+        chosen = [
+            cell
+            for entry in tuning.values()
+            for cell in entry["grid"]
+            if cell["ratio"] == ratio and cell["dilation"] == dilation
+        ]
+        summary["mask_tuning"] = {
+            "mean_iou": means,
+            "best": best,
+            "best_cell": {
+                key: float(np.mean([cell[key] for cell in chosen]))
+                for key in ("precision", "recall", "derived_fraction")
+            }
+            | {"true_moving_fraction": float(np.mean([entry["true_moving_fraction"] for entry in tuning.values()]))},
+            "scenes": sorted(tuning),
+        }
     return summary
 
 

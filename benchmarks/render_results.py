@@ -267,6 +267,12 @@ def mononerf_preprocessing() -> str:
             + ", ".join(f"{cell} {iou:.3f}" for cell, iou in ious.items())
             + f". Best: {tuning['best']}; shipped: {shipped} ({ious.get(shipped, float('nan')):.3f}).",
         ]
+        cell = tuning.get("best_cell")
+        if cell:
+            lines.append(
+                f"The best cell's masks flag {cell['derived_fraction']:.2f} of the frame where {cell['true_moving_fraction']:.2f} "
+                f"moves: precision {cell['precision']:.2f}, recall {cell['recall']:.2f}."
+            )
     return "\n".join(lines)
 
 

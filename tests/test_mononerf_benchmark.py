@@ -47,7 +47,8 @@ def test_a_results_file_refuses_runs_of_other_settings(tmp_path: Path) -> None:
     """Shared settings (scene size, rays) must match every stored run; a comparison's own settings only its own."""
     args = bench.parse_args(["--output", str(tmp_path), "--work", str(tmp_path / "work"), "--balloon", ""])
     path = tmp_path / "results.json"
-    entry = {"grid": [{"ratio": 2.0, "dilation": 1, "iou": 0.25}]}
+    cell = {"ratio": 2.0, "dilation": 1, "iou": 0.25, "precision": 0.3, "recall": 0.6, "derived_fraction": 0.3}
+    entry = {"true_moving_fraction": 0.15, "grid": [cell]}
     bench.store(path, args, "mask-tuning", "seed3", entry)
     other_schedule = argparse.Namespace(**{**vars(args), "scratch_dynamic_steps": 7})
     bench.store(path, other_schedule, "mask-tuning", "seed4", entry)  # not a mask-tuning setting: kept
@@ -110,3 +111,23 @@ def test_the_recorded_ns_train_line_builds_the_measured_configuration(tmp_path: 
     assert parsed.pipeline.datamanager.dataparser == config.pipeline.datamanager.dataparser
     assert parsed.pipeline.datamanager.train_num_rays_per_batch == config.pipeline.datamanager.train_num_rays_per_batch
     assert parsed.max_num_iterations == config.max_num_iterations == 300
+
+
+def test_mask_tuning_summary_picks_the_best_mean_iou_and_reports_its_precision() -> None:
+    def cell(ratio: float, iou: float, precision: float, fraction: float) -> dict:
+        return {"ratio": ratio, "dilation": 0, "iou": iou, "precision": precision, "recall": 0.5,
+                "derived_fraction": fraction}  # fmt: skip
+
+    results = {
+        "mask-tuning": {
+            "seed3": {"true_moving_fraction": 0.1, "grid": [cell(2.0, 0.4, 0.2, 0.3), cell(3.0, 0.2, 0.6, 0.1)]},
+            "seed4": {"true_moving_fraction": 0.2, "grid": [cell(2.0, 0.1, 0.4, 0.5), cell(3.0, 0.2, 0.8, 0.2)]},
+        }
+    }
+    tuning = bench.summarise(results)["mask_tuning"]
+    # mean IoU: ratio 2 -> (0.4 + 0.1) / 2 = 0.25, ratio 3 -> 0.2
+    assert tuning["mean_iou"] == pytest.approx({"ratio 2, dilation 0": 0.25, "ratio 3, dilation 0": 0.2})
+    assert tuning["best"] == "ratio 2, dilation 0"
+    assert tuning["best_cell"] == pytest.approx(
+        {"precision": 0.3, "recall": 0.5, "derived_fraction": 0.4, "true_moving_fraction": 0.15}
+    )
