@@ -34,6 +34,16 @@ class DatasetFormatError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class SettingError(ValueError):
+    """A setting (a command-line option) that cannot work; the message names the option and why. ``ns-*`` commands
+    print it as one line (nerfstudio_methods.compat, 4)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(f"{option}: {problem}")
+
+
 OPENCV_TO_OPENGL: Float[np.ndarray, "4 4"] = np.diag([1.0, -1.0, -1.0, 1.0])
 """Right-multiplying an OpenCV camera-to-world matrix by this flips its y and z axes to OpenGL's (up, back)."""
 

@@ -14,8 +14,9 @@ raises at import breaks every ``ns-*`` command.
    left out of the metrics with one warning. It is never computed with random weights.
 3. ffmpeg: ``ns-render`` writes videos through an ``ffmpeg`` found on PATH. When there is none, the binary shipped
    in the ``imageio-ffmpeg`` wheel is put on PATH.
-4. Clear errors: a malformed dataset raises :class:`dataparsers.DatasetFormatError` deep inside ``ns-train``; the
-   command then prints that one message (file and problem) instead of a stack trace, and exits with status 2. So
+4. Clear errors: a malformed dataset raises :class:`dataparsers.DatasetFormatError` deep inside ``ns-train`` (an
+   impossible setting :class:`dataparsers._common.SettingError`); the command then prints that one message (file or
+   option, and problem) instead of a stack trace, and exits with status 2. So
    does any error escaping nerfstudio's checkpoint loading (``ns-eval``, ``ns-render``, ``ns-viewer``,
    ``ns-train --load-dir``): a truncated or corrupt checkpoint, or an empty or missing checkpoint folder, is one line
    naming the file; and any error escaping nerfstudio's own dataparsers or datasets while they read a file
@@ -38,6 +39,10 @@ raises at import breaks every ``ns-*`` command.
    forward-facing scene's NDC box. Browsers now start at the central training camera (as if its frustum had been
    clicked) on forward-facing scenes (llff-data, n3dv-data, dynamic-scene-data) and on any scene of this
    collection's methods.
+8. Unfinished videos: ``ns-render`` on a video method's run keeps only the cameras whose time falls on a trained
+   frame (the pipeline's ``trained_cameras``) and says in one line how many frames are missing, instead of showing
+   the newest frame at every later time. A moved or copied StreamRF run reads the frames and checkpoints beside the
+   ``config.yml`` it is loaded from (:func:`config_file_being_loaded`).
 """
 
 from __future__ import annotations
@@ -186,13 +191,13 @@ def print_input_errors_without_traceback() -> None:
     """Chain a ``sys.excepthook`` that reports our input errors (bad dataset, bad config) in one line."""
     import sys
 
-    from dataparsers._common import DatasetFormatError
+    from dataparsers._common import DatasetFormatError, SettingError
 
     previous = sys.excepthook
 
     def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
         remove_unused_run_folder()  # the launch failed before training was set up
-        if isinstance(error, DatasetFormatError):
+        if isinstance(error, (DatasetFormatError, SettingError)):
             message: Optional[str] = str(error)
         else:
             message = checkpoint_error_message(error, trace) or dataset_error_message(error, trace)
@@ -579,6 +584,55 @@ def route_multi_process_training() -> None:
     mp.spawn = spawn_training
 
 
+# --- unfinished videos and moved runs -------------------------------------------------------------------------
+
+
+def render_only_trained_frames() -> None:
+    """Wrap ``ns-render``'s ``_render_trajectory_video`` (looked up when a render command runs it): a pipeline with
+    ``trained_cameras`` (a video method whose run may be unfinished) keeps only the cameras of trained frames and
+    the video's length shrinks with them; none left is one line and exit status 2. Installed again from such a
+    pipeline's set-up, since ``nerfstudio.scripts.render`` is still importing when plugins load."""
+    import sys
+
+    render = sys.modules.get("nerfstudio.scripts.render")
+    original = getattr(render, "_render_trajectory_video", None)
+    if render is None or original is None:
+        raise FixNotYetPossible("nerfstudio's render script is not imported yet")
+    if getattr(original, "_nerfstudio_methods", False):
+        return
+
+    @functools.wraps(original)
+    def render_trained_frames(pipeline: Any, cameras: Any, *args: Any, **kwargs: Any) -> Any:
+        select = getattr(pipeline, "trained_cameras", None)
+        kept = select(cameras) if select is not None else None
+        if kept is not None:
+            if len(kept) == 0:
+                print("error: no camera of this path falls on a trained frame of the run", file=sys.stderr)
+                raise SystemExit(2)
+            if "seconds" in kwargs:
+                kwargs["seconds"] = kwargs["seconds"] * len(kept) / len(cameras)
+            cameras = cameras[kept]
+        return original(pipeline, cameras, *args, **kwargs)
+
+    render_trained_frames._nerfstudio_methods = True  # type: ignore[attr-defined]
+    render._render_trajectory_video = render_trained_frames  # type: ignore[attr-defined]
+
+
+def config_file_being_loaded() -> Optional[Path]:
+    """The ``config.yml`` that nerfstudio's ``eval_setup`` (``ns-eval``, ``ns-render``, ``ns-viewer``) is loading,
+    when it is on the call stack: a config asked for its checkpoint folder from there can answer with the folder the
+    file is in now, wherever the run was moved or copied to."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "eval_setup" and frame.f_globals.get("__name__") == "nerfstudio.utils.eval_utils":
+            path = frame.f_locals.get("config_path")
+            return Path(path) if path is not None else None
+        frame = frame.f_back
+    return None
+
+
 # --- entry point ----------------------------------------------------------------------------------------------
 
 _FIXES = {
@@ -589,6 +643,7 @@ _FIXES = {
     "multiprocess": route_multi_process_training,
     "run_folder": remember_new_run_folders,
     "viewer_start": start_viewer_at_a_training_camera,
+    "render_trained_frames": render_only_trained_frames,
 }
 
 

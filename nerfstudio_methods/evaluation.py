@@ -18,6 +18,7 @@ def evaluate_eval_images(
     get_std: bool = False,
     group_key: Optional[str] = None,
     frame_key: Optional[str] = None,
+    frames_available: Optional[int] = None,
 ) -> dict[str, float]:
     """``ns-eval``: every evaluation image rendered once, the mean (and std) of each metric, and means per group.
 
@@ -25,7 +26,9 @@ def evaluate_eval_images(
     per-frame means (:func:`~nerfstudio_methods.timeline.per_frame_means`) and the number of frames are added. With
     ``group_key`` (``"scene_index"`` in a multi-scene run) the means are also reported per group as
     ``{metric}_{group}{g:02d}`` (and per frame as ``{group}{g:02d}_{metric}_frame_XXXX``). Rendered images go to
-    ``output_path`` when given, named by group, frame and (with ``metadata["camera_index"]``) camera."""
+    ``output_path`` when given, named by group, frame and (with ``metadata["camera_index"]``) camera. With
+    ``frames_available`` (a video whose later frames were never trained) only the images of frames below it are
+    rendered and measured."""
     import torchvision.utils as vutils
 
     from nerfstudio_methods import compat
@@ -41,14 +44,16 @@ def evaluate_eval_images(
     if output_path is not None:
         output_path.mkdir(parents=True, exist_ok=True)
     for position, (camera, batch) in enumerate(pipeline.datamanager.fixed_indices_eval_dataloader):
+        image_index = int(batch["image_idx"]) if "image_idx" in batch else position
+        frame = int(frame_index[image_index]) if frame_index is not None else 0
+        if frames_available is not None and frame >= frames_available:
+            continue
         started = time.perf_counter()
         outputs = pipeline.model.get_outputs_for_camera(camera=camera)
         metrics, images = pipeline.model.get_image_metrics_and_images(outputs, batch)
         seconds = max(time.perf_counter() - started, 1e-9)
         metrics["num_rays_per_sec"] = float(camera.height * camera.width) / seconds
         metrics["fps"] = 1.0 / seconds
-        image_index = int(batch["image_idx"]) if "image_idx" in batch else position
-        frame = int(frame_index[image_index]) if frame_index is not None else 0
         group = int(groups_of_images[image_index]) if groups_of_images is not None else 0
         frames.append(frame)
         groups.append(group)

@@ -876,3 +876,70 @@ def test_packed_compositing_matches_the_dense_product_form(stop_thresh: float) -
     for key in ("rgb", "accumulation", "depth"):
         torch.testing.assert_close(packed[key], expected[key])
     assert float(packed["rgb"][3].sub(0.5).abs().max()) == 0.0
+
+
+# ----------------------------------------------------------------------------------------------- unfinished runs
+
+
+def test_a_schedule_that_would_store_untrained_frames_is_refused() -> None:
+    from dataparsers._common import SettingError
+    from nerfstudio_methods.streamrf.model import StreamRFModelConfig
+    from nerfstudio_methods.streamrf.pipeline import check_schedule
+
+    with pytest.raises(SettingError, match=r"--pipeline.model.steps-per-frame: 0 step\(s\) would store frames"):
+        check_schedule(6, StreamRFModelConfig(steps_per_frame=0))
+    with pytest.raises(SettingError, match=r"--pipeline.model.pilot-steps: -1 step"):
+        check_schedule(6, StreamRFModelConfig(pilot_steps=-1))
+    with pytest.raises(SettingError, match=r"--pipeline.model.frame0-steps"):
+        check_schedule(1, StreamRFModelConfig(frame0_steps=0))
+    check_schedule(1, StreamRFModelConfig(steps_per_frame=0))  # a one-frame video has no later frame to train
+    check_schedule(6, StreamRFModelConfig(use_pilot=False, pilot_steps=0, pilot_frame0_steps=0))
+
+
+def test_frames_stored_after_a_number_of_steps_counted_by_hand() -> None:
+    from nerfstudio_methods.streamrf.model import StreamRFModelConfig
+    from nerfstudio_methods.streamrf.pipeline import build_schedule, frames_stored_after
+
+    config = StreamRFModelConfig(frame0_steps=10, pilot_frame0_steps=4, pilot_steps=2, steps_per_frame=3)
+    schedule = build_schedule(4, config)  # frame 0: 10 + 4; frames 1-3: 2 + 3 each; 29 steps in all
+    assert [frames_stored_after(schedule, 0, steps) for steps in (0, 13, 14, 18, 19, 28, 29, 1000)] == [
+        0, 0, 1, 1, 2, 3, 4, 4,
+    ]  # fmt: skip
+    # resumed at frame 2's pilot phase (position 4): frames 0 and 1 are stored already
+    assert schedule[4].frame == 2
+    assert [frames_stored_after(schedule, 4, steps) for steps in (0, 4, 5, 10)] == [2, 2, 3, 4]
+
+
+def test_a_frame_never_trained_renders_the_background_not_the_newest_frame(tmp_path: Path) -> None:
+    from nerfstudio.cameras.rays import RayBundle
+
+    from nerfstudio_methods.streamrf.model import Phase
+    from nerfstudio_methods.streamrf.state import make_state
+    from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
+
+    trained = make_model()
+    trained.start_phase(Phase.FRAME0, 0)
+    values = torch.zeros(GRID_CHANNELS, 8, 8, 8)
+    values[0] = 50.0  # dense everywhere: every ray is absorbed, none sees the background
+    values[1:] = -3.0  # dark colour (SH DC well below the background's brightness)
+    trained.full = make_state(SparseGrid.from_dense(trained.full_spec, values, values[0] > 0), "sparse")  # type: ignore[arg-type]
+    store = FrameStore(tmp_path / "frames")
+    store.write_frame(0, trained.finish_phase())  # type: ignore[arg-type]
+
+    model = make_model()  # as ns-eval loads a run killed after frame 0 of 5: no live grid, one stored frame
+    model.attach_player(GridPlayer(store))
+    model.finished_frames = store.num_finished()
+    model.eval()
+    assert model.newest_trained_frame() == 0
+    rays = 16
+    times = torch.tensor([0.0] * (rays // 2) + [0.5] * (rays // 2))[:, None]  # frame 0, then frame 2 (untrained)
+    bundle = RayBundle(
+        origins=torch.zeros(rays, 3), directions=torch.tensor([[0.0, 0.0, -1.0]]).repeat(rays, 1),
+        pixel_area=torch.ones(rays, 1), times=times,
+    )  # fmt: skip
+    outputs = model.get_outputs(bundle)
+    background = model.config.background_brightness
+    assert torch.all(outputs["accumulation"][: rays // 2] > 0.99)
+    assert torch.all(outputs["rgb"][: rays // 2] < background - 0.2)
+    assert torch.all(outputs["accumulation"][rays // 2 :] == 0)
+    assert torch.allclose(outputs["rgb"][rays // 2 :], torch.full((rays // 2, 3), background))

@@ -223,3 +223,99 @@ def test_resume_with_nothing_to_resume_names_the_folder(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(missing) in errors[0] and "nothing to resume" in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_a_killed_run_is_evaluated_and_rendered_on_its_trained_frames_wherever_it_is_moved(tmp_path: Path) -> None:
+    """``kill -9`` after 2 of 4 frames (checkpoints saved every few steps): ``ns-eval`` measures frames 0 and 1 only
+    and says 2 are missing; ``ns-render`` of the held-out camera across time stops after frame 1 instead of
+    repeating it; the run folder moved elsewhere (the original removed) reads its own frames and checkpoints."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BIN
+
+    frames, full_steps = 4, 200
+    scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
+                           "--num-frames", str(frames))  # fmt: skip
+    settings = [*TINY, "--pipeline.model.steps-per-frame", str(full_steps), "--steps-per-save", "5",
+                "n3dv-data", "--data", str(scene), "--downscale-factor", "1"]  # fmt: skip
+    killed_store = store(tmp_path, "killed")
+    process = subprocess.Popen(
+        [str(BIN / "ns-train"), "streamrf", *settings[:-5], "--timestamp", "killed", *settings[-5:]],
+        cwd=tmp_path,
+        env={**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if (killed_store / "pilot" / "frame_00002.npz").is_file():  # frames 0, 1 stored; frame 2's full pass runs
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.5)  # a few full-pass steps, so that a checkpoint after frame 1 exists
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    run = killed_store.parent
+    assert sorted(p.name for p in killed_store.glob("frame_*.npz")) == ["frame_00000.npz", "frame_00001.npz"]
+    assert any((run / "nerfstudio_models").glob("step-*.ckpt"))
+    assert "streamrf_frames" not in (run / "config.yml").read_text()  # the store is not pinned to this folder
+
+    def evaluate(config: Path, output: Path) -> dict:
+        result = run_command(["ns-eval", "--load-config", str(config), "--output-path", str(output)],
+                             cwd=tmp_path, env=ONE_THREAD)  # fmt: skip
+        assert_succeeded(result)
+        text = " ".join(result.stdout.split())
+        assert text.count("unfinished run: 2 of 4 frames trained") == 1, result.stdout[-2000:]
+        return json.loads(output.read_text())["results"]
+
+    results = evaluate(run / "config.yml", tmp_path / "metrics.json")
+    assert results["num_frames"] == 2 and results["frames_missing"] == 2 and results["num_images"] == 2
+    assert {key for key in results if key.startswith("psnr_frame_")} == {"psnr_frame_0000", "psnr_frame_0001"}
+    log = [json.loads(line) for line in (killed_store / "log.jsonl").read_text().splitlines()]
+    assert [entry["frame"] for entry in log] == [0, 1]
+    for entry in log:  # the stored frames, as training measured them
+        assert results[f"psnr_frame_{entry['frame']:04d}"] == pytest.approx(entry["heldout_psnr"], abs=1e-3)
+
+    video = tmp_path / "heldout.mp4"
+    rendered = run_command(
+        ["ns-render", "camera-path", "--load-config", str(run / "config.yml"),
+         "--camera-path-filename", str(run / "camera_paths" / "heldout_camera.json"), "--output-path", str(video)],
+        cwd=tmp_path,
+        env=ONE_THREAD,
+    )  # fmt: skip
+    assert_succeeded(rendered)
+    assert "unfinished run: 2 of 4 frames trained" in " ".join(rendered.stdout.split())
+    assert iio.imread(video, plugin="pyav").shape[0] == 2  # frames 0 and 1; frames 2 and 3 never trained
+
+    moved = tmp_path / "elsewhere" / "killed"
+    shutil.copytree(run, moved)
+    shutil.rmtree(run)
+    moved_results = evaluate(moved / "config.yml", tmp_path / "moved.json")
+    for key, value in results.items():
+        if not key.startswith(("num_rays_per_sec", "fps")):  # timings differ from run to run
+            assert moved_results[key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
+
+
+def test_a_schedule_that_trains_no_later_frame_is_refused_in_one_line(tmp_path: Path) -> None:
+    scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
+                           "--num-frames", "3")  # fmt: skip
+    result = run_command(
+        ["ns-train", "streamrf", *TINY, "--pipeline.model.steps-per-frame", "0",
+         "n3dv-data", "--data", str(scene), "--downscale-factor", "1"],
+        cwd=tmp_path,
+        env=ONE_THREAD,
+    )  # fmt: skip
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--pipeline.model.steps-per-frame: 0 step(s)" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("config.yml"))

@@ -34,6 +34,7 @@ from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid, sh_change
 from nerfstudio_methods.streamrf.grid import (
+    GRID_CHANNELS,
     GridLookup,
     GridSpec,
     SparseGrid,
@@ -458,20 +459,37 @@ class StreamRFModel(Model):
             self._stored = (values, SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device)))
         return self._stored[1]
 
+    def newest_trained_frame(self) -> int:
+        """The last frame with a grid of its own: the frame the live full grid is training (mid-training), else the
+        newest stored frame; -1 before any. Later frames were never trained (an unfinished or interrupted run)."""
+        stored = self.player.store.num_finished() if self.player is not None else 0
+        if self.full is not None and self.phase in (Phase.FRAME0, Phase.FULL):
+            return max(self.phase_frame, stored - 1)
+        if self.full is not None:
+            return max(self.finished_frames, stored) - 1
+        return stored - 1
+
     def grid_for_frame(self, frame: int) -> GridLookup:
-        """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame); the live grid
-        for frames not stored yet (mid-training), else the newest stored frame."""
+        """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame), the live grid
+        for the frame it is training; an empty grid (the background) for a frame never trained, so that an unfinished
+        run never shows another frame's grid as this one's."""
         stored = self.player.store.num_finished() if self.player is not None else 0
         live = None if self.full is None else self.full.lookup()
         live_is_stored = live is not None and self.phase not in (Phase.FRAME0, Phase.FULL) and self.finished_frames > 0
         if frame < stored and not (live_is_stored and frame == self.finished_frames - 1):
             assert self.player is not None
             return self.stored_grid(frame)
+        if frame > self.newest_trained_frame():
+            return self.empty_grid()
         if live is not None:
             return live
-        if self.player is not None and stored > 0:
-            return self.stored_grid(stored - 1)
         raise RuntimeError("StreamRF has no trained frame to render yet")
+
+    def empty_grid(self) -> SparseGrid:
+        """No occupied voxel: every ray sees the background."""
+        device = self.device
+        occupancy = torch.zeros(self.full_spec.shape, dtype=torch.bool, device=device)
+        return SparseGrid(self.full_spec, torch.zeros((0, GRID_CHANNELS), device=device), occupancy)
 
     def render_grid(
         self, grid: GridLookup, origins: Tensor, directions: Tensor, stop_thresh: float

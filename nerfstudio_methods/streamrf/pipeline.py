@@ -30,10 +30,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Literal, Optional, Type
 
 import torch
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 
+from dataparsers._common import DatasetFormatError, SettingError
+from nerfstudio_methods import compat
 from nerfstudio_methods.streamrf.codec import FrameDelta, encode_grid
 from nerfstudio_methods.streamrf.datamanager import StreamRFDataManager, StreamRFDataManagerConfig
 from nerfstudio_methods.streamrf.model import Phase, StreamRFModel, StreamRFModelConfig
@@ -46,6 +50,39 @@ class PhaseRun:
     frame: int
     phase: Phase
     steps: int
+
+
+def check_schedule(num_frames: int, config: StreamRFModelConfig) -> None:
+    """Refuse, in one line, a schedule under which some frame would be stored without being trained (it would be a
+    copy of the frame before it, shown and evaluated as if it were its own)."""
+    needed = [("--pipeline.model.frame0-steps", config.frame0_steps, "frame 0 is trained from scratch")]
+    if num_frames > 1:
+        needed.append(
+            ("--pipeline.model.steps-per-frame", config.steps_per_frame, f"frames 1-{num_frames - 1} are trained")
+        )
+    if config.use_pilot:
+        reason = "the pilot grid finds each frame's changes (--pipeline.model.use-pilot False streams without it)"
+        needed.append(("--pipeline.model.pilot-frame0-steps", config.pilot_frame0_steps, reason))
+        if num_frames > 1:
+            needed.append(("--pipeline.model.pilot-steps", config.pilot_steps, reason))
+    for option, steps, reason in needed:
+        if steps < 1:
+            raise SettingError(
+                option, f"{steps} step(s) would store frames that were never trained; needs at least 1 ({reason})"
+            )
+
+
+def frames_stored_after(schedule: list[PhaseRun], position: int, steps: int) -> int:
+    """How many frames the store holds after ``steps`` more training steps from ``schedule[position]`` (the frames
+    before that phase's frame are stored already; a frame is stored when its last phase has had all its steps)."""
+    stored = schedule[position].frame if position < len(schedule) else schedule[-1].frame + 1
+    for index in range(position, len(schedule)):
+        steps -= schedule[index].steps
+        if steps < 0:
+            break
+        if index + 1 == len(schedule) or schedule[index + 1].frame != schedule[index].frame:
+            stored = schedule[index].frame + 1
+    return stored
 
 
 def build_schedule(num_frames: int, config: StreamRFModelConfig) -> list[PhaseRun]:
@@ -68,8 +105,8 @@ class StreamRFPipelineConfig(VanillaPipelineConfig):
     datamanager: StreamRFDataManagerConfig = field(default_factory=StreamRFDataManagerConfig)
     model: StreamRFModelConfig = field(default_factory=StreamRFModelConfig)
     frame_store: Optional[Path] = None
-    """Folder of this run's stored frames; set by the trainer to <run>/streamrf_frames (kept in config.yml so
-    ns-eval, ns-render and ns-viewer find the frames)."""
+    """Folder of this run's stored frames; None (the default): <run>/streamrf_frames, beside the config.yml that is
+    loaded (StreamRFTrainerConfig), so a moved run reads its own frames."""
     keyframe_every: int = 30
     """Also store a whole grid every this many frames, so seeking replays at most this many deltas (0: never)."""
     heldout_psnr_per_frame: bool = True
@@ -100,8 +137,11 @@ class StreamRFPipeline(VanillaPipeline):
     ) -> None:
         if world_size > 1:
             raise ValueError(f"StreamRF cannot train with {world_size} processes: {self.multi_process_refusal}")
+        compat.install()  # ns-render's script has finished importing by now: its fix can go in (compat, 8)
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         self.num_frames = int(self.datamanager.train_dataparser_outputs.metadata["num_frames"])
+        if test_mode == "val":  # training
+            check_schedule(self.num_frames, self.model.config)
         self.schedule = build_schedule(self.num_frames, self.model.config)
         self.position = 0
         self.started = False
@@ -173,6 +213,9 @@ class StreamRFPipeline(VanillaPipeline):
 
     def remaining_steps(self) -> int:
         return sum(run.steps for run in self.schedule[self.position :])
+
+    def frames_stored_within(self, steps: int) -> int:
+        return frames_stored_after(self.schedule, self.position, steps)
 
     def write_heldout_camera_path(self, path: Path) -> None:
         """A viewer-style camera path: the held-out camera at every frame's time, for ``ns-render camera-path``."""
@@ -308,5 +351,35 @@ class StreamRFPipeline(VanillaPipeline):
     def get_average_eval_image_metrics(
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
     ) -> Dict[str, float]:
-        """Mean (and std over frames) of PSNR/SSIM on the held-out camera at every frame, plus per-frame values."""
-        return evaluate_per_frame(self, output_path=output_path, get_std=get_std)
+        """Mean (and std over frames) of PSNR/SSIM on the held-out camera at every trained frame, plus per-frame
+        values; a run whose stream is unfinished is measured on the frames it trained, and says how many are missing
+        (``frames_missing``)."""
+        trained = self.trained_frames()
+        result = evaluate_per_frame(self, output_path=output_path, get_std=get_std, frames_available=trained)
+        result["frames_missing"] = float(self.num_frames - trained)
+        return result
+
+    def trained_frames(self) -> int:
+        """Frames 0 .. N-1 that have their own grid; says in one line when that is not the whole video, and stops
+        with one line naming the store when there is none."""
+        trained = self.model.newest_trained_frame() + 1
+        where = self.full_store.root if self.full_store is not None else "this run"
+        if trained <= 0:
+            raise DatasetFormatError(Path(str(where)), "no trained frame: the run stopped before frame 0 was stored")
+        if trained < self.num_frames:
+            missing = self.num_frames - trained
+            CONSOLE.print(
+                f"[yellow]StreamRF: unfinished run: {trained} of {self.num_frames} frames trained in {where}; "
+                f"frames {trained}-{self.num_frames - 1} ({missing}) are missing and left out"
+            )
+        return trained
+
+    def trained_cameras(self, cameras: Cameras) -> Optional[Tensor]:
+        """For ``ns-render``: the indices of ``cameras`` whose time falls on a trained frame (None: all of them), so
+        that the video of an unfinished run stops at its last trained frame instead of repeating it."""
+        trained = self.trained_frames()
+        if trained >= self.num_frames:
+            return None
+        times = None if cameras.times is None else cameras.times.reshape(-1)
+        frames = self.model.frame_of_times(times, len(cameras)).cpu()
+        return torch.nonzero(frames < trained)[:, 0]

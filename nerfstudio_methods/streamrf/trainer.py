@@ -1,7 +1,8 @@
 """``StreamRFTrainer``: nerfstudio's trainer, sized to the video and resumable frame by frame.
 
-- The run's frame store is ``<run>/streamrf_frames`` (:data:`.store.FRAMES_DIR`); the config records it before
-  ``config.yml`` is written, so ``ns-eval``/``ns-render``/``ns-viewer`` find the frames of the run they load.
+- The run's frame store is ``<run>/streamrf_frames`` (:data:`.store.FRAMES_DIR`). ``config.yml`` records no path:
+  ``ns-eval``/``ns-render``/``ns-viewer`` read the frames (and checkpoints) beside the ``config.yml`` they load, so a
+  run folder moved or copied elsewhere reads its own.
 - ``--load-dir`` / ``--load-checkpoint`` resume an interrupted run: the finished frames of that run's store are copied
   into this run's store (the earlier run is left untouched) and training continues with the first unfinished frame.
   A run killed before it saved a checkpoint (no ``nerfstudio_models/`` yet) is resumed from its store alone.
@@ -20,6 +21,7 @@ from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from dataparsers._common import DatasetFormatError
+from nerfstudio_methods import compat
 from nerfstudio_methods.streamrf.pipeline import StreamRFPipeline, StreamRFPipelineConfig
 from nerfstudio_methods.streamrf.store import FRAMES_DIR, FrameStore
 
@@ -34,14 +36,23 @@ class StreamRFTrainerConfig(TrainerConfig):
     """Upper bound on training steps; the run takes the steps its frames need (see StreamRFTrainer)."""
 
     def assign_frame_store(self) -> Path:
-        if self.pipeline.frame_store is None:
-            self.pipeline.frame_store = self.get_base_dir() / FRAMES_DIR
+        """``<run>/streamrf_frames`` unless ``--pipeline.frame-store`` names another folder. config.yml keeps no path
+        (runs before this kept their first folder's: read as the default), so a moved run reads its own frames."""
+        pinned_default = self.get_base_dir() / FRAMES_DIR
+        if self.pipeline.frame_store is None or Path(self.pipeline.frame_store) == pinned_default:
+            self.pipeline.frame_store = pinned_default
         return self.pipeline.frame_store
 
-    def save_config(self) -> None:
-        # ns-train calls this once, before training: record where this run's frames go.
-        self.assign_frame_store()
-        super().save_config()
+    def get_checkpoint_dir(self) -> Path:
+        # ns-eval / ns-render / ns-viewer ask for this just before they build the pipeline: the run is the folder of
+        # the config.yml they load, wherever it has been moved or copied to since training.
+        loaded = compat.config_file_being_loaded()
+        if loaded is not None:
+            run = loaded.parent
+            if self.pipeline.frame_store is None or Path(self.pipeline.frame_store) == self.get_base_dir() / FRAMES_DIR:
+                self.pipeline.frame_store = run / FRAMES_DIR
+            return run / self.relative_model_dir
+        return super().get_checkpoint_dir()
 
 
 class StreamRFTrainer(Trainer):
@@ -106,6 +117,13 @@ class StreamRFTrainer(Trainer):
                 CONSOLE.print(f"StreamRF: {copied} finished frame(s) taken over from {earlier_store}")
                 self.pipeline.resume_from_store()
         remaining = self.pipeline.remaining_steps()
+        if self.config.max_num_iterations < remaining:
+            stored = self.pipeline.frames_stored_within(self.config.max_num_iterations)
+            CONSOLE.print(
+                f"[yellow]StreamRF: --max-num-iterations {self.config.max_num_iterations} is fewer than the "
+                f"{remaining} steps the video needs: the run will stop with {stored} of {self.pipeline.num_frames} "
+                "frames (resume it with --load-dir)"
+            )
         self.config.max_num_iterations = min(self.config.max_num_iterations, remaining)
         CONSOLE.print(
             f"StreamRF: {self.pipeline.num_frames} frame(s), {self.config.max_num_iterations} training step(s) to go"
