@@ -595,9 +595,11 @@ def render_only_trained_frames() -> None:
     import sys
 
     render = sys.modules.get("nerfstudio.scripts.render")
+    if render is None:
+        return  # this command renders no trajectory (ns-train, ns-eval, ns-viewer)
     original = getattr(render, "_render_trajectory_video", None)
-    if render is None or original is None:
-        raise FixNotYetPossible("nerfstudio's render script is not imported yet")
+    if original is None:
+        raise FixNotYetPossible("nerfstudio's render script is still importing")
     if getattr(original, "_nerfstudio_methods", False):
         return
 
