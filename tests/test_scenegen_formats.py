@@ -480,3 +480,25 @@ def test_console_entrypoint_exits_2_without_traceback(tmp_path: Path) -> None:
     lines = [line for line in completed.stderr.splitlines() if line.strip() and "Warning" not in line]
     assert lines == ["nerfstudio-methods-scene: error: image width and height must be multiples of 16, got 50x48"]
     assert completed.stdout == ""
+
+
+def test_n3dv_room_is_static_but_for_small_moving_objects(tmp_path: Path) -> None:
+    """The ``room`` kind, shaped like N3DV's real videos: every primitive but the one or two movers keeps still, and
+    on every camera at every frame the moving objects cover between 0 and 5% of the image (seeds 0-2)."""
+    from nerfstudio_methods.scenegen.scene import moving_mask, room_scene
+
+    for seed in range(3):
+        scene = room_scene(seed)
+        movers = [primitive.name for primitive in scene.primitives if primitive.is_moving]
+        assert movers == ["mover0", "mover1"]
+        rig = forward_facing_rig(6, 64, 48, seed=seed)
+        shares = [
+            float(moving_mask(scene, render_view(scene, camera, time).primitive_id).mean())
+            for camera in rig
+            for time in np.linspace(0.0, 1.0, 5)
+        ]
+        assert 0.0 < max(shares) <= 0.05, (seed, max(shares))
+    summary = write_n3dv(tmp_path, width=48, height=32, num_cameras=3, num_frames=3, seed=0, kind="room")
+    assert summary.details["kind"] == "room" and 0.0 < summary.details["moving_area_max"] <= 0.05
+    with pytest.raises(ValueError, match="unknown n3dv scene kind"):
+        write_n3dv(tmp_path / "bad", kind="street")  # type: ignore[arg-type]

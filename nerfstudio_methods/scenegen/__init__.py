@@ -9,7 +9,15 @@
 
 from nerfstudio_methods.scenegen.cameras import PinholeCamera, forward_facing_rig, look_at, sphere_rig
 from nerfstudio_methods.scenegen.groundtruth import FlowResult, disparity, motion_mask, optical_flow, render_view
-from nerfstudio_methods.scenegen.scene import RenderResult, Scene, Sphere, Texture, forward_facing_scene, object_scene
+from nerfstudio_methods.scenegen.scene import (
+    RenderResult,
+    Scene,
+    Sphere,
+    Texture,
+    forward_facing_scene,
+    object_scene,
+    room_scene,
+)
 
 __all__ = [
     "FlowResult",
@@ -21,6 +29,7 @@ __all__ = [
     "disparity",
     "forward_facing_rig",
     "forward_facing_scene",
+    "room_scene",
     "look_at",
     "motion_mask",
     "object_scene",

@@ -23,7 +23,13 @@ _COMMON = {"width": "width", "height": "height", "seed": "seed"}
 _OPTIONS: dict[str, dict[str, str]] = {
     "blender": {**_COMMON, "num_cameras": "num_cameras", "dynamic": "dynamic"},
     "llff": {**_COMMON, "num_cameras": "num_cameras", "factors": "factors"},
-    "n3dv": {**_COMMON, "num_cameras": "num_cameras", "num_frames": "num_frames", "missing_cameras": "missing_cameras"},
+    "n3dv": {
+        **_COMMON,
+        "num_cameras": "num_cameras",
+        "num_frames": "num_frames",
+        "missing_cameras": "missing_cameras",
+        "kind": "kind",
+    },
     "nvidia-dynamic": {
         **_COMMON,
         "num_frames": "num_frames",
@@ -57,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed of the scene and the rig (default 0)")
     parser.add_argument("--factors", type=int, nargs="+", help="llff: downscale factors for images_<k>/")
     parser.add_argument("--missing-cameras", type=int, nargs="+", help="n3dv: camera ids to leave out")
+    parser.add_argument(
+        "--kind", choices=("objects", "room"), help="n3dv: moving balls among static ones (default) or a static room"
+    )
     parser.add_argument("--num-instances", type=int, help="srn: number of object instances")
     parser.add_argument("--split", help="srn: split folder name (default cars_train)")
     parser.add_argument("--dynamic", action="store_true", default=None, help="blender: moving objects + D-NeRF time")

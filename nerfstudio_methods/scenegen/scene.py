@@ -545,3 +545,80 @@ def forward_facing_scene(seed: int = 0, dynamic: bool = False, num_objects: int 
         )
     )
     return Scene(primitives=tuple(primitives), background=np.zeros(3))
+
+
+def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5) -> Scene:
+    """A static, textured room with one or two small moving objects, shaped like N3DV's kitchen or Meet Room's
+    discussion (a mostly static room, a few percent of the image in motion); cameras as in :func:`forward_facing_scene`.
+
+    Walls: an opaque inside-out shell of radius 8. Table: the top of a large opaque sphere (radius 40), level at
+    y = -1 in view, textured finely enough to show parallax. ``num_static`` textured objects rest on it at depths
+    2.5-5.5. ``num_moving`` (1 or 2) small balls (radius 0.12-0.2) move in front of them: the first drifts sideways,
+    the second circles in the image plane, so that at 55 degrees of field of view each covers about 1-2% of the image.
+    """
+    if num_moving not in (1, 2):
+        raise ValueError("num_moving must be 1 or 2")
+    if num_static < 1:
+        raise ValueError("num_static must be >= 1")
+    rng = np.random.default_rng(seed)
+    table_top, table_radius = -1.0, 40.0
+    primitives: list[Sphere] = []
+    for index in range(num_static):
+        depth = rng.uniform(2.5, 5.5)
+        radius = rng.uniform(0.3, 0.6)
+        primitives.append(
+            Sphere(
+                center=np.array([rng.uniform(-0.4, 0.4) * depth, table_top + radius, -depth]),
+                radius=radius,
+                sigma=math.inf,
+                colour=_random_colour(rng),
+                texture=_random_texture(rng),
+                name=f"object{index}",
+            )
+        )
+    for index in range(num_moving):
+        depth = rng.uniform(2.5, 4.0)
+        radius = rng.uniform(0.12, 0.2)
+        velocity, orbit_radius, orbit_turns = np.zeros(3), 0.0, 0.0
+        if index == 0:
+            velocity = np.array([rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 0.8), rng.uniform(-0.1, 0.1), 0.0])
+        else:
+            orbit_radius, orbit_turns = rng.uniform(0.2, 0.3), 1.0
+        primitives.append(
+            Sphere(
+                center=np.array([rng.uniform(-0.25, 0.25) * depth, rng.uniform(0.0, 0.4), -depth]),
+                radius=radius,
+                sigma=math.inf,
+                colour=_random_colour(rng),
+                texture=_random_texture(rng),
+                velocity=velocity,
+                orbit_radius=orbit_radius,
+                orbit_turns=orbit_turns,
+                orbit_phase=float(rng.uniform(0, 2 * math.pi)),
+                name=f"mover{index}",
+            )
+        )
+    primitives.append(
+        Sphere(
+            center=np.array([0.0, table_top - table_radius, -4.0]),
+            radius=table_radius,
+            sigma=math.inf,
+            colour=np.array([0.45, 0.3, 0.2]),
+            # Pole along z, so the visible top (+y) is far from where the pattern converges; 250 cells per half turn
+            # give the cap a few cells across the view.
+            texture=Texture(kind="smooth", colour_b=np.array([0.7, 0.55, 0.35]), frequency=250, pole=2),
+            name="table",
+        )
+    )
+    primitives.append(
+        Sphere(
+            center=np.zeros(3),
+            radius=8.0,
+            sigma=math.inf,
+            colour=np.array([0.55, 0.55, 0.5]),
+            texture=Texture(kind="smooth", colour_b=np.array([0.8, 0.75, 0.6]), frequency=14, pole=1),
+            inside_out=True,
+            name="walls",
+        )
+    )
+    return Scene(primitives=tuple(primitives), background=np.zeros(3))
