@@ -40,6 +40,18 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def spread(per_seed: dict[str, float | None]) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds (None when a seed has no value: then the mean is over the
+    others and ``missing`` counts them)."""
+    values = [value for value in per_seed.values() if value is not None]
+    return {
+        "mean": float(np.mean(values)) if values else None,
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0 if values else None,
+        "per_seed": per_seed,
+        "missing": len(per_seed) - len(values),
+    }
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

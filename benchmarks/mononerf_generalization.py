@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, locked, seed_everything  # noqa: E402
+from _common import atomic_write, locked, seed_everything, spread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BALLOON1 = REPO.parent / "shared" / "data" / "nvidia_dynamic" / "Balloon1"
@@ -533,18 +533,6 @@ def blending_on_pixels(pipeline, views: list[dict[str, Any]]) -> dict[str, Optio
     pipeline.train()
     model.trained_steps.fill_(saved)
     return {name: (total / count if count else None) for name, (total, count) in sums.items()}
-
-
-def spread(per_seed: dict[str, Optional[float]]) -> dict[str, Any]:
-    """Mean and sample standard deviation over seeds (None when a seed has no value: then the mean is over the
-    others and ``missing`` counts them)."""
-    values = [value for value in per_seed.values() if value is not None]
-    return {
-        "mean": float(np.mean(values)) if values else None,
-        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0 if values else None,
-        "per_seed": per_seed,
-        "missing": len(per_seed) - len(values),
-    }
 
 
 class Benchmark:

@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -54,22 +54,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import atomic_write  # noqa: E402
+from _common import atomic_write, locked, spread  # noqa: E402
 
 PAPER_FRAME0_STEPS = 128000
 PAPER_LR_DECAY_STEPS = 250000
 PAPER_LR_DELAY_STEPS = 15000
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+    parser.add_argument("--output", type=Path, default=None, help="results folder (benchmarks/results)")
+    parser.add_argument("--work", type=Path, default=None, help="scenes and frame stores (bench_results/)")
     parser.add_argument("--ablations", action="store_true", help="run the convergence curve and the ablations")
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
+    parser.add_argument("--kinds", nargs="+", choices=("room", "objects"), default=["room", "objects"],
+                        help="generated videos: N3DV-shaped room, and the earlier moving-balls scene")  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="a new scene per seed")
+    parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--cameras", type=int, default=6, help="cameras including the held-out cam00")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=48)
-    parser.add_argument("--resolution", type=int, nargs=3, default=(48, 48, 48), help="streaming grid X Y Z")
+    parser.add_argument("--resolution", type=int, nargs=3, default=(64, 64, 64), help="streaming grid X Y Z")
     parser.add_argument("--rays", type=int, default=1024, help="rays per step, every phase")
     parser.add_argument("--frame0-steps", type=int, default=2000, help="frame 0 and every from-scratch frame")
     parser.add_argument("--pilot0-steps", type=int, default=150)
@@ -78,15 +83,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--full-steps", type=int, default=65)
     parser.add_argument("--lr-scale", type=float, default=1.0, help="per-frame rates (pilot and full) x this")
     parser.add_argument("--sh-keep-scale", type=float, default=0.5, help="SH keep thresholds x this")
-    parser.add_argument("--scratch-frames", type=int, nargs="+", default=(29, 15))
+    parser.add_argument("--scratch-frames", type=int, nargs="+", default=None, help="default: middle and last")
     parser.add_argument("--keyframe-every", type=int, default=10)
     parser.add_argument("--ablation-frames", type=int, default=6, help="frames 0..N-1 in the ablation run")
     parser.add_argument("--convergence-steps", type=int, nargs="+", default=(500, 1000, 2000))
     parser.add_argument("--converged-within", type=float, default=0.2)
     parser.add_argument("--old-schedule", type=int, nargs=2, default=(40, 30), help="the previous pilot + full steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the ablations' scene")
     parser.add_argument("--threads", type=int, default=1)
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.frames, args.cameras = [0], 3, 4
+        args.width, args.height, args.resolution, args.rays = 32, 32, (16, 16, 16), 256
+        args.frame0_steps, args.pilot0_steps, args.pilot_steps, args.full_steps = 40, 8, 4, 6
+    if args.output is None:
+        args.output = (
+            Path(tempfile.mkdtemp(prefix="streamrf_smoke_")) if args.smoke else REPO / "benchmarks" / "results"
+        )
+    if args.work is None:
+        args.work = args.output / "work" if args.smoke else REPO / "bench_results" / "streamrf_stream"
+    return args
 
 
 # --- configuration -------------------------------------------------------------------------------------------
@@ -231,7 +247,7 @@ def setup(args: argparse.Namespace) -> tuple[Path, Path]:
     compat.install()
     from nerfstudio_methods.scenegen.formats.n3dv import write_n3dv
 
-    work = args.output / ("streamrf_ablation_work" if args.ablations else "streamrf_work")
+    work = args.work / "ablations"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -246,11 +262,9 @@ def setup(args: argparse.Namespace) -> tuple[Path, Path]:
 def config_report(args: argparse.Namespace, schedule: dict[str, Any]) -> dict[str, Any]:
     return {
         **{
-            key: (list(value) if isinstance(value, tuple) else value)
+            key: (list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value)
             for key, value in vars(args).items()
-            if key != "output"
         },
-        "output": str(args.output),
         "device": f"cpu, {args.threads} torch thread(s)",
         "frame0_schedule": frame0_schedule(args.frame0_steps),
         "per_frame_schedule": schedule,
@@ -263,178 +277,259 @@ def config_report(args: argparse.Namespace, schedule: dict[str, Any]) -> dict[st
 
 # --- stream mode ---------------------------------------------------------------------------------------------
 
+N3DV_GRID = (512, 512, 128)
+"""StreamRF's N3DV grid, X Y Z (brief §1.2: 128^3 -> 512^2 x 128)."""
 
-def run_stream(args: argparse.Namespace) -> None:
-    from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
+PUBLISHED_MB_PER_FRAME = {
+    "StreamRF (deltas)": 17.7,
+    "StreamRF (incl. frame 0)": 31.4,
+    "3DGStream": 7.8,
+    "QUEEN-l": 0.75,
+}
+"""Storage per frame on N3DV in MB (brief §2: 3DGStream Tab. 1; QUEEN-l as transcribed by later work)."""
 
-    started = time.perf_counter()
-    work, scene = setup(args)
+TARGETS = {"psnr_gap_db": -0.5, "time_ratio": 20.0, "dense_over_delta": 100.0, "sparse_state_over_delta": 10.0}
+"""Issue 24's figures: streamed within 0.5 dB of from scratch, 20x less time per frame, deltas 100x smaller than a
+dense fp32 grid and 10x smaller than the sparse grid's own state."""
+
+
+def results_path(args: argparse.Namespace) -> Path:
+    return args.output / "streamrf_stream.json"
+
+
+def stream_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments that change a number of the stream mode (a results file holds runs of one setting)."""
+    names = ("frames", "cameras", "width", "height", "resolution", "rays", "frame0_steps", "pilot0_steps",
+             "pilot_steps", "full_steps", "lr_scale", "sh_keep_scale", "keyframe_every", "scratch_frames")  # fmt: skip
+    return {name: (list(value) if isinstance(value, tuple) else value) for name, value in vars(args).items()
+            if name in names}  # fmt: skip
+
+
+def delta_parts(path: Path) -> dict[str, int]:
+    """Compressed bytes of each member of a stored delta (occupancy bits over the grid, changed flags over the kept
+    voxels, values), from the npz's zip directory."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return {Path(info.filename).stem: info.compress_size for info in archive.infolist()}
+
+
+def n3dv_extrapolation(entry: dict[str, Any]) -> dict[str, Any]:
+    """Storage per frame at N3DV's grid size from this run's fractions: the values grow with the stored voxels, the
+    occupancy bits with the grid, the changed flags with the occupied voxels, each at this run's compressed bytes
+    per voxel; the rest of a file (names, shape, zip headers) stays as it is."""
+    storage = entry["storage"]
+    voxels = storage["grid_voxels"]
+    occupied = entry["scene_stats"]["occupied_after_frame0"]
+    stored = storage["mean_stored_voxels"]
+    parts = storage["mean_delta_parts"]
+    values = parts["added_values"] + parts["changed_values"]
+    fixed = storage["mean_delta_bytes"] - values - parts["occupancy_bits"] - parts["changed_bits"]
+    n3dv_voxels = N3DV_GRID[0] * N3DV_GRID[1] * N3DV_GRID[2]
+    occupancy = occupied / voxels
+    stored_fraction = stored / occupied
+    per_value_voxel = values / stored if stored > 0 else 0.0
+    per_grid_voxel = parts["occupancy_bits"] / voxels
+    per_occupied_voxel = parts["changed_bits"] / occupied
+    n3dv_occupied = n3dv_voxels * occupancy
+    megabytes = (
+        n3dv_occupied * stored_fraction * per_value_voxel + n3dv_voxels * per_grid_voxel
+        + n3dv_occupied * per_occupied_voxel + fixed
+    ) / 1e6  # fmt: skip
+    return {
+        "mb_per_frame": megabytes,
+        "arithmetic": (
+            f"{n3dv_voxels} voxels x occupancy {occupancy:.4f} x stored {stored_fraction:.4f} of occupied x "
+            f"{per_value_voxel:.1f} B (values) + {n3dv_voxels} x {per_grid_voxel:.4f} B (occupancy bits) + "
+            f"{n3dv_occupied:.0f} occupied x {per_occupied_voxel:.4f} B (changed flags) + {fixed:.0f} B = "
+            f"{megabytes:.2f} MB"
+        ),
+    }
+
+
+def stream_one(args: argparse.Namespace, kind: str, seed: int, work: Path) -> dict[str, Any]:
+    """Stream one generated video and train ``--scratch-frames`` of it from scratch; one results entry."""
+    from nerfstudio_methods.scenegen.formats.n3dv import write_n3dv
+    from nerfstudio_methods.streamrf.store import FrameStore
+
+    torch.manual_seed(seed)
+    scene = work / f"{kind}_seed{seed}" / "scene"
+    if scene.exists():
+        shutil.rmtree(scene.parent)
+    written = write_n3dv(scene, width=args.width, height=args.height, num_cameras=args.cameras,
+                         num_frames=args.frames, seed=seed, kind=kind)  # type: ignore[arg-type]  # fmt: skip
+    log(f"{kind} seed {seed}: {args.cameras} cameras x {args.frames} frames of {args.width}x{args.height}, "
+        f"moving objects cover at most {written.details['moving_area_max']:.1%} of a frame")  # fmt: skip
     schedule = per_frame_schedule(args.pilot_steps, args.full_steps, args.lr_scale, args.sh_keep_scale)
     overrides = {**frame0_schedule(args.frame0_steps), **schedule}
 
-    # --- 1. streaming ----------------------------------------------------------------------------------------
-    store_root = work / "streamrf_frames"
+    store_root = scene.parent / "streamrf_frames"
     stream = make_pipeline(args, scene, store_root, overrides, args.frames)
     stream_seconds = drive(stream)
     assert stream.done, "the schedule did not finish"
-    state_bytes = grid_state_bytes(stream.model)
-    log = read_log(store_root)
-    full_store = FrameStore(store_root)
-    frame_bytes = [full_store.frame_bytes(t) for t in range(args.frames)]
-    pilot_bytes = [FrameStore(store_root / "pilot").frame_bytes(t) for t in range(args.frames)]
-    spec = stream.model.full_spec
-    dense_fp32_bytes = spec.num_voxels * 28 * 4
-    print(f"[bench] streamed {args.frames} frames in {stream_seconds:.0f} s", flush=True)
+    frames_log = read_log(store_root)
+    store = FrameStore(store_root)
+    frame_bytes = [store.frame_bytes(t) for t in range(args.frames)]
+    later = [e for e in frames_log if e["frame"] > 0]
+    voxels = stream.model.full_spec.num_voxels
+    occupied0 = frames_log[0]["phases"]["frame0"]["occupied"]
+    stored_voxels = [e["phases"]["full"]["added"] + e["phases"]["full"]["changed"] for e in later]
+    parts = [delta_parts(store.frame_path(t)) for t in range(1, args.frames)]
+    log(f"{kind} seed {seed}: streamed in {stream_seconds:.0f} s; frame 0 occupies {occupied0 / voxels:.1%}")
 
-    # --- 2. seeking --------------------------------------------------------------------------------------------
-    last = args.frames - 1
-    plain = work / "no_keyframes"
-    plain.mkdir()
-    for t in range(args.frames):
-        shutil.copy(full_store.frame_path(t), plain / full_store.frame_path(t).name)
-    seek = {}
-    for name, root in (("with_keyframes", store_root), ("without_keyframes", plain)):
-        player = GridPlayer(FrameStore(root))
-        begin = time.perf_counter()
-        player.grid(last)
-        seek[name] = {"seconds": time.perf_counter() - begin, "deltas_replayed": player.deltas_applied}
-
-    def write_report(scratch_results: list[dict[str, Any]]) -> None:
-        report = stream_report(
-            args, schedule, log, scratch_results, frame_bytes, pilot_bytes, dense_fp32_bytes, spec.num_voxels,
-            stream_seconds, state_bytes, seek, started,
-        )  # fmt: skip
-        args.output.mkdir(parents=True, exist_ok=True)
-        write_json(args.output / "streamrf_stream.json", report)
-        plot_stream(report, args.output / "streamrf_stream.png")
-        print(json.dumps(report["ratios"], indent=1), flush=True)
-
-    # --- 3. per-frame from scratch (the report is rewritten after each frame) -----------------------------------
-    write_report([])
     scratch = make_pipeline(args, scene, None, overrides, args.frames)
     scratch_results = []
-    for frame in [f for f in args.scratch_frames if f < args.frames]:
-        result = scratch_frame(scratch, frame, args.frame0_steps)
+    for frame in scratch_frames(args):
+        result = scratch_frame(scratch, frame, args.frame0_steps, probe_every=max(1, args.frame0_steps // 4))
         scratch_results.append(result)
-        print(
-            f"[bench] scratch frame {frame}: {result['seconds']:.1f} s, PSNR {result['heldout_psnr']:.2f}", flush=True
-        )
-        write_report(scratch_results)
-    print(f"[bench] wrote {args.output / 'streamrf_stream.json'} and streamrf_stream.png")
-
-
-def stream_report(
-    args: argparse.Namespace,
-    schedule: dict[str, Any],
-    log: list[dict[str, Any]],
-    scratch_results: list[dict[str, Any]],
-    frame_bytes: list[int],
-    pilot_bytes: list[int],
-    dense_fp32_bytes: int,
-    num_voxels: int,
-    stream_seconds: float,
-    state_bytes: int,
-    seek: dict[str, Any],
-    started: float,
-) -> dict[str, Any]:
-    # --- report ------------------------------------------------------------------------------------------------
-    frame0 = log[0]
-    later = [entry for entry in log if entry["frame"] > 0]
-    mean_later = mean([e["seconds"] for e in later])
-    mean_scratch = mean([r["seconds"] for r in scratch_results])
-    # CPU seconds (one torch thread): robust to the shared machine's load, which wall-clock seconds follow.
-    mean_later_cpu = mean([e["cpu_seconds"] for e in later])
-    mean_scratch_cpu = mean([r["cpu_seconds"] for r in scratch_results])
-    frame0_train = frame0["phases"]["frame0"]["seconds"]
+        log(f"{kind} seed {seed}: frame {frame} from scratch {result['heldout_psnr']:.2f} dB "
+            f"(streamed {frames_log[frame]['heldout_psnr']:.2f}), {result['cpu_seconds']:.0f} CPU s")  # fmt: skip
+    streamed_psnr = {e["frame"]: e["heldout_psnr"] for e in frames_log}
     mean_delta = mean([float(b) for b in frame_bytes[1:]])
-    stream_psnr = {e["frame"]: e["heldout_psnr"] for e in log}
-    on_scratch_frames = [stream_psnr[r["frame"]] for r in scratch_results]
-    scratch_psnr = [r["heldout_psnr"] for r in scratch_results]
-    report: dict[str, Any] = {
-        "config": config_report(args, schedule),
+    sparse_state = occupied0 * 28 * 4 + voxels / 8  # fp32 values of the occupied voxels + an occupancy bit per voxel
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "seed": seed,
+        "scene_stats": {
+            "moving_area_max": written.details["moving_area_max"],
+            "occupied_after_frame0": occupied0,
+            "occupancy_after_frame0": occupied0 / voxels,
+            "stored_fraction_of_occupied_per_frame": [
+                s / e["phases"]["full"]["occupied"] for s, e in zip(stored_voxels, later)
+            ],  # fmt: skip
+        },
         "stream": {
-            "total_seconds": stream_seconds,
-            "frame0_seconds": frame0_train,
-            "frame0_with_pilot_seconds": frame0["seconds"],
-            "mean_seconds_frames_1plus": mean_later,
-            "mean_cpu_seconds_frames_1plus": mean_later_cpu,
-            "mean_full_pass_seconds_frames_1plus": mean([e["phases"]["full"]["seconds"] for e in later]),
-            "mean_pilot_pass_seconds_frames_1plus": mean(
-                [e["phases"].get("pilot", {}).get("seconds", 0.0) for e in later]
-            ),
+            "seconds": stream_seconds,
             "per_frame": [
                 {
                     "frame": e["frame"],
-                    "seconds": e["seconds"],
                     "cpu_seconds": e["cpu_seconds"],
+                    "seconds": e["seconds"],
                     "heldout_psnr": e["heldout_psnr"],
                     "bytes": frame_bytes[e["frame"]],
-                    "pilot_bytes": pilot_bytes[e["frame"]],
                     **(
                         {"added": e["phases"]["full"]["added"], "changed": e["phases"]["full"]["changed"]}
                         if e["frame"]
                         else {}
                     ),
-                    "occupied": e["phases"]["full" if e["frame"] else "frame0"]["occupied"],
                 }
-                for e in log
-            ],
-            "mean_heldout_psnr_all_frames": mean(list(stream_psnr.values())),
-            "mean_heldout_psnr_frames_1plus": mean([stream_psnr[t] for t in stream_psnr if t > 0]),
-            "mean_heldout_psnr_on_scratch_frames": mean(on_scratch_frames),
+                for e in frames_log
+            ],  # fmt: skip
+            "mean_cpu_seconds_frames_1plus": mean([e["cpu_seconds"] for e in later]),
         },
-        "scratch": {
-            "frames": [r["frame"] for r in scratch_results],
-            "steps": args.frame0_steps,
-            "per_frame": scratch_results,
-            "mean_seconds": mean_scratch if scratch_results else None,
-            "mean_cpu_seconds": mean_scratch_cpu if scratch_results else None,
-            "mean_heldout_psnr": mean(scratch_psnr) if scratch_results else None,
-            "frames_planned": [f for f in args.scratch_frames if f < args.frames],
-            "frame0_heldout_psnr": stream_psnr[0],
-        },
-        "ratios": {
-            "scratch_over_stream_frame_time": mean_scratch / mean_later if scratch_results else None,
-            "scratch_over_stream_frame_cpu_time": mean_scratch_cpu / mean_later_cpu if scratch_results else None,
-            "frame0_over_stream_frame_time": frame0_train / mean_later,
-            "paper_scratch_over_stream_frame_time": 23 * 60 / 15,
-            "psnr_stream_minus_scratch_on_scratch_frames": mean(on_scratch_frames) - mean(scratch_psnr)
-            if scratch_results
-            else None,
-            "psnr_stream_frames_1plus_minus_scratch_mean": mean([stream_psnr[t] for t in stream_psnr if t > 0])
-            - mean(scratch_psnr)
-            if scratch_results
-            else None,
-            "full_grid_compressed_over_delta": frame_bytes[0] / mean_delta,
-            "full_grid_dense_fp32_over_delta": dense_fp32_bytes / mean_delta,
-            "paper_full_grid_over_delta": 4106 / 17.7,
-        },
+        "scratch": scratch_results,
         "storage": {
-            "full_grid_compressed_bytes": frame_bytes[0],
-            "full_grid_dense_fp32_bytes": dense_fp32_bytes,
+            "grid_voxels": voxels,
+            "dense_fp32_bytes": voxels * 28 * 4,
+            "sparse_state_bytes": sparse_state,
+            "frame0_compressed_bytes": frame_bytes[0],
             "mean_delta_bytes": mean_delta,
-            "max_delta_bytes": max(frame_bytes[1:]),
-            "pilot_mean_delta_bytes": mean([float(b) for b in pilot_bytes[1:]]),
-            "grid_voxels": num_voxels,
+            "mean_stored_voxels": mean([float(s) for s in stored_voxels]),
+            "mean_delta_parts": {key: mean([float(p[key]) for p in parts]) for key in parts[0]},
         },
-        "memory": {
-            "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "grid_training_state_mb": state_bytes / 2**20,
-        },
-        "seek_to_last_frame": seek,
-        "wall_seconds": time.perf_counter() - started,
     }
-    return report
+    scratch_cpu = mean([r["cpu_seconds"] for r in scratch_results])
+    entry["ratios"] = {
+        "psnr_gap_db": mean([streamed_psnr[r["frame"]] for r in scratch_results])
+        - mean([r["heldout_psnr"] for r in scratch_results]),
+        "time_ratio": scratch_cpu / entry["stream"]["mean_cpu_seconds_frames_1plus"],
+        "dense_over_delta": entry["storage"]["dense_fp32_bytes"] / mean_delta,
+        "sparse_state_over_delta": sparse_state / mean_delta,
+        "scratch_last_quarter_gain_db": mean(
+            [r["curve"][-1]["heldout_psnr"] - r["curve"][-2]["heldout_psnr"] for r in scratch_results]
+        ),
+    }
+    entry["n3dv_extrapolation"] = n3dv_extrapolation(entry)
+    return entry
 
 
-def grid_state_bytes(model) -> int:
-    """Bytes of the grids' training state: values, gradient, RMS state and the previous frame's copy, both grids."""
-    total = 0
-    for grid in (model.full, model.pilot):
-        if grid is not None:
-            total += 4 * grid.values.numel() * 3 + grid.occupancy.numel()  # values, grad, rms
-            total += 4 * grid.values.numel() + grid.occupancy.numel()  # snapshot of the previous frame
-    return total
+def scratch_frames(args: argparse.Namespace) -> list[int]:
+    """``--scratch-frames``, or the middle and the last frame (two frames spread over the stream)."""
+    chosen = args.scratch_frames if args.scratch_frames else [args.frames // 2, args.frames - 1]
+    return sorted({frame for frame in chosen if 0 < frame < args.frames})
+
+
+def summarise_stream(results: dict[str, Any]) -> dict[str, Any]:
+    """Per scene kind: each ratio's mean, std and per-seed values, and whether it meets issue 24's figure."""
+    summary: dict[str, Any] = {}
+    for kind in sorted({entry["kind"] for entry in results.values()}, key=lambda k: (k != "room", k)):
+        entries = {f"seed{e['seed']}": e for e in results.values() if e["kind"] == kind}
+        row: dict[str, Any] = {
+            name: spread({seed: e["ratios"][name] for seed, e in entries.items()})
+            for name in ("psnr_gap_db", "time_ratio", "dense_over_delta", "sparse_state_over_delta",
+                         "scratch_last_quarter_gain_db")
+        }  # fmt: skip
+        row["occupancy_after_frame0"] = spread(
+            {seed: e["scene_stats"]["occupancy_after_frame0"] for seed, e in entries.items()}
+        )
+        row["stored_fraction_of_occupied"] = spread(
+            {seed: mean(e["scene_stats"]["stored_fraction_of_occupied_per_frame"]) for seed, e in entries.items()}
+        )
+        row["moving_area_max"] = spread({seed: e["scene_stats"]["moving_area_max"] for seed, e in entries.items()})
+        row["n3dv_mb_per_frame"] = spread(
+            {seed: e["n3dv_extrapolation"]["mb_per_frame"] for seed, e in entries.items()}
+        )
+        row["meets"] = {
+            name: row[name]["mean"] is not None and row[name]["mean"] >= target for name, target in TARGETS.items()
+        }
+        summary[kind] = row
+    return summary
+
+
+def store_stream_entry(args: argparse.Namespace, entry: dict[str, Any]) -> None:
+    """Merge one entry into the results file under a lock (refusing a file made with other settings)."""
+    path = results_path(args)
+    with locked(path):
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        settings = stream_settings(args)
+        stored = report.get("configuration", {}).get("settings")
+        if stored is not None and stored != settings:
+            changed = sorted(name for name in settings if settings[name] != stored.get(name))
+            raise SystemExit(f"{path}: made with other settings ({', '.join(changed)}); write to another --output")
+        results = report.get("results", {})
+        results[f"{entry['kind']}/seed{entry['seed']}"] = entry
+        schedule = per_frame_schedule(args.pilot_steps, args.full_steps, args.lr_scale, args.sh_keep_scale)
+        report = {
+            "benchmark": "StreamRF streaming against per-frame training from scratch (issue 24)",
+            "summary": summarise_stream(results),
+            "configuration": {
+                "settings": settings,
+                "frame0_schedule": frame0_schedule(args.frame0_steps),
+                "per_frame_schedule": schedule,
+                "scratch_frames": scratch_frames(args),
+                "device": f"cpu, {args.threads} torch thread(s); times in CPU seconds of the process",
+                "targets": TARGETS,
+                "n3dv_grid": list(N3DV_GRID),
+                "published_mb_per_frame": PUBLISHED_MB_PER_FRAME,
+                "paper_config": "frame 0: 128k steps x 5000 rays, 128^3 -> 512^2x128; per frame: 750 pilot + 500 "
+                "full steps x 20000 rays (brief §1)",
+                "scenes": "room: a static textured room, table and objects with a drifting and a circling small "
+                "ball (scenegen n3dv --kind room); objects: the earlier benchmark scene, balls among balls, most of "
+                "the view in motion (--kind objects)",
+            },
+            "results": results,
+        }
+        atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))
+        plot_stream(report, path.with_suffix(".png"))
+    log(f"stored {entry['kind']}/seed{entry['seed']} in {path}")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_stream(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    from nerfstudio_methods import compat
+
+    compat.install()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    for kind in args.kinds:
+        for seed in args.seeds:
+            entry = stream_one(args, kind, seed, work)
+            store_stream_entry(args, entry)
+            print(json.dumps(entry["ratios"], indent=1), flush=True)
 
 
 # --- ablation mode -------------------------------------------------------------------------------------------
@@ -557,31 +652,33 @@ def run_ablations(args: argparse.Namespace) -> None:
 
 
 def plot_stream(report: dict[str, Any], path: Path) -> None:
+    """Per scene kind: held-out PSNR per frame (streamed, each seed; from scratch as points) and storage per frame
+    against the dense and the sparse grid."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stream = report["stream"]["per_frame"]
-    scratch = report["scratch"]["per_frame"]
-    frames = [e["frame"] for e in stream]
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].bar(frames, [e["seconds"] for e in stream], label="StreamRF (frame 0: from scratch + pilot)")
-    axes[0].scatter(
-        [r["frame"] for r in scratch], [r["seconds"] for r in scratch], color="C3", label="from scratch", zorder=3
-    )
-    axes[0].set(xlabel="frame", ylabel="training seconds", yscale="log", title="training time per frame")
-    axes[1].plot(frames, [e["heldout_psnr"] for e in stream], marker="o", label="StreamRF")
-    axes[1].scatter(
-        [r["frame"] for r in scratch], [r["heldout_psnr"] for r in scratch], color="C3", label="from scratch", zorder=3
-    )
-    axes[1].set(xlabel="frame", ylabel="held-out PSNR (dB)", title="cam00 PSNR per frame")
-    storage = report["storage"]
-    axes[2].bar(frames, [e["bytes"] / 1024 for e in stream], label="stored per frame")
-    axes[2].axhline(storage["full_grid_dense_fp32_bytes"] / 1024, color="C3", label="dense fp32 grid")
-    axes[2].set(xlabel="frame", ylabel="KB", yscale="log", title="storage per frame")
-    for axis in axes:
-        axis.legend(fontsize=8)
+    kinds = list(report["summary"])
+    figure, axes = plt.subplots(len(kinds), 2, figsize=(12, 3.8 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        entries = [e for e in report["results"].values() if e["kind"] == kind]
+        for index, entry in enumerate(sorted(entries, key=lambda e: e["seed"])):
+            frames = entry["stream"]["per_frame"]
+            colour = f"C{index}"
+            axes[row][0].plot([f["frame"] for f in frames], [f["heldout_psnr"] for f in frames], marker=".",
+                              color=colour, label=f"streamed, seed {entry['seed']}")  # fmt: skip
+            axes[row][0].scatter([r["frame"] for r in entry["scratch"]], [r["heldout_psnr"] for r in entry["scratch"]],
+                                 color=colour, marker="x", s=60, label=f"from scratch, seed {entry['seed']}")  # fmt: skip
+            axes[row][1].plot([f["frame"] for f in frames[1:]], [f["bytes"] / 1024 for f in frames[1:]], marker=".",
+                              color=colour, label=f"delta, seed {entry['seed']}")  # fmt: skip
+        storage = entries[0]["storage"]
+        axes[row][1].axhline(storage["dense_fp32_bytes"] / 1024, color="k", label="dense fp32 grid")
+        axes[row][1].axhline(storage["sparse_state_bytes"] / 1024, color="k", linestyle="--", label="sparse grid state")
+        axes[row][0].set(xlabel="frame", ylabel="held-out PSNR (dB)", title=f"{kind}: cam00 per frame")
+        axes[row][1].set(xlabel="frame", ylabel="KB", yscale="log", title=f"{kind}: storage per frame")
+        for axis in axes[row]:
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
@@ -611,8 +708,8 @@ def plot_ablations(report: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.ablations:
         run_ablations(args)
     else:
