@@ -276,12 +276,57 @@ def mononerf_preprocessing() -> str:
     return "\n".join(lines)
 
 
+def streamrf_stream(report: dict | None = None) -> str:
+    """Per scene kind (issue 24): PSNR gap, time ratio, the two storage ratios against their targets, the scene's
+    occupancy and stored share, and the storage per frame at N3DV's size beside the published figures."""
+    report = report if report is not None else _load("streamrf_stream.json")
+    if "summary" not in report:
+        return "(no runs of the current benchmark in benchmarks/results/streamrf_stream.json)"
+    targets = report["configuration"]["targets"]
+
+    def cell(row: dict, name: str, digits: int = 2, unit: str = "") -> str:
+        met = "met" if row["meets"][name] else "not met"
+        return f"{_mean(row[name], digits, unit)} ({_per_seed(row[name], digits)}; {met})"
+
+    lines = [
+        f"| scene | seeds | streamed - from scratch (dB; target >= {targets['psnr_gap_db']}) "
+        f"| time per frame, scratch / streamed (CPU s; target >= {targets['time_ratio']:g}) "
+        f"| dense fp32 grid / delta (target >= {targets['dense_over_delta']:g}) "
+        f"| sparse grid state / delta (target >= {targets['sparse_state_over_delta']:g}) "
+        "| occupancy after frame 0 | stored share of occupied voxels per frame | moving area, max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind, row in report["summary"].items():
+        lines.append(
+            f"| {kind} | {len(row['psnr_gap_db']['per_seed'])} | {cell(row, 'psnr_gap_db')} "
+            f"| {cell(row, 'time_ratio', 1)} | {cell(row, 'dense_over_delta', 0)} "
+            f"| {cell(row, 'sparse_state_over_delta', 1)} | {_mean(row['occupancy_after_frame0'], 3)} "
+            f"| {_mean(row['stored_fraction_of_occupied'], 3)} | {_mean(row['moving_area_max'], 3)} |"
+        )
+    published = ", ".join(f"{name} {mb:g} MB" for name, mb in report["configuration"]["published_mb_per_frame"].items())
+    extrapolated = ", ".join(
+        f"{kind} {_mean(row['n3dv_mb_per_frame'], 2)} MB" for kind, row in report["summary"].items()
+    )
+    lines += [
+        "",
+        f"Storage per frame extrapolated to N3DV's {' x '.join(map(str, report['configuration']['n3dv_grid']))} grid "
+        f"from each run's occupancy and stored share: {extrapolated}; published on N3DV: {published}. From-scratch "
+        "frames' last quarter of steps added "
+        + ", ".join(
+            f"{kind} {_mean(row['scratch_last_quarter_gain_db'])} dB" for kind, row in report["summary"].items()
+        )
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "soft_mining_convergence": soft_mining_convergence,
     "soft_mining_step_cost": soft_mining_step_cost,
     "mononerf_unseen_scene": mononerf_unseen_scene,
     "mononerf_unseen_frames": mononerf_unseen_frames,
     "mononerf_preprocessing": mononerf_preprocessing,
+    "streamrf_stream": streamrf_stream,
 }
 
 

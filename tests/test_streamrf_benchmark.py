@@ -98,3 +98,7 @@ def test_smoke_run_writes_the_summary_of_both_scene_kinds(tmp_path: Path) -> Non
     assert 0 < room["scene_stats"]["moving_area_max"] <= 0.05
     assert "MB" in room["n3dv_extrapolation"]["arithmetic"]
     assert (tmp_path / "streamrf_stream.png").is_file()
+    import render_results
+
+    table = render_results.streamrf_stream(report).splitlines()
+    assert [line.split(" | ")[0] for line in table[2:4]] == ["| room", "| objects"]
