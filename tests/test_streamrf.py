@@ -943,3 +943,22 @@ def test_a_frame_never_trained_renders_the_background_not_the_newest_frame(tmp_p
     assert torch.all(outputs["rgb"][: rays // 2] < background - 0.2)
     assert torch.all(outputs["accumulation"][rays // 2 :] == 0)
     assert torch.allclose(outputs["rgb"][rays // 2 :], torch.full((rays // 2, 3), background))
+
+
+def test_a_grid_trained_from_scratch_outside_a_stream_renders_its_own_frame() -> None:
+    """A frame trained from scratch without a store (the benchmark's reference arm) and finished but never marked
+    stored: the live grid is that frame's, so its frame renders from it, and only later frames are empty."""
+    from nerfstudio_methods.streamrf.model import Phase
+    from nerfstudio_methods.streamrf.state import make_state
+
+    model = make_model()
+    model.start_phase(Phase.FRAME0, 3)
+    values = torch.zeros(GRID_CHANNELS, 8, 8, 8)
+    values[0] = 50.0
+    model.full = make_state(SparseGrid.from_dense(model.full_spec, values, values[0] > 0), "sparse")  # type: ignore[arg-type]
+    assert model.newest_trained_frame() == 3  # while it trains
+    model.finish_phase()
+    assert model.phase is None and model.newest_trained_frame() == 3  # and once it is finished
+    model.eval()
+    assert model.grid_for_frame(3) is not None and bool(model.grid_for_frame(3).occupancy.any())
+    assert not bool(model.grid_for_frame(4).occupancy.any())

@@ -547,11 +547,11 @@ def forward_facing_scene(seed: int = 0, dynamic: bool = False, num_objects: int 
     return Scene(primitives=tuple(primitives), background=np.zeros(3))
 
 
-def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5) -> Scene:
+def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5, wall_radius: float = 8.0) -> Scene:
     """A static, textured room with one or two small moving objects, shaped like N3DV's kitchen or Meet Room's
     discussion (a mostly static room, a few percent of the image in motion); cameras as in :func:`forward_facing_scene`.
 
-    Walls: an opaque inside-out shell of radius 8. Table: the top of a large opaque sphere (radius 40), level at
+    Walls: an opaque inside-out shell of radius ``wall_radius``. Table: the top of a large opaque sphere (radius 40), level at
     y = -1 in view, textured finely enough to show parallax. ``num_static`` textured objects rest on it at depths
     2.5-5.5. ``num_moving`` (1 or 2) small balls (radius 0.12-0.2) move in front of them: the first drifts sideways,
     the second circles in the image plane, so that at 55 degrees of field of view each covers about 1-2% of the image.
@@ -613,7 +613,7 @@ def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5) -> Scene
     primitives.append(
         Sphere(
             center=np.zeros(3),
-            radius=8.0,
+            radius=wall_radius,
             sigma=math.inf,
             colour=np.array([0.55, 0.55, 0.5]),
             texture=Texture(kind="smooth", colour_b=np.array([0.8, 0.75, 0.6]), frequency=14, pole=1),

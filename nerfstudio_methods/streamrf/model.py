@@ -235,6 +235,8 @@ class StreamRFModel(Model):
         self.player: Optional[GridPlayer] = None
         self.finished_frames = 0
         """Frames of the full grid in the store (0..finished_frames-1); the live full grid is the newest."""
+        self.full_frame = -1
+        """The frame whose full pass (or frame-0 training) the live full grid last finished; -1 before any."""
         self._nerfacc: dict[GridSpec, NerfaccSampler] = {}
         self._stored: Optional[tuple[Tensor, SparseGrid]] = None
         self.register_buffer("frames_done", torch.zeros((), dtype=torch.long))
@@ -272,6 +274,7 @@ class StreamRFModel(Model):
             else self.new_state(SparseGrid(self.pilot_spec, pilot[0].to(device), pilot[1].to(device)))
         )
         self.finished_frames = finished_frames
+        self.full_frame = finished_frames - 1
         self.frames_done.fill_(finished_frames)
         self.phase = None
 
@@ -434,6 +437,8 @@ class StreamRFModel(Model):
                 self.guidance = PilotGuidance(changed=changed, added=added, removed=previous_occupancy & ~occupancy)
             grid.set(SparseGrid(grid.spec, *decoded))
         grid.reset_optimizer()
+        if phase in (Phase.FRAME0, Phase.FULL):
+            self.full_frame = self.phase_frame
         self.previous = None
         self.phase = None
         self.update_mask = None
@@ -460,14 +465,14 @@ class StreamRFModel(Model):
         return self._stored[1]
 
     def newest_trained_frame(self) -> int:
-        """The last frame with a grid of its own: the frame the live full grid is training (mid-training), else the
+        """The last frame with a grid of its own: the frame the live full grid is training or last finished, or the
         newest stored frame; -1 before any. Later frames were never trained (an unfinished or interrupted run)."""
         stored = self.player.store.num_finished() if self.player is not None else 0
-        if self.full is not None and self.phase in (Phase.FRAME0, Phase.FULL):
-            return max(self.phase_frame, stored - 1)
+        newest = max(stored, self.finished_frames) - 1
         if self.full is not None:
-            return max(self.finished_frames, stored) - 1
-        return stored - 1
+            live = self.phase_frame if self.phase in (Phase.FRAME0, Phase.FULL) else self.full_frame
+            newest = max(newest, live)
+        return newest
 
     def grid_for_frame(self, frame: int) -> GridLookup:
         """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame), the live grid
