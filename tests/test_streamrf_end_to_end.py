@@ -148,10 +148,9 @@ def test_ns_render_renders_the_held_out_camera_across_time(resumed_run: Path) ->
     assert frames.shape == (FRAMES, 32, 32, 3)  # one video frame per time step (small changes may not survive h264)
 
 
-def test_resume_after_a_hard_kill_during_a_full_pass(tmp_path: Path) -> None:
-    """``kill -9`` while frame 2's full pass runs, before any checkpoint exists; then the README's resume command
-    (``--load-dir <run>/nerfstudio_models``, a folder the killed run never made) finishes the stream from the frame
-    store, keeping the finished frames byte for byte."""
+def kill_during_frame_2_full_pass(command: list[str], cwd: Path, killed_store: Path, settle: float = 0.0) -> int:
+    """Start ``ns-train`` and ``kill -9`` it once frames 0 and 1 are stored and frame 2's pilot pass is done (its
+    full pass running), ``settle`` seconds later; returns the exit status."""
     import os
     import signal
     import subprocess
@@ -159,15 +158,9 @@ def test_resume_after_a_hard_kill_during_a_full_pass(tmp_path: Path) -> None:
 
     from tests.conftest import BIN
 
-    frames, full_steps = 4, 200  # a long full pass: a wide window to kill the process in
-    scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
-                           "--num-frames", str(frames))  # fmt: skip
-    data = ["n3dv-data", "--data", str(scene), "--downscale-factor", "1"]
-    settings = [*TINY, "--pipeline.model.steps-per-frame", str(full_steps)]
-    killed_store = store(tmp_path, "killed")
     process = subprocess.Popen(
-        [str(BIN / "ns-train"), "streamrf", *settings, "--timestamp", "killed", *data],
-        cwd=tmp_path,
+        [str(BIN / "ns-train"), *command],
+        cwd=cwd,
         env={**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -176,17 +169,35 @@ def test_resume_after_a_hard_kill_during_a_full_pass(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
-            # frames 0 and 1 finished, frame 2's pilot pass done: its full pass is running
             if (killed_store / "pilot" / "frame_00002.npz").is_file():
                 break
             time.sleep(0.02)
         assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(settle)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == -signal.SIGKILL
+    return process.returncode
+
+
+def test_resume_after_a_hard_kill_during_a_full_pass(tmp_path: Path) -> None:
+    """``kill -9`` while frame 2's full pass runs, before any checkpoint exists; then the README's resume command
+    (``--load-dir <run>/nerfstudio_models``, a folder the killed run never made) finishes the stream from the frame
+    store, keeping the finished frames byte for byte."""
+    import signal
+
+    frames, full_steps = 4, 200  # a long full pass: a wide window to kill the process in
+    scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
+                           "--num-frames", str(frames))  # fmt: skip
+    data = ["n3dv-data", "--data", str(scene), "--downscale-factor", "1"]
+    settings = [*TINY, "--pipeline.model.steps-per-frame", str(full_steps)]
+    killed_store = store(tmp_path, "killed")
+    status = kill_during_frame_2_full_pass(
+        ["streamrf", *settings, "--timestamp", "killed", *data], tmp_path, killed_store
+    )
+    assert status == -signal.SIGKILL
     finished = sorted(p.name for p in killed_store.glob("frame_*.npz"))
     assert finished == ["frame_00000.npz", "frame_00001.npz"]
     kept = {name: (killed_store / name).read_bytes() for name in finished}
@@ -229,41 +240,18 @@ def test_a_killed_run_is_evaluated_and_rendered_on_its_trained_frames_wherever_i
     """``kill -9`` after 2 of 4 frames (checkpoints saved every few steps): ``ns-eval`` measures frames 0 and 1 only
     and says 2 are missing; ``ns-render`` of the held-out camera across time stops after frame 1 instead of
     repeating it; the run folder moved elsewhere (the original removed) reads its own frames and checkpoints."""
-    import os
     import shutil
     import signal
-    import subprocess
-    import time
-
-    from tests.conftest import BIN
 
     frames, full_steps = 4, 200
     scene = generate_scene("n3dv", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "4",
                            "--num-frames", str(frames))  # fmt: skip
-    settings = [*TINY, "--pipeline.model.steps-per-frame", str(full_steps), "--steps-per-save", "5",
-                "n3dv-data", "--data", str(scene), "--downscale-factor", "1"]  # fmt: skip
+    settings = [*TINY, "--pipeline.model.steps-per-frame", str(full_steps), "--steps-per-save", "5"]
+    data = ["n3dv-data", "--data", str(scene), "--downscale-factor", "1"]
     killed_store = store(tmp_path, "killed")
-    process = subprocess.Popen(
-        [str(BIN / "ns-train"), "streamrf", *settings[:-5], "--timestamp", "killed", *settings[-5:]],
-        cwd=tmp_path,
-        env={**os.environ, **ONE_THREAD, "PYTHONWARNINGS": "ignore"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            if (killed_store / "pilot" / "frame_00002.npz").is_file():  # frames 0, 1 stored; frame 2's full pass runs
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.5)  # a few full-pass steps, so that a checkpoint after frame 1 exists
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    # a few full-pass steps after frame 1, so that a checkpoint after frame 1 exists
+    command = ["streamrf", *settings, "--timestamp", "killed", *data]
+    assert kill_during_frame_2_full_pass(command, tmp_path, killed_store, settle=0.5) == -signal.SIGKILL
     run = killed_store.parent
     assert sorted(p.name for p in killed_store.glob("frame_*.npz")) == ["frame_00000.npz", "frame_00001.npz"]
     assert any((run / "nerfstudio_models").glob("step-*.ckpt"))
