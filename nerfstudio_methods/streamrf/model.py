@@ -464,10 +464,15 @@ class StreamRFModel(Model):
             self._stored = (values, SparseGrid(self.full_spec, values.to(self.device), occupancy.to(self.device)))
         return self._stored[1]
 
-    def newest_trained_frame(self) -> int:
+    def stored_frames(self) -> int:
+        """Frames in the store (each call looks at the folder)."""
+        return self.player.store.num_finished() if self.player is not None else 0
+
+    def newest_trained_frame(self, stored: Optional[int] = None) -> int:
         """The last frame with a grid of its own: the frame the live full grid is training or last finished, or the
-        newest stored frame; -1 before any. Later frames were never trained (an unfinished or interrupted run)."""
-        stored = self.player.store.num_finished() if self.player is not None else 0
+        newest stored frame; -1 before any. Later frames were never trained (an unfinished or interrupted run).
+        ``stored``: :meth:`stored_frames`, when the caller has just read it."""
+        stored = self.stored_frames() if stored is None else stored
         newest = max(stored, self.finished_frames) - 1
         if self.full is not None:
             live = self.phase_frame if self.phase in (Phase.FRAME0, Phase.FULL) else self.full_frame
@@ -478,13 +483,13 @@ class StreamRFModel(Model):
         """The grid shown at ``frame``: stored frames by replay (or the live grid when it is that frame), the live grid
         for the frame it is training; an empty grid (the background) for a frame never trained, so that an unfinished
         run never shows another frame's grid as this one's."""
-        stored = self.player.store.num_finished() if self.player is not None else 0
+        stored = self.stored_frames()
         live = None if self.full is None else self.full.lookup()
         live_is_stored = live is not None and self.phase not in (Phase.FRAME0, Phase.FULL) and self.finished_frames > 0
         if frame < stored and not (live_is_stored and frame == self.finished_frames - 1):
             assert self.player is not None
             return self.stored_grid(frame)
-        if frame > self.newest_trained_frame():
+        if frame > self.newest_trained_frame(stored):
             return self.empty_grid()
         if live is not None:
             return live
