@@ -35,12 +35,18 @@ class StreamRFTrainerConfig(TrainerConfig):
     max_num_iterations: int = 1_000_000_000
     """Upper bound on training steps; the run takes the steps its frames need (see StreamRFTrainer)."""
 
+    def uses_default_frame_store(self) -> bool:
+        """No ``--pipeline.frame-store`` of the user's: None, or the path runs before this change wrote into
+        config.yml (their first folder's ``streamrf_frames``), which is read as the default."""
+        store = self.pipeline.frame_store
+        return store is None or Path(store) == self.get_base_dir() / FRAMES_DIR
+
     def assign_frame_store(self) -> Path:
-        """``<run>/streamrf_frames`` unless ``--pipeline.frame-store`` names another folder. config.yml keeps no path
-        (runs before this kept their first folder's: read as the default), so a moved run reads its own frames."""
-        pinned_default = self.get_base_dir() / FRAMES_DIR
-        if self.pipeline.frame_store is None or Path(self.pipeline.frame_store) == pinned_default:
-            self.pipeline.frame_store = pinned_default
+        """``<run>/streamrf_frames`` unless ``--pipeline.frame-store`` names another folder. config.yml keeps no path,
+        so a moved run reads its own frames."""
+        if self.uses_default_frame_store():
+            self.pipeline.frame_store = self.get_base_dir() / FRAMES_DIR
+        assert self.pipeline.frame_store is not None
         return self.pipeline.frame_store
 
     def get_checkpoint_dir(self) -> Path:
@@ -49,7 +55,7 @@ class StreamRFTrainerConfig(TrainerConfig):
         loaded = compat.config_file_being_loaded()
         if loaded is not None:
             run = loaded.parent
-            if self.pipeline.frame_store is None or Path(self.pipeline.frame_store) == self.get_base_dir() / FRAMES_DIR:
+            if self.uses_default_frame_store():
                 self.pipeline.frame_store = run / FRAMES_DIR
             return run / self.relative_model_dir
         return super().get_checkpoint_dir()
