@@ -40,6 +40,14 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def refuse_other_settings(path: Path, stored: dict[str, Any] | None, now: dict[str, Any]) -> None:
+    """Stop, naming the settings that differ, when the results file at ``path`` was made with settings other than
+    ``now`` (``stored`` None: nothing stored yet)."""
+    if stored is not None and stored != now:
+        changed = sorted(name for name in now if now[name] != stored.get(name))
+        raise SystemExit(f"{path}: made with other settings ({', '.join(changed)}); write to another --output")
+
+
 def spread(per_seed: dict[str, float | None]) -> dict[str, Any]:
     """Mean and sample standard deviation over seeds (None when a seed has no value: then the mean is over the
     others and ``missing`` counts them)."""

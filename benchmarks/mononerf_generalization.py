@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, locked, seed_everything, spread  # noqa: E402
+from _common import atomic_write, locked, refuse_other_settings, seed_everything, spread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BALLOON1 = REPO.parent / "shared" / "data" / "nvidia_dynamic" / "Balloon1"
@@ -1178,9 +1178,7 @@ def store(path: Path, args: argparse.Namespace, comparison: str, key: str, entry
                 (stored.get("comparison_settings", {}).get(comparison), mine["comparison_settings"][comparison])
             )
         for before, now in pairs:
-            if before is not None and before != now:
-                changed = sorted(name for name in now if now[name] != before.get(name))
-                raise SystemExit(f"{path}: made with other settings ({', '.join(changed)}); write to another --output")
+            refuse_other_settings(path, before, now)
         # Comparisons not run by this process keep the settings they were made with.
         for other, settings in stored.get("comparison_settings", {}).items():
             if other != comparison and other in results:

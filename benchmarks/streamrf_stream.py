@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import atomic_write, locked, spread  # noqa: E402
+from _common import atomic_write, locked, refuse_other_settings, spread  # noqa: E402
 
 PAPER_FRAME0_STEPS = 128000
 PAPER_LR_DECAY_STEPS = 250000
@@ -482,10 +482,7 @@ def store_stream_entry(args: argparse.Namespace, entry: dict[str, Any]) -> None:
     with locked(path):
         report = json.loads(path.read_text()) if path.is_file() else {}
         settings = stream_settings(args)
-        stored = report.get("configuration", {}).get("settings")
-        if stored is not None and stored != settings:
-            changed = sorted(name for name in settings if settings[name] != stored.get(name))
-            raise SystemExit(f"{path}: made with other settings ({', '.join(changed)}); write to another --output")
+        refuse_other_settings(path, report.get("configuration", {}).get("settings"), settings)
         results = report.get("results", {})
         results[f"{entry['kind']}/seed{entry['seed']}"] = entry
         schedule = per_frame_schedule(args.pilot_steps, args.full_steps, args.lr_scale, args.sh_keep_scale)
