@@ -60,6 +60,16 @@ def assert_succeeded(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """The command stopped with status 2 and one ``error:`` line holding every fragment, without a traceback."""
+    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert "Traceback" not in result.stderr
+
+
 def generate_scene(fmt: str, output: Path, *options: str) -> Path:
     """Write a generated dataset with the package's CLI (``nerfstudio-methods-scene``) and return its folder."""
     assert_succeeded(

@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 
 from nerfstudio_methods.compat import checkpoint_error_message
-from tests.conftest import assert_succeeded, generate_scene, run_command
+from tests.conftest import assert_succeeded, generate_scene, one_error_line, run_command
 from tests.test_infonerf_end_to_end import FEW_SHOT, TINY
-
-
-def one_error_line(result, *fragments: str) -> None:
-    assert result.returncode == 2, result.stdout[-1500:] + result.stderr[-1500:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
