@@ -317,6 +317,22 @@ def streamrf_stream(report: dict | None = None) -> str:
         )
         + ".",
     ]
+    for kind, row in report["summary"].items():
+        explained = row.get("occupancy_explained")
+        if explained is None:
+            continue
+        lines += [
+            "",
+            f"Why {kind}'s frame 0 occupies what it does: the near half of NDC depth is "
+            f"{_mean(explained['near_half_occupancy'], 3)} occupied, the far half "
+            f"{_mean(explained['far_half_occupancy'], 3)}; {_mean(explained['visible_fraction_of_occupied'], 3)} of the "
+            "occupied voxels are seen by a training camera, and "
+            f"{_mean(explained['semi_transparent_fraction'], 3)} of them are semi-transparent (under half opaque "
+            "across one voxel). The voxels at least half opaque fill "
+            f"{_mean(explained['occupancy_of_voxels_at_least_half_opaque'], 3)} of the grid, but frame 0's held-out "
+            f"view drops from {_mean(explained['heldout_psnr_frame0'])} dB to "
+            f"{_mean(explained['heldout_psnr_frame0_opaque_voxels_only'])} dB when rendered from them alone.",
+        ]
     return "\n".join(lines)
 
 

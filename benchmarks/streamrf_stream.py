@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -66,10 +67,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None, help="results folder (benchmarks/results)")
     parser.add_argument("--work", type=Path, default=None, help="scenes and frame stores (bench_results/)")
     parser.add_argument("--ablations", action="store_true", help="run the convergence curve and the ablations")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="add the occupancy analysis of the finished runs (their frame stores in --work)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
     parser.add_argument("--kinds", nargs="+", choices=("room", "objects"), default=["room", "objects"],
                         help="generated videos: N3DV-shaped room, and the earlier moving-balls scene")  # fmt: skip
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="a new scene per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="a new scene per seed (0 tuned)")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--cameras", type=int, default=6, help="cameras including the held-out cam00")
     parser.add_argument("--width", type=int, default=64)
@@ -449,6 +455,120 @@ def scratch_frames(args: argparse.Namespace) -> list[int]:
     return sorted({frame for frame in chosen if 0 < frame < args.frames})
 
 
+def octile_sums(mask: Tensor) -> Tensor:
+    """Voxels of ``mask`` in each eighth of the grid's NDC depth (z slabs, near to far)."""
+    slabs = mask.shape[0]
+    return torch.stack([mask[k * slabs // 8 : (k + 1) * slabs // 8].float().sum() for k in range(8)])
+
+
+def explain_occupancy(args: argparse.Namespace, kind: str, seed: int) -> dict[str, Any]:
+    """Where frame 0's occupied voxels and each frame's stored voxels lie, and what the held-out view loses when the
+    semi-transparent voxels are dropped: measures why the occupancy is what it is (issue 24 asks 10-25%)."""
+    from nerfstudio_methods.streamrf.codec import unpack_mask
+    from nerfstudio_methods.streamrf.grid import SparseGrid
+    from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
+
+    folder = args.work / f"{kind}_seed{seed}"
+    store = FrameStore(folder / "streamrf_frames")
+    pipeline = make_pipeline(args, folder / "scene", None, frame0_schedule(args.frame0_steps), args.frames)
+    model, spec = pipeline.model, pipeline.model.full_spec
+    values, occupancy = GridPlayer(store).grid(0)
+    voxel_depth = 2.0 / spec.shape[0]  # NDC z runs over [-1, 1]
+    opacity = 1.0 - torch.exp(-torch.relu(values[:, 0]) * voxel_depth)
+    # Visibility: a voxel whose value moves no training pixel is hidden from every training camera.
+    data = values.clone().requires_grad_(True)
+    grid = SparseGrid(spec, data, occupancy)
+    cameras = pipeline.datamanager.train_dataset.cameras
+    frame_index = pipeline.datamanager.train_dataset.metadata["frame_index"]
+    for index in torch.nonzero(frame_index == 0)[:, 0].tolist():
+        rays = cameras.generate_rays(camera_indices=index).flatten()
+        out = model.render_grid(grid, rays.origins, rays.directions, model.config.frame0_stop_thresh)
+        (out["rgb"].sum() + out["accumulation"].sum()).backward()
+    assert data.grad is not None
+    visible = data.grad.abs().amax(dim=1) > 1e-6
+
+    # The held-out camera at frame 0 rendered from the whole grid and from its opaque voxels only.
+    eval_data = pipeline.datamanager.eval_dataset
+    heldout = int(torch.nonzero(eval_data.metadata["frame_index"] == 0)[0, 0])
+    rays = eval_data.cameras.generate_rays(camera_indices=heldout).flatten()
+    image = eval_data.get_image_float32(heldout)[..., :3].reshape(-1, 3)
+
+    def heldout_psnr(keep: Tensor) -> float:
+        kept = occupancy.clone()
+        kept[occupancy] = keep
+        with torch.no_grad():
+            rgb = model.render_grid(SparseGrid(spec, values[keep], kept), rays.origins, rays.directions,
+                                    model.config.frame0_stop_thresh)["rgb"]  # fmt: skip
+        return float(-10.0 * torch.log10(torch.mean((rgb.clamp(0, 1) - image) ** 2)))
+
+    everything = torch.ones_like(visible)
+    # Voxels stored by each later frame's delta (added, or kept with changed SH), by depth.
+    stored_octiles = []
+    player = GridPlayer(store)
+    for frame in range(1, store.num_finished()):
+        _, before = player.grid(frame - 1)
+        delta = store.read_delta(frame)
+        now = unpack_mask(delta.occupancy_bits, before.numel()).reshape(before.shape)
+        kept = before & now
+        stored = now & ~before
+        stored[kept] = unpack_mask(delta.changed_bits, int(kept.sum()))
+        stored_octiles.append(octile_sums(stored) / octile_sums(now).clamp_min(1))
+    return {
+        "occupancy": float(occupancy.float().mean()),
+        "occupancy_by_depth_octile": (octile_sums(occupancy) / (spec.num_voxels / 8)).tolist(),
+        "visible_fraction_of_occupied": float(visible.float().mean()),
+        "voxel_opacity_quantiles_10_50_90": torch.quantile(opacity, torch.tensor([0.1, 0.5, 0.9])).tolist(),
+        "semi_transparent_fraction": float((opacity < 0.5).float().mean()),
+        "occupancy_of_voxels_at_least_half_opaque": float((opacity >= 0.5).float().sum() / spec.num_voxels),
+        "heldout_psnr_frame0": heldout_psnr(everything),
+        "heldout_psnr_frame0_opaque_voxels_only": heldout_psnr(opacity >= 0.5),
+        "stored_share_of_occupied_by_depth_octile": torch.stack(stored_octiles).mean(dim=0).tolist(),
+    }
+
+
+def summarise_occupancy(analysis: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per scene kind, over seeds: occupancy of the near and far halves of NDC depth, the semi-transparent share,
+    and the held-out PSNR of frame 0 with every voxel and with the at-least-half-opaque voxels only."""
+    rows: dict[str, dict[str, Any]] = {}
+    for kind in sorted({name.split("/seed")[0] for name in analysis}, key=lambda k: (k != "room", k)):
+        runs = {name.split("/")[1]: entry for name, entry in analysis.items() if name.startswith(f"{kind}/")}
+        rows[kind] = {
+            "near_half_occupancy": spread({s: mean(e["occupancy_by_depth_octile"][:4]) for s, e in runs.items()}),
+            "far_half_occupancy": spread({s: mean(e["occupancy_by_depth_octile"][4:]) for s, e in runs.items()}),
+            "visible_fraction_of_occupied": spread({s: e["visible_fraction_of_occupied"] for s, e in runs.items()}),
+            "semi_transparent_fraction": spread({s: e["semi_transparent_fraction"] for s, e in runs.items()}),
+            "occupancy_of_voxels_at_least_half_opaque": spread(
+                {s: e["occupancy_of_voxels_at_least_half_opaque"] for s, e in runs.items()}
+            ),
+            "heldout_psnr_frame0": spread({s: e["heldout_psnr_frame0"] for s, e in runs.items()}),
+            "heldout_psnr_frame0_opaque_voxels_only": spread(
+                {s: e["heldout_psnr_frame0_opaque_voxels_only"] for s, e in runs.items()}
+            ),
+        }
+    return rows
+
+
+def run_explain(args: argparse.Namespace) -> None:
+    """Add ``occupancy_analysis`` (:func:`explain_occupancy`) for every run in the results file."""
+    torch.set_num_threads(args.threads)
+    from nerfstudio_methods import compat
+
+    compat.install()
+    path = results_path(args)
+    names = list(json.loads(path.read_text())["results"])
+    analysis = {}
+    for name in names:
+        kind, seed = name.split("/seed")
+        analysis[name] = explain_occupancy(args, kind, int(seed))
+        log(f"{name}: {json.dumps(analysis[name])}")
+    with locked(path):
+        report = json.loads(path.read_text())
+        report["occupancy_analysis"] = analysis
+        for kind, row in summarise_occupancy(analysis).items():
+            report["summary"][kind]["occupancy_explained"] = row
+        atomic_write(path, lambda temporary: temporary.write_text(json.dumps(report, indent=1)))
+
+
 def summarise_stream(results: dict[str, Any]) -> dict[str, Any]:
     """Per scene kind: each ratio's mean, std and per-seed values, and whether it meets issue 24's figure."""
     summary: dict[str, Any] = {}
@@ -500,6 +620,9 @@ def store_stream_entry(args: argparse.Namespace, entry: dict[str, Any]) -> None:
                 "published_mb_per_frame": PUBLISHED_MB_PER_FRAME,
                 "paper_config": "frame 0: 128k steps x 5000 rays, 128^3 -> 512^2x128; per frame: 750 pilot + 500 "
                 "full steps x 20000 rays (brief §1)",
+                "settings_chosen_on": "the per-frame schedule (pilot + full steps, rates, SH keep scale) was chosen by "
+                "the ablations (streamrf_ablations.json, objects scene of seed 0, frames 1-5) and a pilot room run of "
+                "seed 0; the reported scenes are seeds 1-3 of each kind",
                 "scenes": "room: a static textured room, table and objects with a drifting and a circling small "
                 "ball (scenegen n3dv --kind room); objects: the earlier benchmark scene, balls among balls, most of "
                 "the view in motion (--kind objects)",
@@ -709,6 +832,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.ablations:
         run_ablations(args)
+    elif args.explain:
+        run_explain(args)
+    elif args.smoke:
+        run_stream(args)
+        run_explain(args)
     else:
         run_stream(args)
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -80,6 +81,27 @@ def test_a_results_file_refuses_runs_of_other_settings(tmp_path: Path) -> None:
     assert list(json.loads((tmp_path / "streamrf_stream.json").read_text())["results"]) == ["room/seed0"]
 
 
+def test_octile_sums_and_the_occupancy_summary_by_hand() -> None:
+    mask = torch.zeros(16, 2, 2, dtype=torch.bool)
+    mask[0, 0, 0] = mask[1] = True  # slab 0: 1 + 4 voxels
+    mask[15, 1, 1] = True  # slab 7: 1 voxel
+    assert bench.octile_sums(mask).tolist() == [5.0, 0, 0, 0, 0, 0, 0, 1.0]
+
+    def run(near: float, far: float, psnr: float) -> dict:
+        return {"occupancy_by_depth_octile": [near] * 4 + [far] * 4, "visible_fraction_of_occupied": 0.9,
+                "semi_transparent_fraction": 0.8, "occupancy_of_voxels_at_least_half_opaque": 0.05,
+                "heldout_psnr_frame0": psnr, "heldout_psnr_frame0_opaque_voxels_only": psnr - 10}  # fmt: skip
+
+    rows = bench.summarise_occupancy({"objects/seed1": run(0.5, 0.5, 20), "room/seed1": run(0.1, 0.9, 30),
+                                      "room/seed2": run(0.3, 0.7, 32)})  # fmt: skip
+    assert list(rows) == ["room", "objects"]
+    assert rows["room"]["near_half_occupancy"]["mean"] == pytest.approx(0.2)
+    assert rows["room"]["far_half_occupancy"]["per_seed"] == {"seed1": 0.9, "seed2": 0.7}
+    assert rows["room"]["heldout_psnr_frame0_opaque_voxels_only"]["mean"] == pytest.approx(21.0)
+    assert rows["objects"]["semi_transparent_fraction"] == {"mean": 0.8, "std": 0.0, "per_seed": {"seed1": 0.8},
+                                                            "missing": 0}  # fmt: skip
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_the_summary_of_both_scene_kinds(tmp_path: Path) -> None:
     result = subprocess.run(
@@ -88,7 +110,7 @@ def test_smoke_run_writes_the_summary_of_both_scene_kinds(tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "streamrf_stream.json").read_text())
-    assert list(report) == ["benchmark", "summary", "configuration", "results"]
+    assert list(report) == ["benchmark", "summary", "configuration", "results", "occupancy_analysis"]
     assert set(report["summary"]) == {"room", "objects"}
     for row in report["summary"].values():
         for name in ("psnr_gap_db", "time_ratio", "dense_over_delta", "sparse_state_over_delta"):
@@ -98,6 +120,11 @@ def test_smoke_run_writes_the_summary_of_both_scene_kinds(tmp_path: Path) -> Non
     assert 0 < room["scene_stats"]["moving_area_max"] <= 0.05
     assert "MB" in room["n3dv_extrapolation"]["arithmetic"]
     assert (tmp_path / "streamrf_stream.png").is_file()
+    analysis = report["occupancy_analysis"]["room/seed0"]
+    assert analysis["occupancy"] == pytest.approx(room["scene_stats"]["occupancy_after_frame0"])
+    assert analysis["heldout_psnr_frame0"] == pytest.approx(room["stream"]["per_frame"][0]["heldout_psnr"], abs=1e-3)
+    assert len(analysis["stored_share_of_occupied_by_depth_octile"]) == 8
+    assert "near_half_occupancy" in report["summary"]["room"]["occupancy_explained"]
     import render_results
 
     table = render_results.streamrf_stream(report).splitlines()
