@@ -1,9 +1,9 @@
-"""Renders the README's results tables from the committed JSON in ``benchmarks/results/``, so that no number in the
-README is typed by hand.
+"""Renders the results tables of the README and the docs (``docs/**/*.md``) from the committed JSON in
+``benchmarks/results/``, so that no number in them is typed by hand.
 
-Each table lives in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script rewrites
-what stands between the markers from the JSON that ``RENDERERS[NAME]`` reads. ``--check`` rewrites nothing and exits
-1 (naming the blocks) when the README differs from what the JSON gives; the test suite runs it.
+Each table lives between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; this script rewrites what stands
+between the markers from the JSON that ``RENDERERS[NAME]`` reads. ``--check`` rewrites nothing and exits 1 (naming
+the files and blocks) when a page differs from what the JSON gives; the test suite and ``scripts/docs.sh`` run it.
 
 Usage: ``python benchmarks/render_results.py [--check]``
 """
@@ -21,6 +21,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+
+def documents() -> list[Path]:
+    """The README and every Markdown page of the docs (not their build folder)."""
+    return [README] + sorted(path for path in DOCS.rglob("*.md") if "_build" not in path.relative_to(DOCS).parts)
 
 
 def _load(name: str) -> dict:
@@ -279,8 +285,8 @@ def mononerf_preprocessing() -> str:
 def streamrf_stream(report: dict | None = None) -> str:
     """Per scene kind (issue 24): PSNR gap, time ratio, the two storage ratios against their targets, the scene's
     occupancy and stored share, and the storage per frame at N3DV's size beside the published figures."""
-    report = report if report is not None else _load("streamrf_stream.json")
-    if "summary" not in report:
+    report = report if report is not None else _optional("streamrf_stream.json")
+    if report is None or "summary" not in report:
         return "(no runs of the current benchmark in benchmarks/results/streamrf_stream.json)"
     targets = report["configuration"]["targets"]
 
@@ -336,6 +342,60 @@ def streamrf_stream(report: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _optional(name: str) -> dict | None:
+    """A results file, or None while its benchmark has not written it."""
+    return _load(name) if (RESULTS / name).is_file() else None
+
+
+def headlines() -> str:
+    """The README's method table: per method its paper, data, one headline number from its JSON, and its pages."""
+    rows = []
+    stream = _optional("streamrf_stream.json")
+    room = (stream or {}).get("summary", {}).get("room")
+    rows.append((
+        "`streamrf`, `streamrf-meetroom`", "Streaming Radiance Fields for 3D Video Synthesis (NeurIPS'22)",
+        "N3DV, Meet Room",
+        "N3DV-shaped room video: streamed - from scratch " + _mean(room["psnr_gap_db"], 2, " dB")
+        + f", {_mean(room['time_ratio'], 1)}x less time per frame, deltas {_mean(room['dense_over_delta'], 0)}x "
+        "smaller than a dense grid" if room else "(benchmark not yet run)",
+        "streamrf",
+    ))  # fmt: skip
+    unseen = _load(MONONERF_RESULTS)["summary"]["unseen_scene"]
+    rows.append((
+        "`mononerf`, `mononerf-cpu`", "MonoNeRF (ICCV'23)", "NVIDIA Dynamic Scenes (DynamicNeRF layout)",
+        "unseen scene: fine-tuning reaches scratch's final PSNR in "
+        f"{_mean(unseen['step_ratio'], 2)} of its steps", "mononerf",
+    ))  # fmt: skip
+    mining = _load("soft_mining_convergence.json")["summary"]
+    rows.append((
+        "`soft-mining-ngp`, `soft-mining-llff`, `soft-mining`, `soft-mining-vanilla-nerf`",
+        "Accelerating Neural Field Training via Soft Mining (CVPR'24)", "Blender, LLFF",
+        "steps to uniform sampling's PSNR: " + ", ".join(
+            f"{scene} {_ratio(mining[scene]['steps_ratio'])}" for scene in ("lego", "fern") if scene in mining
+        ) + " fewer", "soft_mining",
+    ))  # fmt: skip
+    largest = max(_load("threeda_ae_scaling.json")["summary"]["rows"], key=lambda row: row["num_scenes"])
+    rows.append((
+        "`3da-ae`, `3da-ae-exploit`, `rgb-triplanes` (each with `-cpu`)",
+        "3D-aware latent spaces for numerous scenes (CVPR'24 W)", "ShapeNet SRN cars",
+        f"{largest['num_scenes']} scenes: time per scene {largest['time_ratio_latent_over_rgb']:.2f}x of RGB "
+        f"tri-planes ({largest['time_ratio_with_stage_one']:.2f}x with stage 1 shared out; one run)", "3da_ae",
+    ))  # fmt: skip
+    gain = _load("infonerf_fewshot.json")["gains"]["lego:nerfacto:infonerf"]
+    seeds = [value["psnr"] for value in gain["per_seed"].values()]
+    rows.append((
+        "`infonerf`, `infonerf-dtu`, `infonerf-nerfacto`, `infonerf-nerfacto-dtu`",
+        "InfoNeRF: ray entropy minimization (CVPR'22)", "Blender, DTU",
+        f"lego, 4 views, nerfacto base: {gain['psnr_gain_mean']:+.2f} ± {gain['psnr_gain_std']:.2f} dB "
+        f"({len(seeds)} seeds; chosen on the views it is reported on)", "infonerf",
+    ))  # fmt: skip
+    lines = ["| `ns-train` methods | paper | data | headline result | docs |", "| --- | --- | --- | --- | --- |"]
+    for methods, paper, data, headline, page in rows:
+        lines.append(f"| {methods} | {paper} | {data} | {headline} "
+                     f"| [method](docs/methods/{page}.md), [results](docs/results/{page}.md) |")  # fmt: skip
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "soft_mining_convergence": soft_mining_convergence,
     "soft_mining_step_cost": soft_mining_step_cost,
@@ -343,17 +403,20 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "mononerf_unseen_frames": mononerf_unseen_frames,
     "mononerf_preprocessing": mononerf_preprocessing,
     "streamrf_stream": streamrf_stream,
+    "headlines": headlines,
 }
 
 
-def render(text: str, renderers: dict[str, Callable[[], str]] = RENDERERS) -> tuple[str, list[str]]:
+def render(
+    text: str, renderers: dict[str, Callable[[], str]] = RENDERERS, source: Path = README
+) -> tuple[str, list[str]]:
     """``text`` with every results block regenerated, and the names of the blocks that changed."""
     changed: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in renderers:
-            raise SystemExit(f"{README}: unknown results block {name!r} (known: {', '.join(renderers)})")
+            raise SystemExit(f"{source}: unknown results block {name!r} (known: {', '.join(renderers)})")
         body = renderers[name]()
         if match.group(2).strip() != body.strip():
             changed.append(name)
@@ -365,19 +428,23 @@ def render(text: str, renderers: dict[str, Callable[[], str]] = RENDERERS) -> tu
 
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README differs from the JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page differs from the JSON")
     args = parser.parse_args(argv)
-    text = README.read_text()
-    new, changed = render(text)
-    if args.check:
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        new, changed = render(text, source=path)
+        name = path.relative_to(REPO)
         if changed:
-            print(f"README.md: results blocks out of date with benchmarks/results: {', '.join(changed)} "
-                  "(run python benchmarks/render_results.py)")  # fmt: skip
-            return 1
-        return 0
-    if new != text:
-        README.write_text(new)
-    print(f"README.md: {len(changed)} results block(s) updated" + (f" ({', '.join(changed)})" if changed else ""))
+            stale.append(f"{name} ({', '.join(changed)})")
+        if not args.check and new != text:
+            path.write_text(new)
+    if args.check and stale:
+        print(f"results blocks out of date with benchmarks/results: {'; '.join(stale)} "
+              "(run python benchmarks/render_results.py)")  # fmt: skip
+        return 1
+    if not args.check:
+        print(f"{len(stale)} page(s) updated" + (f": {'; '.join(stale)}" if stale else ""))
     return 0
 
 

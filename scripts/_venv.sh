@@ -20,7 +20,7 @@ if [ -z "${NSM_SKIP_SETUP:-}" ] && { [ "$(cat "$stamp_file" 2>/dev/null)" != "$s
     echo "[setup] installing ${TORCH_PINS[*]}, nerfstudio and this package (a few minutes on a fresh machine)"
     pip_index install --quiet --upgrade pip
     pip_index install --quiet "${TORCH_PINS[@]}"
-    pip_index install --quiet -e "$ROOT[dev]" "${TORCH_PINS[@]}"
+    pip_index install --quiet -e "$ROOT[dev,docs]" "${TORCH_PINS[@]}"
     "$VENV/bin/python" -c "import torchvision, nerfstudio, nerfstudio_methods; print('[setup] torch', __import__('torch').__version__, '/ torchvision', torchvision.__version__, '/ nerfstudio OK')"
     echo "$stamp_now" > "$stamp_file"
 fi

@@ -7,6 +7,7 @@ cd "$ROOT"
 echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests benchmarks
 echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests benchmarks
 echo "[test] pyright"; pyright
+echo "[test] docs (results blocks against their JSON, then the Sphinx build, warnings as errors)"; NSM_SKIP_SETUP=1 bash scripts/docs.sh
 # Two pytest workers (pytest-xdist) on CI's 2 cores; whole files per worker (--dist loadfile), so a file's
 # module-scoped fixtures (its trained runs) are built once; files start in collection order, the longest first
 # (tests/conftest.py). NSM_TEST_WORKERS=0 runs in one process. The 25 slowest

@@ -60,13 +60,17 @@ def test_a_seed_that_never_reaches_is_missing_not_averaged() -> None:
     assert entry["mean"] == 2.5 and entry["seeds_not_reaching"] == ["1"] and math.isclose(entry["std"], 0.5)
 
 
-def test_readme_tables_match_the_committed_results() -> None:
-    """Every results block of the README is what ``render_results.py`` makes of the JSON in benchmarks/results/."""
-    text = render_results.README.read_text()
-    assert "<!-- results:soft_mining_convergence -->" in text
-    rendered, changed = render_results.render(text)
-    assert changed == [], f"README blocks out of date: {changed} (run python benchmarks/render_results.py)"
-    assert rendered == text
+def test_readme_and_docs_tables_match_the_committed_results() -> None:
+    """Every results block of the README and the docs is what ``render_results.py`` makes of the JSON in
+    benchmarks/results/, and each benchmark with results has its block on its results page."""
+    pages = {path.relative_to(REPO).as_posix(): path.read_text() for path in render_results.documents()}
+    assert "docs/results/soft_mining.md" in pages and "docs/index.md" in pages
+    for name, text in pages.items():
+        rendered, changed = render_results.render(text, source=REPO / name)
+        assert changed == [], f"{name}: blocks out of date: {changed} (run python benchmarks/render_results.py)"
+        assert rendered == text
+    for block in render_results.RENDERERS:
+        assert sum(f"<!-- results:{block} -->" in text for text in pages.values()) == 1, block
 
 
 @pytest.mark.slow
