@@ -24,12 +24,17 @@ def _cat_optional(values: Sequence[Tensor | None], name: str, device: torch.devi
 
 
 def cat_ray_bundles(bundles: Sequence[RayBundle]) -> RayBundle:
-    """Concatenate flat (``[num_rays]``-shaped) ray bundles along the ray axis, keeping every field and metadata key."""
+    """Concatenate flat (``[num_rays]``-shaped) ray bundles along the ray axis, keeping every field and every
+    per-ray (tensor) metadata key.
+
+    Non-tensor metadata is left out: nerfstudio's viewer camera carries ``{"cam_idx": <int>}`` (viewer/utils.py
+    ``get_camera``), which ``Cameras.generate_rays`` copies into the rays unchanged; it is not a per-ray value, and
+    calling ``.to()`` on it killed the viewer's render thread."""
     if not bundles:
         raise ValueError("cannot concatenate an empty list of ray bundles")
     flat = [bundle.flatten() for bundle in bundles]
-    keys = set(flat[0].metadata)
-    if any(set(bundle.metadata) != keys for bundle in flat):
+    keys = {key for key, value in flat[0].metadata.items() if isinstance(value, Tensor)}
+    if any({key for key, value in bundle.metadata.items() if isinstance(value, Tensor)} != keys for bundle in flat):
         raise ValueError("cannot concatenate ray bundles with different metadata keys")
     device = flat[0].origins.device
     origins = torch.cat([bundle.origins.to(device) for bundle in flat])

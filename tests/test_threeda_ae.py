@@ -1064,6 +1064,33 @@ def test_cameras_without_a_scene_show_the_viewer_scene_slider() -> None:
 
 
 @pytest.mark.parametrize("space", ["latent", "rgb"])
+def test_the_viewer_camera_renders_the_scene_slider_scene(space: str) -> None:
+    """The camera nerfstudio's viewer builds (``viewer.utils.get_camera``: ``metadata={"cam_idx": <int>}``) renders,
+    and each Scene slider position shows the same image as a dataset camera of that scene at the same pose."""
+    from nerfstudio.cameras.cameras import Cameras, CameraType
+    from nerfstudio.viewer.utils import CameraState, get_camera
+
+    model = make_model(space=space).eval()
+    pose = torch.eye(4)[:3].clone()
+    pose[2, 3] = 2.5  # outside the unit scene, looking at it along -z
+    state = CameraState(fov=0.9, aspect=1.0, c2w=pose, camera_type=CameraType.PERSPECTIVE, idx=3)
+    viewer_camera = get_camera(state, image_height=8, image_width=8)
+    assert viewer_camera.metadata == {"cam_idx": 3}
+    renders = []
+    for scene in range(model.num_scenes):
+        model.scene_slider.value = scene
+        shown = model.get_outputs_for_camera(viewer_camera)["rgb"]
+        dataset_camera = Cameras(
+            camera_to_worlds=viewer_camera.camera_to_worlds, fx=viewer_camera.fx, fy=viewer_camera.fy,
+            cx=viewer_camera.cx, cy=viewer_camera.cy, width=8, height=8,
+            metadata={"scene_index": torch.tensor([[scene]])},
+        )  # fmt: skip
+        torch.testing.assert_close(shown, model.get_outputs_for_camera(dataset_camera)["rgb"])
+        renders.append(shown)
+    assert not torch.allclose(renders[0], renders[1])  # the scenes' tri-planes differ, so the slider matters
+
+
+@pytest.mark.parametrize("space", ["latent", "rgb"])
 def test_camera_outputs_start_with_the_decoded_rgb(space: str) -> None:
     """nerfstudio's viewer opens on the first output a model returns: the decoded image, not the latent channels."""
     from nerfstudio.cameras.cameras import Cameras
