@@ -337,7 +337,11 @@ def streamrf_stream(report: dict | None = None) -> str:
             "across one voxel). The voxels at least half opaque fill "
             f"{_mean(explained['occupancy_of_voxels_at_least_half_opaque'], 3)} of the grid, but frame 0's held-out "
             f"view drops from {_mean(explained['heldout_psnr_frame0'])} dB to "
-            f"{_mean(explained['heldout_psnr_frame0_opaque_voxels_only'])} dB when rendered from them alone.",
+            f"{_mean(explained['heldout_psnr_frame0_opaque_voxels_only'])} dB when rendered from them alone. "
+            "Per frame, the voxels that a training pixel whose colour changed can see (the motion footprint) are "
+            f"{_mean(explained['motion_footprint_share_of_occupied'], 3)} of the occupied ones, and "
+            f"{_mean(explained['changed_voxels_inside_motion_footprint'], 3)} of the voxels a delta stores as changed "
+            "lie inside it: the rest moved beyond the SH keep threshold where nothing in the images changed.",
         ]
     return "\n".join(lines)
 

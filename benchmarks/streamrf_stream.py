@@ -502,17 +502,25 @@ def explain_occupancy(args: argparse.Namespace, kind: str, seed: int) -> dict[st
         return float(-10.0 * torch.log10(torch.mean((rgb.clamp(0, 1) - image) ** 2)))
 
     everything = torch.ones_like(visible)
-    # Voxels stored by each later frame's delta (added, or kept with changed SH), by depth.
-    stored_octiles = []
+    # Voxels stored by each later frame's delta (added, or kept with changed SH), by depth, and against the frame's
+    # motion footprint: the previous grid's voxels seen by a training pixel whose colour changed between the frames.
+    stored_octiles, footprint_shares, stored_in_footprint = [], [], []
     player = GridPlayer(store)
+    train = pipeline.datamanager.train_dataset
+    frames_of = torch.as_tensor(train.metadata["frame_index"]).reshape(-1)
+    camera_ids = torch.as_tensor(train.metadata["camera_ids"]).reshape(-1)
     for frame in range(1, store.num_finished()):
-        _, before = player.grid(frame - 1)
+        values_before, before = player.grid(frame - 1)
         delta = store.read_delta(frame)
         now = unpack_mask(delta.occupancy_bits, before.numel()).reshape(before.shape)
         kept = before & now
         stored = now & ~before
         stored[kept] = unpack_mask(delta.changed_bits, int(kept.sum()))
         stored_octiles.append(octile_sums(stored) / octile_sums(now).clamp_min(1))
+        footprint = motion_footprint(model, spec, values_before, before, train, frames_of, camera_ids, frame)
+        footprint_shares.append(float(footprint.sum() / before.sum()))
+        changed_kept = stored & kept
+        stored_in_footprint.append(float((changed_kept & footprint).sum() / changed_kept.sum().clamp_min(1)))
     return {
         "occupancy": float(occupancy.float().mean()),
         "occupancy_by_depth_octile": (octile_sums(occupancy) / (spec.num_voxels / 8)).tolist(),
@@ -523,12 +531,39 @@ def explain_occupancy(args: argparse.Namespace, kind: str, seed: int) -> dict[st
         "heldout_psnr_frame0": heldout_psnr(everything),
         "heldout_psnr_frame0_opaque_voxels_only": heldout_psnr(opacity >= 0.5),
         "stored_share_of_occupied_by_depth_octile": torch.stack(stored_octiles).mean(dim=0).tolist(),
+        "motion_footprint_share_of_occupied": mean(footprint_shares),
+        "changed_voxels_inside_motion_footprint": mean(stored_in_footprint),
     }
+
+
+def motion_footprint(model, spec, values: Tensor, occupancy: Tensor, train, frames_of: Tensor, camera_ids: Tensor,
+                     frame: int, colour_step: float = 2.0 / 255) -> Tensor:  # fmt: skip
+    """Occupied voxels of the grid (frame ``frame - 1``) that a training ray of a pixel whose colour changes from
+    ``frame - 1`` to ``frame`` (by more than ``colour_step`` in a channel) reaches with non-zero weight: where the
+    scene's motion can ask the stream to change something."""
+    from nerfstudio_methods.streamrf.grid import SparseGrid
+
+    data = values.clone().requires_grad_(True)
+    grid = SparseGrid(spec, data, occupancy)
+    for index in torch.nonzero(frames_of == frame)[:, 0].tolist():
+        previous = torch.nonzero((frames_of == frame - 1) & (camera_ids == camera_ids[index]))[0, 0]
+        moved = (train.get_image_float32(index)[..., :3] - train.get_image_float32(int(previous))[..., :3]).abs()
+        pixels = torch.nonzero(moved.amax(dim=-1) > colour_step).float() + 0.5
+        if pixels.shape[0] == 0:
+            continue
+        rays = train.cameras.generate_rays(camera_indices=index, coords=pixels)
+        out = model.render_grid(grid, rays.origins, rays.directions, model.config.stop_thresh)
+        (out["rgb"].sum() + out["accumulation"].sum()).backward()
+    footprint = torch.zeros_like(occupancy)
+    if data.grad is not None:
+        footprint[occupancy] = data.grad.abs().amax(dim=1) > 1e-6
+    return footprint
 
 
 def summarise_occupancy(analysis: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per scene kind, over seeds: occupancy of the near and far halves of NDC depth, the semi-transparent share,
-    and the held-out PSNR of frame 0 with every voxel and with the at-least-half-opaque voxels only."""
+    the held-out PSNR of frame 0 with every voxel and with the at-least-half-opaque voxels only, and how the changed
+    voxels relate to the motion footprint."""
     rows: dict[str, dict[str, Any]] = {}
     for kind in sorted({name.split("/seed")[0] for name in analysis}, key=lambda k: (k != "room", k)):
         runs = {name.split("/")[1]: entry for name, entry in analysis.items() if name.startswith(f"{kind}/")}
@@ -543,6 +578,12 @@ def summarise_occupancy(analysis: dict[str, dict[str, Any]]) -> dict[str, dict[s
             "heldout_psnr_frame0": spread({s: e["heldout_psnr_frame0"] for s, e in runs.items()}),
             "heldout_psnr_frame0_opaque_voxels_only": spread(
                 {s: e["heldout_psnr_frame0_opaque_voxels_only"] for s, e in runs.items()}
+            ),
+            "motion_footprint_share_of_occupied": spread(
+                {s: e["motion_footprint_share_of_occupied"] for s, e in runs.items()}
+            ),
+            "changed_voxels_inside_motion_footprint": spread(
+                {s: e["changed_voxels_inside_motion_footprint"] for s, e in runs.items()}
             ),
         }
     return rows

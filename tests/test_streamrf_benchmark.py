@@ -90,7 +90,8 @@ def test_octile_sums_and_the_occupancy_summary_by_hand() -> None:
     def run(near: float, far: float, psnr: float) -> dict:
         return {"occupancy_by_depth_octile": [near] * 4 + [far] * 4, "visible_fraction_of_occupied": 0.9,
                 "semi_transparent_fraction": 0.8, "occupancy_of_voxels_at_least_half_opaque": 0.05,
-                "heldout_psnr_frame0": psnr, "heldout_psnr_frame0_opaque_voxels_only": psnr - 10}  # fmt: skip
+                "heldout_psnr_frame0": psnr, "heldout_psnr_frame0_opaque_voxels_only": psnr - 10,
+                "motion_footprint_share_of_occupied": near / 10, "changed_voxels_inside_motion_footprint": 0.25}  # fmt: skip
 
     rows = bench.summarise_occupancy({"objects/seed1": run(0.5, 0.5, 20), "room/seed1": run(0.1, 0.9, 30),
                                       "room/seed2": run(0.3, 0.7, 32)})  # fmt: skip
@@ -98,6 +99,7 @@ def test_octile_sums_and_the_occupancy_summary_by_hand() -> None:
     assert rows["room"]["near_half_occupancy"]["mean"] == pytest.approx(0.2)
     assert rows["room"]["far_half_occupancy"]["per_seed"] == {"seed1": 0.9, "seed2": 0.7}
     assert rows["room"]["heldout_psnr_frame0_opaque_voxels_only"]["mean"] == pytest.approx(21.0)
+    assert rows["room"]["motion_footprint_share_of_occupied"]["mean"] == pytest.approx(0.02)
     assert rows["objects"]["semi_transparent_fraction"] == {"mean": 0.8, "std": 0.0, "per_seed": {"seed1": 0.8},
                                                             "missing": 0}  # fmt: skip
 
@@ -125,6 +127,8 @@ def test_smoke_run_writes_the_summary_of_both_scene_kinds(tmp_path: Path) -> Non
     assert analysis["heldout_psnr_frame0"] == pytest.approx(room["stream"]["per_frame"][0]["heldout_psnr"], abs=1e-3)
     assert len(analysis["stored_share_of_occupied_by_depth_octile"]) == 8
     assert "near_half_occupancy" in report["summary"]["room"]["occupancy_explained"]
+    assert 0 <= analysis["changed_voxels_inside_motion_footprint"] <= 1
+    assert 0 < analysis["motion_footprint_share_of_occupied"] <= 1  # the balls move in every frame
     import render_results
 
     table = render_results.streamrf_stream(report).splitlines()
