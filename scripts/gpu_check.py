@@ -10,6 +10,10 @@ held-out PSNR from ``ns-eval``. Where a method has a CUDA and a torch path:
 - ``soft-mining`` (nerfacto): tiny-cuda-nn against torch, when ``tinycudann`` is installed.
 Then the benchmarks' paper settings, each a subprocess with its own time limit; missing scripts are recorded.
 
+Each comparison gets a ``verdict`` against its limits (``PSNR_GAP_LIMIT_DB``, ``RENDER_MEAN_ABS_LIMIT``), and the JSON's
+``pass`` and the exit status say at once whether every command ran, the CUDA paths agree with the tested torch paths
+and every benchmark finished (exit 1 and the failures named otherwise).
+
 Refuses in one line (exit 1) where torch sees no CUDA device: none of this means anything on a CPU.
 """
 
@@ -221,6 +225,42 @@ def benchmarks(output: Path, steps: int) -> list[Benchmark]:
     ]
 
 
+RENDER_MEAN_ABS_LIMIT = 1e-3
+"""The same checkpoint rendered by both samplers: mean absolute colour difference in [0, 1] (as
+streamrf_sampler_check.py: the two marchers take the same samples, so only float rounding may differ)."""
+PSNR_GAP_LIMIT_DB = 1.0
+"""The CUDA path and the torch path trained separately from the same seed: held-out PSNR within this (different
+kernels and precision make the runs diverge a little; a broken path loses far more in a few hundred steps)."""
+
+
+def verdict(comparison: dict[str, Any]) -> dict[str, Any]:
+    """Each check of one CUDA-vs-torch comparison against its limit, and whether all pass (a missing value fails)."""
+    checks: dict[str, dict[str, Any]] = {}
+    cuda_psnr, torch_psnr = comparison.get("psnr", [None, None])
+    gap = abs(cuda_psnr - torch_psnr) if isinstance(cuda_psnr, float) and isinstance(torch_psnr, float) else None
+    checks["psnr_gap_db"] = {
+        "value": gap,
+        "limit": PSNR_GAP_LIMIT_DB,
+        "pass": gap is not None and gap <= PSNR_GAP_LIMIT_DB,
+    }
+    if "same_checkpoint_render" in comparison:
+        mean_abs = comparison["same_checkpoint_render"].get("mean_abs")
+        checks["same_checkpoint_mean_abs"] = {"value": mean_abs, "limit": RENDER_MEAN_ABS_LIMIT,
+                                              "pass": mean_abs is not None and mean_abs <= RENDER_MEAN_ABS_LIMIT}  # fmt: skip
+    return {"checks": checks, "pass": all(check["pass"] for check in checks.values())}
+
+
+def failures(report: dict[str, Any]) -> list[str]:
+    """What makes the check fail: a method whose command errored, a comparison whose verdict fails, a benchmark
+    that exited non-zero."""
+    failed = [f"{name} (error)" for name, record in report["methods"].items() if "error" in record]
+    failed += [f"{name} (CUDA and torch paths disagree)" for name, comparison in report["comparisons"].items()
+               if not comparison["verdict"]["pass"]]  # fmt: skip
+    failed += [f"{name} (exit {record['exit']})" for name, record in report["benchmarks"].items()
+               if record.get("exit", 0) != 0]  # fmt: skip
+    return failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=REPO / "bench_results" / "gpu_check")
@@ -274,6 +314,7 @@ def main() -> int:
             comparison["speedup"] = round(comparison["steps_per_s"][0] / comparison["steps_per_s"][1], 2)
         if case.sampler_swap is not None and mine.get("train_exit") == 0:
             comparison["same_checkpoint_render"] = rendered_difference(case, work, args.timeout)
+        comparison["verdict"] = verdict(comparison)
         report["comparisons"][case.name] = comparison
         save()
     if not args.skip_benchmarks:
@@ -289,8 +330,13 @@ def main() -> int:
                                                 "log": str(log)}  # fmt: skip
             save()
     save()
-    failed = [name for name, record in report["methods"].items() if "error" in record]
-    print(f"[gpu_check] wrote {work / 'gpu_check.json'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    failed = failures(report)
+    report["pass"] = not failed
+    save()
+    print(
+        f"[gpu_check] wrote {work / 'gpu_check.json'}: "
+        + (f"FAILED: {', '.join(failed)}" if failed else "every check passed")
+    )
     shutil.rmtree(work / "renders", ignore_errors=True)
     return 1 if failed else 0
 
