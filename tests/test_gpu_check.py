@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -41,7 +43,7 @@ def load_driver():
 def test_each_comparison_gets_a_verdict_against_its_limits() -> None:
     driver = load_driver()
     agree = driver.verdict({"psnr": [25.0, 24.2], "same_checkpoint_render": {"mean_abs": 4e-4, "max_abs": 0.01}})
-    assert agree["pass"] and agree["checks"]["psnr_gap_db"]["value"] == 0.8
+    assert agree["pass"] and agree["checks"]["psnr_gap_db"]["value"] == pytest.approx(0.8)
     drifted = driver.verdict({"psnr": [25.0, 23.5], "same_checkpoint_render": {"mean_abs": 4e-4}})
     assert not drifted["pass"] and not drifted["checks"]["psnr_gap_db"]["pass"]
     assert drifted["checks"]["same_checkpoint_mean_abs"]["pass"]
