@@ -32,6 +32,11 @@ Usage::
 
     python benchmarks/infonerf_fewshot.py [--scenes lego dtu] [--seeds 0 1 2] [--steps 800] [--threads 2]
     python benchmarks/infonerf_fewshot.py --paper --output DIR [--steps 5000]
+    python benchmarks/infonerf_fewshot.py --smoke [--output DIR]   # a tiny end-to-end check (temporary folder)
+
+``--smoke`` runs both scenes, seed 0, one baseline and one regularized variant per model (``smoke_variants``), 6
+steps at a tiny size (16 px lego, 24 px DTU, 3 DTU held-out views, 32 rays, a 4-level hash grid, 8 + 8 samples),
+into a temporary folder unless ``--output`` is given.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -105,7 +111,7 @@ def base_config(model_name: str, scene: str, args: argparse.Namespace):
     else:
         config = infonerf_blender_config() if scene == "lego" else infonerf_dtu_config()
     pipeline = config.pipeline
-    old = pipeline.datamanager
+    old: Any = pipeline.datamanager  # the preset's (each preset has its own class)
     fields = {name: getattr(old, name) for name in ("num_unseen_rays", "neighbour_rays", "unseen_pose_source")}
     datamanager = InfoNeRFDataManagerConfig(
         dataparser=old.dataparser,
@@ -118,7 +124,7 @@ def base_config(model_name: str, scene: str, args: argparse.Namespace):
     )
     datamanager.dataparser.data = SCENES[scene]
     pipeline.datamanager = datamanager
-    model = pipeline.model
+    model: Any = pipeline.model
     if args.paper:
         return config
     # CPU size
@@ -145,7 +151,8 @@ def variant_config(variant: dict[str, Any], scene: str, seed: int, args: argpars
     config = copy.deepcopy(base_config(variant["model"], scene, args))
     steps = args.steps if args.steps is not None else config.max_num_iterations
     benchmark_trainer_config(config, f"{scene}_{variant['model']}_{variant['name']}_s{seed}", args.output, steps, seed)
-    datamanager, model = config.pipeline.datamanager, config.pipeline.model
+    datamanager: Any = config.pipeline.datamanager
+    model: Any = config.pipeline.model
     if variant["name"].startswith("baseline"):  # the same model without the regularizers or their rays
         model.entropy_lambda = 0.0
         model.kl_lambda = 0.0
@@ -330,6 +337,34 @@ PAPER_VARIANTS = [
 search's best weights (``INFONERF_CPU_BEST``), to see whether they carry over to the paper's size."""
 
 
+SMOKE_SETTINGS = {
+    "steps": 6,
+    "seeds": [0],
+    "rays": 32,
+    "lego_scale": 0.02,
+    "dtu_scale": 0.0625,
+    "dtu_eval_skip": 16,
+    "hash_levels": 4,
+    "log2_hashmap_size": 12,
+    "max_res": 64,
+    "proposal_samples": 8,
+    "nerf_samples": 8,
+    "threads": 1,
+}
+"""``--smoke``: 6 steps at 16 px (lego) and 24 px (DTU, 3 held-out views), a tiny hash grid and few samples."""
+
+
+def smoke_variants(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``--smoke``: the first baseline and the first regularized variant of each model."""
+    kept, roles = [], set()
+    for variant in variants:
+        role = (variant["model"], variant["name"].startswith("baseline"))
+        if role not in roles:
+            roles.add(role)
+            kept.append(variant)
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", nargs="+", default=["lego", "dtu"], choices=sorted(SCENES))
@@ -352,14 +387,24 @@ def main() -> int:
     parser.add_argument("--proposal-samples", type=int, default=32)
     parser.add_argument("--nerf-samples", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+    parser.add_argument("--output", type=Path, default=None, help="results folder (bench_results)")
     parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
     args = parser.parse_args()
+    if args.smoke:
+        if args.paper:
+            parser.error("--smoke and --paper exclude each other")
+        for key, value in SMOKE_SETTINGS.items():
+            setattr(args, key, value)
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix="infonerf_fewshot_smoke_")) if args.smoke else REPO / "bench_results"
     variants_by_scene = {
         scene: args.variants
         or [parse_variant(text) for text in (PAPER_VARIANTS if args.paper else DEFAULT_VARIANTS[scene])]
         for scene in args.scenes
     }
+    if args.smoke and not args.variants:
+        variants_by_scene = {scene: smoke_variants(variants) for scene, variants in variants_by_scene.items()}
     if args.steps is None and not args.paper:
         args.steps = 800
     if args.seeds is None:
@@ -407,7 +452,7 @@ def main() -> int:
                 config = variant_config(variant, scene, seed, args)
                 print(f"[bench] {config.experiment_name}: {variant['settings']}", flush=True)
                 run = run_variant(config, args.dtu_eval_skip if scene == "dtu" else 1)
-                model = config.pipeline.model
+                model: Any = config.pipeline.model
                 entry = {
                     "scene": scene,
                     "model": variant["model"],

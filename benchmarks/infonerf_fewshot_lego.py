@@ -10,6 +10,9 @@ held-out views (the local lego copy has no test split, so every 8th val view), a
 - ``<output>/infonerf_fewshot_lego_curves.png``: held-out PSNR and mean opacity against step for both variants.
 
 Usage: ``python benchmarks/infonerf_fewshot_lego.py [--size 32] [--steps 1500] [--lr 2e-3] [--output bench_results]``
+
+``--smoke``: the same run at a tiny size (16 px, 2 x 16 MLPs, 8 + 8 samples, 32 rays, 6 steps, one thread), into a
+temporary folder unless ``--output`` is given: a check that the benchmark still runs, not a measurement.
 """
 
 from __future__ import annotations
@@ -61,12 +64,12 @@ def variant_config(
 
     config = copy.deepcopy(infonerf.config)
     benchmark_trainer_config(config, name, output, steps, seed)
-    datamanager = config.pipeline.datamanager
+    datamanager: Any = config.pipeline.datamanager
     datamanager.data = data
     datamanager.train_num_rays_per_batch = args.rays
     datamanager.num_unseen_rays = args.rays
     datamanager.precrop_iters = min(datamanager.precrop_iters, steps // 4)
-    model = config.pipeline.model
+    model: Any = config.pipeline.model
     model.num_coarse_samples = args.coarse_samples
     model.num_importance_samples = args.fine_samples
     model.mlp_layer_width = args.width
@@ -173,6 +176,18 @@ def render_view(pipeline, index: int) -> dict[str, np.ndarray]:
     }
 
 
+SMOKE_MODEL = {
+    "size": 16,
+    "rays": 32,
+    "coarse_samples": 8,
+    "fine_samples": 8,
+    "width": 16,
+    "layers": 2,
+    "threads": 1,
+}
+"""``--smoke``'s scene and model sizes (both scripts)."""
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The CPU-sized scene and model options, shared with ``infonerf_gradient_ratio.py``."""
     parser.add_argument("--size", type=int, default=32, help="image side after downscaling 800x800 lego")
@@ -190,7 +205,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--density-activation", choices=["relu", "softplus"], default="relu", help="paper: relu")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
-    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+    parser.add_argument("--output", type=Path, default=None, help="results folder (bench_results)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
+
+
+def finish_model_arguments(args: argparse.Namespace, smoke_prefix: str) -> None:
+    """``--smoke``: the tiny sizes of ``SMOKE_MODEL``; the output folder (default ``bench_results``; a temporary
+    folder named ``smoke_prefix...`` for a smoke run)."""
+    if args.smoke:
+        for key, value in SMOKE_MODEL.items():
+            setattr(args, key, value)
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix=smoke_prefix)) if args.smoke else REPO / "bench_results"
 
 
 def main() -> int:
@@ -206,6 +232,9 @@ def main() -> int:
     )
     parser.add_argument("--eval-every", type=int, default=100, help="steps between held-out PSNR/opacity snapshots")
     args = parser.parse_args()
+    finish_model_arguments(args, "infonerf_fewshot_lego_smoke_")
+    if args.smoke:
+        args.steps, args.eval_every, args.extra_entropy_weights = 6, 3, [0.01]
     if not LEGO.is_dir():
         print(f"error: {LEGO}: lego not found (expected ../shared/data beside the repo)", file=sys.stderr)
         return 2
@@ -243,9 +272,10 @@ def main() -> int:
             print(f"[bench] training {name} for {args.steps} steps", flush=True)
             config = variant_config(data, args.output, name, args.steps, args.seed, regularized, args, weight)
             run = train_and_evaluate(config, args.eval_every)
+            model: Any = config.pipeline.model
             results["variants"][name] = {
-                "entropy_lambda": config.pipeline.model.entropy_lambda,
-                "kl_lambda": config.pipeline.model.kl_lambda,
+                "entropy_lambda": model.entropy_lambda,
+                "kl_lambda": model.kl_lambda,
                 "train_seconds": round(run["train_seconds"], 1),
                 "metrics": run["metrics"],
                 "held_out_curve": run["curve"],

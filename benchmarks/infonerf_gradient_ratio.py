@@ -6,6 +6,9 @@ weighted entropy loss with respect to the fine field's parameters, and their rat
 ``<output>/infonerf_gradient_ratio.json``.
 
 Usage: ``python benchmarks/infonerf_gradient_ratio.py [--steps 800] [--every 200] [--entropy-lambda 0.001]``
+
+``--smoke``: 4 steps, measured every 2, at the few-shot benchmark's smoke size (``SMOKE_MODEL``), into a temporary
+folder unless ``--output`` is given.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import infonerf_fewshot_lego as fewshot  # noqa: E402
 
 def gradient_norm(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> float:
     grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
-    return float(torch.sqrt(sum((grad**2).sum() for grad in grads if grad is not None)))
+    return float(torch.sqrt(sum(((grad**2).sum() for grad in grads if grad is not None), torch.zeros(()))))
 
 
 def main() -> int:
@@ -37,6 +40,9 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--entropy-lambda", type=float, default=0.001)
     args = parser.parse_args()
+    fewshot.finish_model_arguments(args, "infonerf_gradient_ratio_smoke_")
+    if args.smoke:
+        args.steps, args.every = 4, 2
     if not fewshot.LEGO.is_dir():
         print(f"error: {fewshot.LEGO}: lego not found (expected ../shared/data beside the repo)", file=sys.stderr)
         return 2

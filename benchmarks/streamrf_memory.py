@@ -26,6 +26,11 @@ Three parts, one JSON (``<output>/streamrf_memory.json``):
    occupied grid, ``--rays`` rays each, the same ray batches for both, interleaved rounds, median.
 
 Usage: ``python benchmarks/streamrf_memory.py [--threads 2] [--output bench_results]``
+
+``--smoke`` runs the three parts at a tiny size (``smoke_settings``: the memory part on a 32x32x16 grid with 256
+rays, the delta part on 4 cameras x 3 frames with a 16^3 grid, 40 frame-0 steps and two short schedules, the speed
+part with 256 rays, one round of 2 steps), into a temporary folder unless ``--output`` is given: a check that the
+benchmark still runs, not a measurement.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -55,20 +61,22 @@ from _common import atomic_write  # noqa: E402
 GB = 1e9
 SIZES = {"n3dv": ((512, 512, 128), 3.0), "meetroom": ((768, 768, 128), 6.0)}
 """Grid (X, Y, Z) and the issue's memory bound in GB."""
+SMOKE_SIZES = {"smoke": ((32, 32, 16), 1.0)}
+"""``--smoke``'s memory part: a tiny grid (not reported by a full run)."""
 N3DV_INTRINSICS = (1460.0, 1460.0, 1352.0, 1014.0)
 """fx, fy, W, H of an N3DV camera at StreamRF's half resolution (the NDC box depends only on their ratios)."""
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "bench_results")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--output", type=Path, default=None, help="results folder (bench_results)")
     parser.add_argument(
         "--parts", nargs="+", default=("memory", "delta", "speed"), choices=("memory", "delta", "speed")
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--occupied", type=float, default=0.15, help="occupied fraction of the trained grid")
     parser.add_argument("--rays", type=int, default=20000, help="rays of the memory part's step (paper: 20,000)")
-    parser.add_argument("--sizes", nargs="+", default=tuple(SIZES), choices=tuple(SIZES))
+    parser.add_argument("--sizes", nargs="+", default=tuple(SIZES), choices=tuple(SIZES | SMOKE_SIZES))
     # delta and speed
     parser.add_argument("--cameras", type=int, default=6)
     parser.add_argument("--frames", type=int, default=6, help="frames streamed (of 30 generated)")
@@ -90,8 +98,32 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--speed-steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--speed-rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--child", choices=tuple(SIZES), help=argparse.SUPPRESS)
-    return parser.parse_args()
+    parser.add_argument("--child", choices=tuple(SIZES | SMOKE_SIZES), help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="a tiny run of every part, to a temporary folder")
+    args = parser.parse_args()
+    if args.smoke:
+        for key, value in smoke_settings().items():
+            setattr(args, key, value)
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix="streamrf_memory_smoke_")) if args.smoke else REPO / "bench_results"
+    return args
+
+
+def smoke_settings() -> dict[str, Any]:
+    """``--smoke``: every part at a tiny size (see the module doc)."""
+    return {
+        "sizes": tuple(SMOKE_SIZES),
+        "rays": 256,
+        "cameras": 4,
+        "frames": 3,
+        "resolution": (16, 16, 16),
+        "frame0_steps": 40,
+        "pilot0_steps": 8,
+        "schedules": ("4:6:1", "3:5:5:0.5"),
+        "speed_rays": 256,
+        "speed_steps": 2,
+        "speed_rounds": 1,
+    }
 
 
 # --------------------------------------------------------------------------------------------------- memory (child)
@@ -176,7 +208,7 @@ def memory_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from nerfstudio_methods.streamrf.grid import GRID_CHANNELS, SparseGrid, resample
     from nerfstudio_methods.streamrf.model import Phase
 
-    resolution, bound = SIZES[name]
+    resolution, bound = (SIZES | SMOKE_SIZES)[name]
     # keep threshold 0: every voxel the pilot's step moved counts as changed, so the full pass trains all of them
     # that lie in the narrow band (more than a real frame, where most pilot changes are reverted)
     model = make_model(resolution, pilot_sh_keep_threshold=0.0)
@@ -417,6 +449,7 @@ def run_delta(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         config = make_pipeline_config(args_frame0, scene, frame0, args.schedules[0])
         stream(config.pipeline.setup(device="cpu", test_mode="val"))
     seconds, roots = {}, []
+    pipeline: Any = None
     for index, schedule in enumerate(args.schedules):  # the same frame 0, each per-frame schedule
         root = work / f"streamrf_frames_{index}"
         if root.exists():

@@ -20,6 +20,10 @@ On generated SRN-layout scenes (one procedural category, ``nerfstudio_methods.sc
 Writes ``bench_results/threeda_ae_scaling.json`` (every setting, every measurement, PSNR curves) and a plot over
 N. The CPU settings are reduced (stated in the JSON); ``--gpu`` switches to the paper's (128 px, SD-sized
 autoencoder, 64^2 planes with 50 bases, 48 + 48 samples, batch 32, 50 epochs per phase) on CUDA.
+
+``--smoke`` runs every part at a tiny size (``SMOKE_SETTINGS``: N = 1 and 2, 2 stage-1 scenes of 3 views, one
+epoch per phase, the scratch comparison and the RGB tri-planes on 1 scene only, so both cut-offs are taken), writing
+``threeda_ae_scaling.json`` to a temporary folder unless ``--output`` is given, the scenes and checkpoints beside it.
 """
 
 from __future__ import annotations
@@ -80,14 +84,15 @@ def make_config(
     cpu = setup["cpu_preset"]
     builder = {"stage1": threeda_ae_config, "exploit": threeda_ae_exploit_config, "rgb": rgb_triplanes_config}[kind]
     config = builder(cpu=cpu)
-    parser = config.pipeline.datamanager.dataparser
+    pipeline: Any = config.pipeline  # a TriplanePipelineConfig
+    parser = pipeline.datamanager.dataparser
     parser.data = data
     parser.scene_start = scene_start
     parser.num_scenes = num_scenes
     parser.num_eval_views = setup["eval_views"]
-    config.pipeline.datamanager.data = data
+    pipeline.datamanager.data = data
     config.machine.device_type = setup["device"]
-    for name, phase in config.pipeline.model.phases.items():
+    for name, phase in pipeline.model.phases.items():
         phase.epochs = float(epochs.get(name, 0.0))
     return config
 
@@ -318,6 +323,25 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+SMOKE_SETTINGS = {
+    "scenes": [1, 2],
+    "stage_one_scenes": 2,
+    "views": 3,
+    "eval_views": 1,
+    "ae_epochs": 1.0,
+    "stage_one_epochs": 1.0,
+    "exploit_latent_epochs": 1.0,
+    "exploit_decoder_epochs": 1.0,
+    "rgb_max_epochs": 2,
+    "rgb_max_scenes": 1,
+    "scratch_max_scenes": 1,
+    "eval_scenes": 1,
+    "threads": 1,
+}
+"""``--smoke``: one epoch per phase on 1-2 scenes of 3 views (2 in stage 1), the cut-offs of the scratch comparison
+and of the RGB tri-planes below the largest N."""
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, nargs="+", default=[10, 50, 200], help="N values")
@@ -344,8 +368,23 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="where to write the scenes (default: a temp dir)")
-    parser.add_argument("--output", type=Path, default=Path("bench_results/threeda_ae_scaling.json"))
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--output", type=Path, default=None, help="results JSON (bench_results/threeda_ae_scaling.json)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        if args.gpu:
+            parser.error("--smoke and --gpu exclude each other")
+        for key, value in SMOKE_SETTINGS.items():
+            setattr(args, key, value)
+    if args.output is None:
+        args.output = (
+            Path(tempfile.mkdtemp(prefix="threeda_ae_smoke_")) / "threeda_ae_scaling.json"
+            if args.smoke
+            else Path("bench_results/threeda_ae_scaling.json")
+        )
+    return args
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -355,7 +394,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     started = time.perf_counter()
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results: dict[str, Any] = {"settings": setup | arguments | {"threads": torch.get_num_threads()}, "scales": []}
-    workdir = Path(tempfile.mkdtemp(prefix="threeda_ae_bench_"))
+    # the stage-1 checkpoints stay for threeda_ae_schedule.py (a smoke run's beside its output)
+    if args.smoke:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="threeda_ae_bench_", dir=args.output.parent if args.smoke else None))
     data = (
         generate(args.data or workdir / "srn", args.stage_one_scenes + max(args.scenes), setup, args.seed)
         / "cars_train"
@@ -371,7 +413,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     # Stage 1, part 1: the autoencoder from scratch (the "scratch" latent space); part 2: latent + joint phases.
     epochs = setup["stage_one_epochs"]
     config = make_config("stage1", data, 0, s1, setup, epochs)
-    config.pipeline.model.autoencoder.pretrained = args.pretrained_vae
+    model_config: Any = config.pipeline.model  # a TriplaneModelConfig
+    model_config.autoencoder.pretrained = args.pretrained_vae
     run = Run("stage 1", config, setup["device"], args.seed)
     # With pretrained weights there is no autoencoder phase: "before stage 1" is the pretrained autoencoder itself.
     ae_steps = run.model.phase_steps()[0] if run.model.active_phases()[0][0] == "autoencoder" else 0

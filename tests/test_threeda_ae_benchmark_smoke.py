@@ -1,0 +1,76 @@
+"""The 3Da-AE benchmarks' ``--smoke`` runs (the scaling benchmark and the stage-2 schedule diagnostic): each runs end
+to end at a tiny size on generated scenes, so that neither can silently break."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_smoke(script: str, output: Path) -> dict:
+    """``benchmarks/<script> --smoke --output <output>`` (a JSON file) on one thread; the JSON it wrote."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads(output.read_text())
+
+
+def finite(*values: object) -> bool:
+    return all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)
+
+
+def assert_latent_run(run: dict, num_scenes: int, eval_views: int) -> None:
+    assert run["eval"]["views"] == num_scenes * eval_views and len(run["eval"]["psnr_per_scene"]) == num_scenes
+    assert finite(run["eval"]["psnr"], run["eval"]["ssim"], run["eval_subset"]["psnr"], run["autoencoder_psnr"])
+    assert run["seconds_per_scene"] == pytest.approx(run["train_seconds"] / num_scenes) and run["train_seconds"] > 0
+    assert run["train_seconds"] == pytest.approx(sum(run["phase_seconds"].values()))
+    assert 0 < run["per_scene_state_bytes"] <= run["effective_per_scene_state_bytes"]
+
+
+@pytest.mark.slow
+def test_scaling_smoke_runs_every_method_at_every_n(tmp_path: Path) -> None:
+    report = run_smoke("threeda_ae_scaling.py", tmp_path / "threeda_ae_scaling.json")
+    settings = report["settings"]
+    assert settings["smoke"] is True and settings["cpu_preset"] is True
+    assert finite(report["stage_one"]["train_seconds"], report["stage_one"]["eval"]["psnr"])
+    assert report["stage_one"]["autoencoder_phase_steps"] > 0
+    assert [entry["num_scenes"] for entry in report["scales"]] == settings["scenes"]
+    for entry in report["scales"]:
+        n = entry["num_scenes"]
+        assert_latent_run(entry["latent_3d_aware"], n, settings["eval_views"])
+        assert ("latent_scratch" in entry) is (n <= settings["scratch_max_scenes"])
+        if "latent_scratch" in entry:
+            assert_latent_run(entry["latent_scratch"], n, settings["eval_views"])
+        rgb = entry["rgb"]
+        assert rgb["trained_scenes"] == min(n, settings["rgb_max_scenes"]) and rgb["autoencoder_psnr"] is None
+        assert 1 <= len(rgb["curve"]) <= settings["rgb_max_epochs"] and finite(rgb["eval"]["psnr"])
+        assert rgb["reached_target"] is (rgb["curve"][-1]["psnr"] >= entry["latent_3d_aware"]["eval_subset"]["psnr"])
+    rows = report["summary"]["rows"]
+    assert [row["num_scenes"] for row in rows] == settings["scenes"]
+    for row, entry in zip(rows, report["scales"]):
+        assert ("psnr_gain_3d_aware_over_scratch" in row) is ("latent_scratch" in entry)
+        assert finite(*(value for key, value in row.items() if key != "rgb_reached_latent_psnr"))
+    assert (tmp_path / "threeda_ae_scaling.png").is_file()
+    assert len(list(tmp_path.glob("threeda_ae_bench_*/stage_one.ckpt"))) == 1  # kept for threeda_ae_schedule.py
+
+
+@pytest.mark.slow
+def test_schedule_smoke_learns_the_scenes_with_each_schedule(tmp_path: Path) -> None:
+    report = run_smoke("threeda_ae_schedule.py", tmp_path / "threeda_ae_schedule.json")
+    settings = report["settings"]
+    assert settings["smoke"] is True and Path(settings["stage_one"]).is_file()
+    runs = report["runs"]
+    assert [f"{run['latent_epochs']:g},{run['decoder_epochs']:g}" for run in runs] == settings["schedules"]
+    for run in runs:
+        assert_latent_run(run, settings["num_scenes"], settings["eval_views"])
+        assert set(run["phase_seconds"]) == ({"latent", "decoder"} if run["decoder_epochs"] else {"latent"})
