@@ -1,4 +1,5 @@
-"""Helpers every dataset reader shares: one error type, image loading with clear messages, pinhole cameras."""
+"""Helpers every dataset reader shares: image loading with clear messages, pinhole cameras; the error types
+(:mod:`nerfstudio_methods.input_errors`) are re-exported here for the readers."""
 
 from __future__ import annotations
 
@@ -13,36 +14,12 @@ from jaxtyping import Float, UInt8
 from numpy.lib.npyio import NpzFile
 from PIL import Image, UnidentifiedImageError
 
+from nerfstudio_methods.input_errors import DatasetFormatError, SettingError, first_line
+
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
 
-
-def first_line(error: BaseException, limit: int | None = 300) -> str:
-    """The first line of an error's message (its type's name when the message is empty), for one-line reports:
-    ffmpeg, diffusers and torch put pages of detail after the reason."""
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if limit is None else line[:limit]
-
-
-class DatasetFormatError(ValueError):
-    """A dataset folder or file does not follow its format. The message names the file and the problem."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class SettingError(ValueError):
-    """A setting (a command-line option) that cannot work; the message names the option and why. ``ns-*`` commands
-    print it as one line (nerfstudio_methods.compat, 4)."""
-
-    def __init__(self, option: str, problem: str) -> None:
-        self.option = option
-        self.problem = problem
-        super().__init__(f"{option}: {problem}")
-
+__all__ = ["DatasetFormatError", "SettingError", "first_line"]  # the readers import them from here
 
 OPENCV_TO_OPENGL: Float[np.ndarray, "4 4"] = np.diag([1.0, -1.0, -1.0, 1.0])
 """Right-multiplying an OpenCV camera-to-world matrix by this flips its y and z axes to OpenGL's (up, back)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dataparsers._common import DatasetFormatError, first_line
+from nerfstudio_methods.input_errors import DatasetFormatError, first_line
 
 
 def listed(names: list[str], most: int = 4) -> str:

@@ -31,7 +31,7 @@ def evaluate_eval_images(
     rendered and measured."""
     import torchvision.utils as vutils
 
-    from nerfstudio_methods import compat
+    from nerfstudio_methods.compat.lpips import drop_nan_lpips
 
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
@@ -88,4 +88,19 @@ def evaluate_eval_images(
     if frame_index is not None:
         result["num_frames"] = float(len(set(frames)))
     result["num_images"] = float(len(per_image))  # how many images the means are over (e.g. 144 for a 12 x 12 grid)
-    return compat.drop_nan_lpips(result)
+    return drop_nan_lpips(result)
+
+
+def evaluate_per_frame(
+    pipeline: Any,
+    output_path: Optional[Path] = None,
+    get_std: bool = False,
+    group_key: Optional[str] = None,
+    frames_available: Optional[int] = None,
+) -> dict[str, float]:
+    """``ns-eval`` for a video method: :func:`evaluate_eval_images` with the eval
+    dataset's ``metadata["frame_index"]`` giving each image's frame (per-frame means and ``num_frames`` added); only
+    frames below ``frames_available`` when given."""
+    return evaluate_eval_images(
+        pipeline, output_path, get_std, group_key=group_key, frame_key="frame_index", frames_available=frames_available
+    )

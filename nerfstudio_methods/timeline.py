@@ -61,23 +61,6 @@ def per_frame_means(
     return result
 
 
-def evaluate_per_frame(
-    pipeline: Any,
-    output_path: Optional[Path] = None,
-    get_std: bool = False,
-    group_key: Optional[str] = None,
-    frames_available: Optional[int] = None,
-) -> dict[str, float]:
-    """``ns-eval`` for a video method: :func:`~nerfstudio_methods.evaluation.evaluate_eval_images` with the eval
-    dataset's ``metadata["frame_index"]`` giving each image's frame (per-frame means and ``num_frames`` added); only
-    frames below ``frames_available`` when given."""
-    from nerfstudio_methods.evaluation import evaluate_eval_images
-
-    return evaluate_eval_images(
-        pipeline, output_path, get_std, group_key=group_key, frame_key="frame_index", frames_available=frames_available
-    )
-
-
 def write_camera_path_across_time(path: Path, cameras: Any, fps: float) -> None:
     """Write a viewer-style camera path (``ns-render camera-path --camera-path-filename``) through ``cameras`` (a
     nerfstudio ``Cameras``) ordered by time, each keyframe with its ``render_time``: a video of the scene over time."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nerfstudio_methods.compat import checkpoint_error_message
+from nerfstudio_methods.compat.errors import checkpoint_error_message
 from tests.conftest import assert_succeeded, generate_scene, one_error_line, run_command
 from tests.test_infonerf_end_to_end import FEW_SHOT, TINY
 

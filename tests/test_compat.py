@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from nerfstudio_methods import compat
+from nerfstudio_methods.compat import lpips as lpips_fix
 
 compat.install()
 
@@ -53,8 +54,8 @@ def test_lpips_without_cached_weights_is_left_out(tmp_path: Path, monkeypatch: p
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
-    assert not compat.lpips_available("alex")
-    compat._warn_lpips_missing.cache_clear()
+    assert not lpips_fix.lpips_available("alex")
+    lpips_fix._warn_lpips_missing.cache_clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
@@ -62,7 +63,7 @@ def test_lpips_without_cached_weights_is_left_out(tmp_path: Path, monkeypatch: p
     assert lpips.net is None  # no backbone was built, random or otherwise
     value = lpips(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
     assert math.isnan(float(value))
-    metrics = compat.drop_nan_lpips({"psnr": 20.0, "lpips": float(value), "lpips_std": float("nan")})
+    metrics = lpips_fix.drop_nan_lpips({"psnr": 20.0, "lpips": float(value), "lpips_std": float("nan")})
     assert metrics == {"psnr": 20.0}
 
 
@@ -72,12 +73,12 @@ def test_lpips_with_cached_weights_uses_them(tmp_path: Path, monkeypatch: pytest
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    weights_path = compat.lpips_weights_path("alex")
+    weights_path = lpips_fix.lpips_weights_path("alex")
     weights_path.parent.mkdir(parents=True)
     torch.manual_seed(0)
     backbone = torchvision.models.alexnet(weights=None)
     torch.save(backbone.state_dict(), weights_path)
-    assert compat.lpips_available("alex")
+    assert lpips_fix.lpips_available("alex")
     lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
     assert lpips.net is not None
     first_conv = lpips.net.net.slice1[0].weight  # type: ignore[union-attr]
@@ -90,9 +91,9 @@ def test_lpips_with_cached_weights_uses_them(tmp_path: Path, monkeypatch: pytest
 def test_pipeline_metrics_drop_unavailable_lpips() -> None:
     from nerfstudio.pipelines.base_pipeline import VanillaPipeline
 
-    compat._drop_unavailable_lpips_from_pipeline_metrics()
+    lpips_fix._drop_unavailable_lpips_from_pipeline_metrics()
     wrapped = VanillaPipeline.get_average_image_metrics
-    assert getattr(wrapped, "__wrapped__", None) is not None and wrapped.__code__.co_filename == compat.__file__
+    assert getattr(wrapped, "__wrapped__", None) is not None and wrapped.__code__.co_filename == lpips_fix.__file__
 
 
 def test_ffmpeg_resolves_without_system_ffmpeg(tmp_path: Path) -> None:

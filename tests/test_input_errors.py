@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nerfstudio_methods.compat import dataset_error_message
+from nerfstudio_methods.compat.errors import dataset_error_message
 from tests.conftest import generate_scene, run_command
 
 CPU = ["--machine.device-type", "cpu", "--vis", "tensorboard", "--max-num-iterations", "2"]

@@ -18,6 +18,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nerfstudio_methods import compat
+from nerfstudio_methods.compat import multi_process
 from tests.conftest import REPO, assert_succeeded, generate_scene, run_command
 from tests.test_infonerf_end_to_end import TINY as INFONERF_E2E_TINY
 
@@ -47,11 +48,13 @@ def test_cpu_runs_spawn_the_package_worker_and_cuda_runs_nerfstudio_s() -> None:
 
     config = TrainerConfig()
     cpu = nerfstudio_worker_arguments(config, "cpu")
-    assert compat.worker_for_spawn(_distributed_worker, cpu) is compat.cpu_distributed_worker
+    assert multi_process.worker_for_spawn(_distributed_worker, cpu) is multi_process.cpu_distributed_worker
     cuda = nerfstudio_worker_arguments(config, "cuda")
-    assert compat.worker_for_spawn(_distributed_worker, cuda) is _distributed_worker  # NCCL path untouched
-    assert compat.worker_for_spawn(print, cpu) is print  # anybody else's spawn untouched
-    assert compat.worker_for_spawn(_distributed_worker, cpu[:5]) is _distributed_worker  # unknown argument layout
+    assert multi_process.worker_for_spawn(_distributed_worker, cuda) is _distributed_worker  # NCCL path untouched
+    assert multi_process.worker_for_spawn(print, cpu) is print  # anybody else's spawn untouched
+    assert (
+        multi_process.worker_for_spawn(_distributed_worker, cpu[:5]) is _distributed_worker
+    )  # unknown argument layout
 
 
 def test_install_wraps_spawn_once() -> None:
@@ -59,7 +62,7 @@ def test_install_wraps_spawn_once() -> None:
 
     wrapped = mp.spawn
     assert getattr(wrapped, "_nerfstudio_methods", False)
-    compat.route_multi_process_training()
+    multi_process.route_multi_process_training()
     compat.install()
     assert mp.spawn is wrapped
 
@@ -71,9 +74,9 @@ def test_refusing_method_stops_before_spawning_with_one_line(capsys: pytest.Capt
     from nerfstudio_methods.streamrf.pipeline import StreamRFPipeline
 
     reason = StreamRFPipeline.multi_process_refusal
-    assert reason and compat.multi_process_refusal(streamrf.config) == reason
+    assert reason and multi_process.multi_process_refusal(streamrf.config) == reason
     with pytest.raises(SystemExit) as stopped:
-        compat.worker_for_spawn(_distributed_worker, nerfstudio_worker_arguments(streamrf.config, "cpu"))
+        multi_process.worker_for_spawn(_distributed_worker, nerfstudio_worker_arguments(streamrf.config, "cpu"))
     assert stopped.value.code == 2
     assert capsys.readouterr().err == f"error: streamrf cannot train with 2 processes: {reason}\n"
 
@@ -87,7 +90,7 @@ def test_methods_measured_under_two_processes_do_not_refuse() -> None:
 
     ours = (infonerf, infonerf_dtu, mononerf, mononerf_cpu, soft_mining, soft_mining_llff, soft_mining_vanilla_nerf)
     for config in [spec.config for spec in ours] + [method_configs["nerfacto"]]:
-        assert compat.multi_process_refusal(config) is None, config.method_name
+        assert multi_process.multi_process_refusal(config) is None, config.method_name
 
 
 # --- DDP on CPU --------------------------------------------------------------------------------------------------
@@ -101,8 +104,8 @@ def test_ddp_and_barrier_take_cuda_device_ids_on_cpu(tmp_path: Path, monkeypatch
     try:
         with pytest.raises(ValueError, match="device_ids"):  # control: torch refuses without the fix
             DDP(torch.nn.Linear(2, 1), device_ids=[0])
-        compat.allow_ddp_on_cpu()
-        compat.allow_ddp_on_cpu()  # idempotent: wrapped once
+        multi_process.allow_ddp_on_cpu()
+        multi_process.allow_ddp_on_cpu()  # idempotent: wrapped once
         assert not getattr(DDP.__init__.__wrapped__, "_cpu_device_ids_dropped", False)  # type: ignore[attr-defined]
         model = DDP(torch.nn.Linear(2, 1), device_ids=[0], find_unused_parameters=True)
         assert model.device_ids is None

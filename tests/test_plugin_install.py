@@ -165,7 +165,9 @@ print(dataparsers.__file__, dataparsers.llff.__file__, len(caught), caught[0].me
 def test_every_fix_is_installed_by_the_time_a_command_runs(command: str) -> None:
     """Some fixes wrap nerfstudio classes (the trainer, the viewer) whose modules are still importing when the
     dataparser plugins load; they are installed by a later plugin import, before the command runs."""
-    code = f"import {command}\nfrom nerfstudio_methods import compat\nprint(sorted(set(compat._FIXES) - compat._INSTALLED))"
+    code = (
+        f"import {command}\nfrom nerfstudio_methods import compat\nprint(sorted(set(compat.FIXES) - compat._INSTALLED))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=300

@@ -9,6 +9,7 @@ import pytest
 from nerfstudio.engine.trainer import TrainerConfig
 
 from nerfstudio_methods import compat
+from nerfstudio_methods.compat import run_folder
 from tests.conftest import run_command
 from tests.test_input_errors import one_error_line
 
@@ -25,7 +26,7 @@ def saved_run(output_dir: Path) -> Path:
 def test_failed_launch_removes_the_folders_it_created(tmp_path: Path) -> None:
     run = saved_run(tmp_path / "outputs")
     assert (run / "config.yml").is_file()
-    assert compat.remove_unused_run_folder() == run
+    assert run_folder.remove_unused_run_folder() == run
     assert not (tmp_path / "outputs").exists()  # outputs/e/m/t, all made by this launch
     assert tmp_path.is_dir()
 
@@ -33,7 +34,7 @@ def test_failed_launch_removes_the_folders_it_created(tmp_path: Path) -> None:
 def test_folders_that_existed_before_the_launch_stay(tmp_path: Path) -> None:
     (tmp_path / "outputs" / "e" / "m" / "earlier_run").mkdir(parents=True)
     run = saved_run(tmp_path / "outputs")
-    compat.remove_unused_run_folder()
+    run_folder.remove_unused_run_folder()
     assert not run.exists()
     assert (tmp_path / "outputs" / "e" / "m" / "earlier_run").is_dir()
 
@@ -41,23 +42,23 @@ def test_folders_that_existed_before_the_launch_stay(tmp_path: Path) -> None:
 def test_a_run_folder_holding_anything_else_stays(tmp_path: Path) -> None:
     run = saved_run(tmp_path / "outputs")
     (run / "events.out.tfevents").write_text("")
-    assert compat.remove_unused_run_folder() is None
+    assert run_folder.remove_unused_run_folder() is None
     assert (run / "config.yml").is_file()
 
 
 def test_a_config_rewritten_since_the_save_stays(tmp_path: Path) -> None:
     run = saved_run(tmp_path / "outputs")
     (run / "config.yml").write_text("edited")
-    assert compat.remove_unused_run_folder() is None
+    assert run_folder.remove_unused_run_folder() is None
     assert (run / "config.yml").read_text() == "edited"
 
 
 def test_a_reused_run_folder_stays(tmp_path: Path) -> None:
     """``--timestamp latest`` twice: the second launch did not create the folder, so it is not its to remove."""
     saved_run(tmp_path / "outputs")
-    compat.forget_run_folder()
+    run_folder.forget_run_folder()
     run = saved_run(tmp_path / "outputs")
-    assert compat.remove_unused_run_folder() is None
+    assert run_folder.remove_unused_run_folder() is None
     assert (run / "config.yml").is_file()
 
 
@@ -66,8 +67,8 @@ def test_once_the_trainer_is_set_up_the_folder_stays(tmp_path: Path) -> None:
 
     assert getattr(Trainer.setup, "_nerfstudio_methods", False)
     run = saved_run(tmp_path / "outputs")
-    compat.forget_run_folder()  # what the wrapped Trainer.setup does when it returns
-    assert compat.remove_unused_run_folder() is None
+    run_folder.forget_run_folder()  # what the wrapped Trainer.setup does when it returns
+    assert run_folder.remove_unused_run_folder() is None
     assert (run / "config.yml").is_file()
 
 

@@ -21,6 +21,7 @@ from nerfstudio.viewer.viewer import Viewer
 from dataparsers.blender import BlenderFewShotDataParserConfig
 from dataparsers.llff import LLFFDataParserConfig
 from nerfstudio_methods import compat
+from nerfstudio_methods.compat import viewer_start
 from tests.conftest import generate_scene
 
 compat.install()
@@ -39,7 +40,7 @@ def llff_train_dataset(scene: Path) -> InputDataset:
 
 def test_forward_facing_start_view_is_the_central_training_camera(llff_scene: Path) -> None:
     dataset = llff_train_dataset(llff_scene)
-    view = compat.start_view(dataset)
+    view = viewer_start.start_view(dataset)
     assert view is not None
     c2w = dataset.cameras.camera_to_worlds.double().numpy()
     distances = np.linalg.norm(c2w[:, :, 3] - c2w[:, :, 3].mean(0), axis=1)
@@ -58,7 +59,7 @@ def test_forward_facing_start_view_is_the_central_training_camera(llff_scene: Pa
 def test_the_start_view_is_chosen_among_the_drawn_cameras(llff_scene: Path) -> None:
     dataset = llff_train_dataset(llff_scene)
     drawn = [0, len(dataset) - 1]
-    view = compat.start_view(dataset, drawn)
+    view = viewer_start.start_view(dataset, drawn)
     assert view is not None and view.camera_index in drawn
 
 
@@ -67,8 +68,8 @@ def test_object_centred_scenes_start_at_a_camera_only_for_this_collection(tmp_pa
     scene = generate_scene("blender", tmp_path / "blender", "--width", "16", "--height", "16", "--num-cameras", "4")
     outputs = BlenderFewShotDataParserConfig(data=scene, num_train_views=2).setup().get_dataparser_outputs("train")
     dataset = InputDataset(outputs)
-    assert compat.start_view(dataset) is None
-    view = compat.start_view(dataset, any_scene=True)
+    assert viewer_start.start_view(dataset) is None
+    view = viewer_start.start_view(dataset, any_scene=True)
     assert view is not None
     c2w = dataset.cameras.camera_to_worlds.double().numpy()
     assert view.camera_index == int(np.argmin(np.linalg.norm(c2w[:, :, 3] - c2w[:, :, 3].mean(0), axis=1)))
@@ -106,7 +107,7 @@ def test_viewer_moves_each_new_browser_to_the_start_view(llff_scene: Path) -> No
         assert len(server._client_connect_cb) == before + 1
         client = SimpleNamespace(camera=RecordingCamera(), atomic=contextlib.nullcontext)
         server._client_connect_cb[-1](client)
-        view = compat.start_view(dataset)
+        view = viewer_start.start_view(dataset)
         assert view is not None
         assert client.camera.assigned == [("up_direction", view.up_direction), ("position", view.position),
                                           ("wxyz", view.wxyz), ("fov", view.fov)]  # fmt: skip

@@ -36,8 +36,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from dataparsers._common import DatasetFormatError
 from nerfstudio_methods.checkpoints import load_state_strictly, load_tensor_file
+from nerfstudio_methods.input_errors import DatasetFormatError
 
 VideoEncoderKind = Literal["slowonly-r50", "small"]
 ImageEncoderKind = Literal["resnet18", "small"]

@@ -42,9 +42,9 @@ from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
-from dataparsers._common import DatasetFormatError
 from dataparsers.dynamic_scene import SceneVideo
 from nerfstudio_methods.checkpoints import load_tensor_file
+from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.mononerf import losses
 from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic, sample_deltas
 from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder

@@ -25,9 +25,10 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from nerfstudio_methods.evaluation import evaluate_per_frame
 from nerfstudio_methods.mononerf.datamanager import MonoNeRFDataManager, MonoNeRFDataManagerConfig
 from nerfstudio_methods.mononerf.model import MonoNeRFModel, MonoNeRFModelConfig
-from nerfstudio_methods.timeline import evaluate_per_frame, write_camera_path_across_time
+from nerfstudio_methods.timeline import write_camera_path_across_time
 
 
 @dataclass

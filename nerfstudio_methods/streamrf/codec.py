@@ -27,7 +27,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from dataparsers._common import DatasetFormatError
+from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.streamrf.grid import chunks, copy_rows
 
 VALUE_DTYPE = np.float16

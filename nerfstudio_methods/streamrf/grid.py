@@ -15,7 +15,6 @@ what a dense grid that is zero outside its occupancy gives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Protocol
 
 import torch
@@ -23,7 +22,9 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from nerfstudio_methods.streamrf.masks import dilate
 from nerfstudio_methods.streamrf.sh import SH_CHANNELS
+from nerfstudio_methods.streamrf.spec import GridSpec
 
 GRID_CHANNELS = 1 + SH_CHANNELS
 """Channel 0 is the raw density, channels 1..27 the SH coefficients (9 red, 9 green, 9 blue)."""
@@ -32,50 +33,6 @@ CHUNK = 1 << 18
 """Points (or rows) handled at once by whole-grid operations, so that none allocates per-voxel 28-channel
 temporaries at N3DV / Meet Room sizes. An RMSprop update makes about ten ``[rows, 28]`` temporaries: 29 MB each at
 this size; at 2^20 rows they took 1 GB of N3DV's 3 GB (measured, benchmarks/streamrf_memory.py)."""
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """Resolution ``(X, Y, Z)`` of a grid spanning ``[-radius, radius]`` on each axis, centred at 0 (NDC)."""
-
-    resolution: tuple[int, int, int]
-    radius: tuple[float, float, float]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Tensor shape ``(Z, Y, X)`` of one channel."""
-        x, y, z = self.resolution
-        return (z, y, x)
-
-    @property
-    def num_voxels(self) -> int:
-        x, y, z = self.resolution
-        return x * y * z
-
-    def normalize(self, points: Float[Tensor, "*b 3"]) -> Float[Tensor, "*b 3"]:
-        """Box coordinates in [-1, 1] (grid_sample's convention) of NDC points."""
-        return points / points.new_tensor(self.radius)
-
-    def voxel_centres(self, device: torch.device | str = "cpu") -> Float[Tensor, "z y x 3"]:
-        """Normalised ([-1, 1]) coordinates (x, y, z) of every voxel centre, indexed ``[k, j, i]``."""
-        axes = [(torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n * 2.0 - 1.0 for n in self.resolution]
-        zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-        return torch.stack([xx, yy, zz], dim=-1)
-
-    def centres_of(self, flat: Int[Tensor, " n"]) -> Float[Tensor, "n 3"]:
-        """Normalised coordinates of the voxels with flat (z, y, x) indices ``flat``."""
-        x_res, y_res, _ = self.resolution
-        ijk = torch.stack([flat % x_res, (flat // x_res) % y_res, flat // (x_res * y_res)], dim=-1)
-        size = torch.tensor(self.resolution, device=flat.device, dtype=torch.float32)
-        return (ijk.to(torch.float32) + 0.5) / size * 2.0 - 1.0
-
-    def index_space_scale(self) -> tuple[float, float, float]:
-        """Voxels per NDC unit along each axis (the grid's anisotropic scaling, svox2's ``_scaling * gsz``)."""
-        return tuple(n / (2.0 * r) for n, r in zip(self.resolution, self.radius))  # type: ignore[return-value]
-
-    def scaled(self, factor: float) -> GridSpec:
-        """The same box at ``factor`` times the resolution (pilot grid: factor 1 / pilot_factor)."""
-        return GridSpec(tuple(max(1, round(n * factor)) for n in self.resolution), self.radius)  # type: ignore[arg-type]
 
 
 def chunks(count: int, size: int = CHUNK) -> Iterator[slice]:
@@ -324,8 +281,6 @@ def copy_rows(target: Tensor, target_rows: Int[Tensor, " n"], source: Tensor, so
 def kept_voxels(grid: SparseGrid, density_threshold: float, dilation: int) -> Bool[Tensor, "z y x"]:
     """The voxels :func:`resample` keeps at the same resolution: density >= threshold (empty voxels read 0),
     dilated."""
-    from nerfstudio_methods.streamrf.masks import dilate
-
     density = torch.zeros(grid.spec.num_voxels, device=grid.data.device)
     density[occupied_indices(grid.occupancy)] = grid.data[:, 0].detach()
     return dilate(density.reshape(grid.spec.shape) >= density_threshold, dilation)
@@ -340,8 +295,6 @@ def resample(grid: SparseGrid, target: GridSpec, density_threshold: float, dilat
     channel, in chunks); the 28 channels are interpolated for the kept voxels only, so no 28-channel grid of the
     target's size is ever allocated.
     """
-    from nerfstudio_methods.streamrf.masks import dilate
-
     source = grid.spec
     if source.radius != target.radius:
         raise ValueError("resample keeps the box: source and target radii must match")

@@ -11,7 +11,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from nerfstudio_methods.streamrf.grid import GridSpec
+from nerfstudio_methods.streamrf.spec import GridSpec
 
 NARROW_BAND_INNER = 6
 """The band reaches 6 voxels inside the occupied region: ``erode^6`` (brief §1.3, full pass)."""

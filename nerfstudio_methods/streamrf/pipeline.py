@@ -36,13 +36,14 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from dataparsers._common import DatasetFormatError, SettingError
 from nerfstudio_methods import compat
+from nerfstudio_methods.evaluation import evaluate_per_frame
+from nerfstudio_methods.input_errors import DatasetFormatError, SettingError
 from nerfstudio_methods.streamrf.codec import FrameDelta, encode_grid
 from nerfstudio_methods.streamrf.datamanager import StreamRFDataManager, StreamRFDataManagerConfig
 from nerfstudio_methods.streamrf.model import Phase, StreamRFModel, StreamRFModelConfig
 from nerfstudio_methods.streamrf.store import FrameStore, GridPlayer
-from nerfstudio_methods.timeline import evaluate_per_frame, write_camera_path_across_time
+from nerfstudio_methods.timeline import write_camera_path_across_time
 
 
 @dataclass(frozen=True)

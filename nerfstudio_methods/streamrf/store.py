@@ -23,8 +23,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from dataparsers._common import DatasetFormatError
 from nerfstudio_methods.atomic import write_atomically
+from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, apply_delta, decode_grid, read_record, to_bytes
 
 FRAMES_DIR = "streamrf_frames"

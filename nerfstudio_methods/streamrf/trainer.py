@@ -20,8 +20,8 @@ from typing import Literal, Type
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from dataparsers._common import DatasetFormatError
-from nerfstudio_methods import compat
+from nerfstudio_methods.compat.video_frames import config_file_being_loaded
+from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.streamrf.pipeline import StreamRFPipeline, StreamRFPipelineConfig
 from nerfstudio_methods.streamrf.store import FRAMES_DIR, FrameStore
 
@@ -52,7 +52,7 @@ class StreamRFTrainerConfig(TrainerConfig):
     def get_checkpoint_dir(self) -> Path:
         # ns-eval / ns-render / ns-viewer ask for this just before they build the pipeline: the run is the folder of
         # the config.yml they load, wherever it has been moved or copied to since training.
-        loaded = compat.config_file_being_loaded()
+        loaded = config_file_being_loaded()
         if loaded is not None:
             run = loaded.parent
             if self.uses_default_frame_store():

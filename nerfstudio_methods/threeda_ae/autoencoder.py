@@ -23,8 +23,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from dataparsers._common import DatasetFormatError, first_line
 from nerfstudio_methods.checkpoints import listed, load_state_strictly, load_tensor_file
+from nerfstudio_methods.input_errors import DatasetFormatError, first_line
 
 SD_VAE_BLOCK_OUT_CHANNELS = (128, 256, 512, 512)
 """Stable Diffusion 1.x's VAE (its ``vae/config.json``; 83.65 M parameters, 3da-ae.md §1.2)."""

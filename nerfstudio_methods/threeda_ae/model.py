@@ -45,7 +45,7 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from dataparsers._common import DatasetFormatError
+from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, broadcast_from_first_process, scene_indices_of_rays
 from nerfstudio_methods.threeda_ae.autoencoder import (
     SD_TANH_SCALE,

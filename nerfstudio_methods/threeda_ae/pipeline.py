@@ -29,10 +29,10 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.cuda.amp.grad_scaler import GradScaler
 
-from dataparsers._common import DatasetFormatError
 from nerfstudio_methods.atomic import write_atomically
 from nerfstudio_methods.checkpoints import load_tensor_file
 from nerfstudio_methods.evaluation import evaluate_eval_images
+from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.multiscene import (
     SCENE_INDEX_KEY,
     average_gradients_before_step,

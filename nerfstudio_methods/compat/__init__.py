@@ -1,0 +1,62 @@
+"""Fixes that make nerfstudio 1.1.5 usable on today's stack: one module per fix, installed by :func:`install`.
+
+nerfstudio imports every registered plugin (``nerfstudio.method_configs`` and ``nerfstudio.dataparser_configs``
+entry points) at the start of each ``ns-*`` command, before any checkpoint is loaded or model built, so installing
+these then covers ``ns-train``, ``ns-eval``, ``ns-render`` and ``ns-viewer``, for our methods and nerfstudio's own
+(see ../shared/papers/nerfstudio_plugins.md §4 and §5). Each fix is idempotent and never raises: a plugin that
+raises at import breaks every ``ns-*`` command. A fix that needs a nerfstudio module still being imported raises
+:class:`FixNotYetPossible` and is tried again by the next :func:`install` (the method and dataparser modules nerfstudio
+imports one after the other each call it).
+
+The fixes (each module's docstring names the nerfstudio or torch behaviour it works around):
+
+- ``checkpoints``: torch >= 2.6's ``weights_only`` loading of nerfstudio's numpy scalars.
+- ``lpips``: LPIPS without downloading its backbone.
+- ``ffmpeg``: ``ns-render`` without a system ffmpeg.
+- ``errors``: one line, not a traceback, for bad input, settings and checkpoints.
+- ``multi_process``: ``--machine.num-devices N`` on CPU, and methods that refuse it.
+- ``run_folder``: no run folder left by a launch that fails before training.
+- ``viewer_start``: the viewer's first view at a training camera.
+- ``video_frames``: ``ns-render`` on unfinished video runs; moved StreamRF runs.
+
+This module imports none of them: :func:`install` loads each by name, so a fix module can use :func:`install` and
+:class:`FixNotYetPossible` without an import cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+FIXES: dict[str, str] = {
+    "checkpoints": "checkpoints:allow_numpy_in_checkpoints",
+    "lpips": "lpips:make_lpips_offline_safe",
+    "ffmpeg": "ffmpeg:put_ffmpeg_on_path",
+    "errors": "errors:print_input_errors_without_traceback",
+    "multiprocess": "multi_process:route_multi_process_training",
+    "run_folder": "run_folder:remember_new_run_folders",
+    "viewer_start": "viewer_start:start_viewer_at_a_training_camera",
+    "render_trained_frames": "video_frames:render_only_trained_frames",
+}
+"""Fix name -> ``module:function`` in this package, in installation order."""
+
+_INSTALLED: set[str] = set()
+
+
+class FixNotYetPossible(Exception):
+    """A fix that needs a nerfstudio module not yet (fully) imported: :func:`install` tries it again next time."""
+
+
+def install() -> None:
+    """Install every fix once. Failures become warnings: the ns-* CLI must keep working."""
+    for name, target in FIXES.items():
+        if name in _INSTALLED:
+            continue
+        _INSTALLED.add(name)
+        module_name, function_name = target.split(":")
+        try:
+            getattr(importlib.import_module(f"{__name__}.{module_name}"), function_name)()
+        except FixNotYetPossible:
+            _INSTALLED.discard(name)
+        except Exception as err:  # noqa: BLE001 - a broken fix must not break every ns-* command
+            warnings.warn(f"nerfstudio_methods: could not install the {name} fix ({err!r})", stacklevel=2)
