@@ -161,12 +161,19 @@ print(dataparsers.__file__, dataparsers.llff.__file__, len(caught), caught[0].me
     assert warnings_count == "1" and "/elsewhere/dataparsers/__init__.py" in message
 
 
-@pytest.mark.parametrize("command", ["nerfstudio.scripts.train", "nerfstudio.scripts.viewer.run_viewer"])
+@pytest.mark.parametrize(
+    "command",
+    ["nerfstudio.scripts.train", "nerfstudio.scripts.viewer.run_viewer", "nerfstudio.scripts.eval",
+     "nerfstudio.scripts.render"],
+)  # fmt: skip
 def test_every_fix_is_installed_by_the_time_a_command_runs(command: str) -> None:
-    """Some fixes wrap nerfstudio classes (the trainer, the viewer) whose modules are still importing when the
-    dataparser plugins load; they are installed by a later plugin import, before the command runs."""
+    """Some fixes wrap nerfstudio code (the trainer, the viewer, eval_utils' checkpoint loading, ns-render's video
+    writer) whose modules are still importing when the plugins load; they are installed by a later plugin import or
+    at the command's first config ``setup()`` (it builds the pipeline before any checkpoint is loaded)."""
     code = (
-        f"import {command}\nfrom nerfstudio_methods import compat\nprint(sorted(set(compat.FIXES) - compat._INSTALLED))"
+        f"import {command}\nfrom nerfstudio.configs.base_config import InstantiateConfig\n"
+        "InstantiateConfig(_target=lambda config: None).setup()\n"
+        "from nerfstudio_methods import compat\nprint(sorted(set(compat.FIXES) - compat._INSTALLED))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(

@@ -5,12 +5,16 @@ entry points) at the start of each ``ns-*`` command, before any checkpoint is lo
 these then covers ``ns-train``, ``ns-eval``, ``ns-render`` and ``ns-viewer``, for our methods and nerfstudio's own
 (see ../shared/papers/nerfstudio_plugins.md §4 and §5). Each fix is idempotent and never raises: a plugin that
 raises at import breaks every ``ns-*`` command. A fix that needs a nerfstudio module still being imported raises
-:class:`FixNotYetPossible` and is tried again by the next :func:`install` (the method and dataparser modules nerfstudio
-imports one after the other each call it).
+:class:`FixNotYetPossible` and is tried again by the next :func:`install`: the method and dataparser modules nerfstudio
+imports one after the other each call it, and while a fix is still waiting every nerfstudio config's ``setup()``
+(``InstantiateConfig.setup``: the pipeline, model and data manager are built through it, after the command's own
+modules have finished importing) calls it first.
 
 The fixes (each module's docstring names the nerfstudio or torch behaviour it works around):
 
 - ``checkpoints``: torch >= 2.6's ``weights_only`` loading of nerfstudio's numpy scalars.
+- ``checkpoint_files``: checkpoints written atomically (a full disk said in one line); the newest complete one loaded
+  (``checkpoint_loading``: the same for ``ns-eval``, ``ns-render`` and ``ns-viewer``).
 - ``lpips``: LPIPS without downloading its backbone.
 - ``ffmpeg``: ``ns-render`` without a system ffmpeg.
 - ``errors``: one line, not a traceback, for bad input, settings and checkpoints.
@@ -30,6 +34,8 @@ import warnings
 
 FIXES: dict[str, str] = {
     "checkpoints": "checkpoints:allow_numpy_in_checkpoints",
+    "checkpoint_files": "checkpoint_files:write_checkpoints_atomically",
+    "checkpoint_loading": "checkpoint_files:load_newest_complete_checkpoint",
     "lpips": "lpips:make_lpips_offline_safe",
     "ffmpeg": "ffmpeg:put_ffmpeg_on_path",
     "errors": "errors:print_input_errors_without_traceback",
@@ -49,6 +55,7 @@ class FixNotYetPossible(Exception):
 
 def install() -> None:
     """Install every fix once. Failures become warnings: the ns-* CLI must keep working."""
+    _retry_on_config_setup()
     for name, target in FIXES.items():
         if name in _INSTALLED:
             continue
@@ -60,3 +67,24 @@ def install() -> None:
             _INSTALLED.discard(name)
         except Exception as err:  # noqa: BLE001 - a broken fix must not break every ns-* command
             warnings.warn(f"nerfstudio_methods: could not install the {name} fix ({err!r})", stacklevel=2)
+
+
+def _retry_on_config_setup() -> None:
+    """Make ``InstantiateConfig.setup`` call :func:`install` first while a fix waits for a module (idempotent; the
+    check costs a set difference per ``setup``)."""
+    import sys
+
+    base_config = sys.modules.get("nerfstudio.configs.base_config")
+    config_class = getattr(base_config, "InstantiateConfig", None)
+    if config_class is None or getattr(config_class.setup, "_nerfstudio_methods", False):
+        return
+    setup = config_class.setup
+
+    def setup_after_pending_fixes(self, **kwargs):  # noqa: ANN001, ANN003, ANN202 - nerfstudio's signature
+        if len(_INSTALLED) < len(FIXES):
+            install()
+        return setup(self, **kwargs)
+
+    setup_after_pending_fixes.__doc__ = setup.__doc__
+    setup_after_pending_fixes._nerfstudio_methods = True  # type: ignore[attr-defined]
+    config_class.setup = setup_after_pending_fixes
