@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--resolution", type=int, nargs=3, default=(192, 160, 48), help="grid X Y Z")
     parser.add_argument("--rays", type=int, default=8192)

@@ -4,8 +4,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
-echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests benchmarks
-echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests benchmarks
+echo "[test] ruff check"; ruff check nerfstudio_methods dataparsers tests benchmarks scripts
+echo "[test] ruff format --check"; ruff format --check nerfstudio_methods dataparsers tests benchmarks scripts
 echo "[test] pyright"; pyright
 echo "[test] docs (results blocks against their JSON, then the Sphinx build, warnings as errors)"; NSM_SKIP_SETUP=1 bash scripts/docs.sh
 # Two pytest workers (pytest-xdist) on CI's 2 cores; whole files per worker (--dist loadfile), so a file's
