@@ -19,7 +19,46 @@ from nerfstudio_methods.input_errors import DatasetFormatError, SettingError, fi
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
 
-__all__ = ["DatasetFormatError", "SettingError", "first_line"]  # the readers import them from here
+__all__ = [
+    "DatasetFormatError",
+    "SettingError",
+    "check_camera_poses",
+    "check_finite",
+    "first_line",
+]  # the readers import them from here
+
+ROTATION_TOLERANCE = 1e-3
+"""Largest entry of ``R^T R - I`` accepted in a camera-to-world rotation: float32 files round at 1e-7, while a broken
+pose (zeros, a scaled or sheared matrix, swapped rows) is off by order 1."""
+
+
+def check_camera_poses(
+    path: Path, camera_to_world: Float[np.ndarray, "n r 4"], labels: Sequence[str] | None = None
+) -> None:
+    """Raise :class:`DatasetFormatError` naming ``path`` and the camera when a camera-to-world matrix is not finite
+    or its 3x3 part is not a proper rotation (orthonormal within :data:`ROTATION_TOLERANCE`, determinant +1).
+    A NaN or degenerate pose otherwise trains on NaN rays into an all-NaN model."""
+    for index, matrix in enumerate(np.asarray(camera_to_world, dtype=np.float64)):
+        label = labels[index] if labels is not None else f"camera {index}"
+        if not np.all(np.isfinite(matrix[:3, :4])):
+            raise DatasetFormatError(path, f"{label}: the pose holds NaN or infinite values")
+        rotation = matrix[:3, :3]
+        error = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
+        determinant = float(np.linalg.det(rotation))
+        if error > ROTATION_TOLERANCE or determinant <= 0:
+            raise DatasetFormatError(
+                path,
+                f"{label}: the pose's 3x3 part is not a rotation (max |R^T R - I| = {error:.3g}, det = "
+                f"{determinant:.3g})",
+            )
+
+
+def check_finite(path: Path, values: np.ndarray, what: str) -> None:
+    """Raise :class:`DatasetFormatError` naming ``path`` when ``values`` hold NaN or infinite entries."""
+    bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise DatasetFormatError(path, f"{what} holds {bad} NaN or infinite value(s)")
+
 
 OPENCV_TO_OPENGL: Float[np.ndarray, "4 4"] = np.diag([1.0, -1.0, -1.0, 1.0])
 """Right-multiplying an OpenCV camera-to-world matrix by this flips its y and z axes to OpenGL's (up, back)."""

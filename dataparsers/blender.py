@@ -24,7 +24,7 @@ from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataP
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from dataparsers import DatasetFormatError
+from dataparsers._common import DatasetFormatError, check_camera_poses
 from nerfstudio_methods import compat
 from nerfstudio_methods.rays import UNSEEN_POSE_POOL_KEY, cat_cameras
 
@@ -108,6 +108,13 @@ class BlenderFewShot(Blender):
             )
             split = "val"
         return self._split_outputs(split, skip)
+
+    def get_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        outputs = super().get_dataparser_outputs(split, **kwargs)
+        name = "train" if split == "train" else ("val" if split == "test" and not self._has_split("test") else split)
+        check_camera_poses(self.data / f"transforms_{name}.json", outputs.cameras.camera_to_worlds.numpy(),
+                           [path.name for path in outputs.image_filenames])  # fmt: skip
+        return outputs
 
 
 blender_fewshot_dataparser = DataParserSpecification(

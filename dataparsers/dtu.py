@@ -43,6 +43,8 @@ from dataparsers._common import (
     OPENCV_TO_OPENGL,
     DatasetFormatError,
     PinholeCameras,
+    check_camera_poses,
+    check_finite,
     common_image_size,
     list_images,
     load_npz,
@@ -168,6 +170,8 @@ def _read_cameras(
     decoded = [_normalised_camera(cameras, i, cameras_path) for i in selected]
     intrinsics = np.stack([k for k, _, _ in decoded])
     camera_to_world = np.stack([c2w @ OPENCV_TO_OPENGL for _, c2w, _ in decoded])
+    check_finite(cameras_path, intrinsics, "the intrinsics (world_mat) of the selected views")
+    check_camera_poses(cameras_path, camera_to_world, [f"world_mat_{i}" for i in selected])
     scale_mat = np.stack([s for _, _, s in decoded])
     return intrinsics, camera_to_world, scale_mat
 

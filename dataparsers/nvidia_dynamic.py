@@ -29,6 +29,7 @@ from PIL import Image
 from dataparsers._common import (
     DatasetFormatError,
     PinholeCameras,
+    check_finite,
     image_size,
     list_images,
     load_npy,
@@ -190,6 +191,7 @@ def read_disparity(path: Path, height: int, width: int) -> Float[np.ndarray, "h 
         disparity = disparity[:, :, 0]
     if disparity.ndim != 2 or not np.issubdtype(disparity.dtype, np.floating):
         raise DatasetFormatError(path, f"expected a 2-D float array, found {disparity.dtype} {disparity.shape}")
+    check_finite(path, disparity, "the disparity map")
     _check_aspect(path, disparity.shape, height, width)
     return _resize_nearest(disparity.astype(np.float32), height, width)
 
@@ -206,6 +208,7 @@ def read_flow(path: Path, height: int, width: int) -> OpticalFlow:
         raise DatasetFormatError(path, f"flow must have shape (H, W, 2), found {flow.shape}")
     if mask.shape != flow.shape[:2]:
         raise DatasetFormatError(path, f"mask shape {mask.shape} does not match flow shape {flow.shape[:2]}")
+    check_finite(path, flow, "the flow")
     _check_aspect(path, flow.shape, height, width)
     # Vectors are in pixels, so they scale with the image. DynamicNeRF's resize_flow swaps the two ratios
     # (mononerf.md §3), which only matters when the aspect ratio changes; this uses the right ones.

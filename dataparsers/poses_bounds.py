@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
-from dataparsers._common import DatasetFormatError, load_npy
+from dataparsers._common import DatasetFormatError, check_camera_poses, load_npy
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,10 @@ def read_poses_bounds(path: Path) -> PosesBounds:
     near_far = array[:, 15:17]
     if np.any(near_far[:, 0] <= 0) or np.any(near_far[:, 1] <= near_far[:, 0]):
         raise DatasetFormatError(path, "depth bounds must satisfy 0 < near < far for every camera")
+    camera_to_world = llff_to_opengl(pose_hwf[:, :, :4])
+    check_camera_poses(path, camera_to_world, [f"row {row}" for row in range(len(camera_to_world))])
     return PosesBounds(
-        camera_to_world=llff_to_opengl(pose_hwf[:, :, :4]),
+        camera_to_world=camera_to_world,
         height=height,
         width=width,
         focal=focal,

@@ -36,6 +36,7 @@ from dataparsers._common import (
     OPENCV_TO_OPENGL,
     DatasetFormatError,
     PinholeCameras,
+    check_camera_poses,
     image_size,
     list_images,
     require_dir,
@@ -162,6 +163,7 @@ def read_srn_instance(instance_dir: Path) -> SrnInstance:
     if world_to_camera:
         # SRN's optional line-5 flag says the pose files store world-to-camera matrices.
         matrices = np.linalg.inv(matrices)
+    check_camera_poses(instance_dir / "pose", matrices, [pose.name for pose in poses])
     count = len(matrices)
     fx, fy, cx, cy = (np.full(count, value) for value in intrinsics)
     return SrnInstance(

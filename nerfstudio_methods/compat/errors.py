@@ -34,10 +34,27 @@ def print_input_errors_without_traceback() -> None:
         if message is not None:
             print(f"error: {message}", file=sys.stderr)
             sys.stderr.flush()
+            stop_child_processes()
             os._exit(2)
         previous(kind, error, trace)
 
     sys.excepthook = excepthook
+
+
+def stop_child_processes() -> None:
+    """Terminate this process's worker processes before ``os._exit``: nerfstudio's parallel data manager (nerfacto's
+    default) runs its ray-batch workers through ``multiprocessing`` / ``multiprocess``, and ``os._exit`` skips the
+    atexit handler that stops them, so they lived on, holding the command's stdout and stderr open."""
+    import sys
+
+    for name in ("multiprocessing", "multiprocess"):
+        module = sys.modules.get(name)
+        if module is None or not hasattr(module, "active_children"):
+            continue
+        for child in module.active_children():
+            child.terminate()
+        for child in module.active_children():
+            child.join(timeout=5)
 
 
 # Where nerfstudio loads checkpoints: ns-eval / ns-render / ns-viewer (eval_utils) and ns-train --load-dir (Trainer).
