@@ -139,3 +139,16 @@ def train_step_callbacks(pipeline: Any, optimizers: Any) -> Callable[[int, bool]
             callback.run_callback_at_location(step, location)
 
     return run
+
+
+def apply_smoke_settings(parser: Any, args: Any, settings: dict[str, Any], name: str) -> None:
+    """``--smoke``: refuse ``--gpu``, take the tiny ``settings`` and write ``<temporary folder>/<name>.json`` unless
+    ``--output`` names a file; without it, ``--output`` defaults to ``bench_results/<name>.json``."""
+    if args.smoke:
+        if getattr(args, "gpu", False):
+            parser.error("--smoke and --gpu exclude each other")
+        for key, value in settings.items():
+            setattr(args, key, value)
+    if args.output is None:
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}_smoke_")) if args.smoke else Path("bench_results")
+        args.output = folder / f"{name}.json"

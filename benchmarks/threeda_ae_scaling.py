@@ -41,7 +41,7 @@ from typing import Any, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, seed_everything  # noqa: E402
+from _common import apply_smoke_settings, atomic_write, seed_everything  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -373,17 +373,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
     args = parser.parse_args(argv)
-    if args.smoke:
-        if args.gpu:
-            parser.error("--smoke and --gpu exclude each other")
-        for key, value in SMOKE_SETTINGS.items():
-            setattr(args, key, value)
-    if args.output is None:
-        args.output = (
-            Path(tempfile.mkdtemp(prefix="threeda_ae_smoke_")) / "threeda_ae_scaling.json"
-            if args.smoke
-            else Path("bench_results/threeda_ae_scaling.json")
-        )
+    apply_smoke_settings(parser, args, SMOKE_SETTINGS, "threeda_ae_scaling")
     return args
 
 

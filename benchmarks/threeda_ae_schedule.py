@@ -25,7 +25,7 @@ from typing import Any, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write  # noqa: E402
+from _common import apply_smoke_settings, atomic_write  # noqa: E402
 from threeda_ae_scaling import Run, generate, latent_run, log, make_config, settings  # noqa: E402
 
 SMOKE_SETTINGS = {
@@ -79,17 +79,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     given = (args.stage_one is not None) + (args.data is not None)
     if given == 1 or (given == 0 and not args.smoke):
         parser.error("the following arguments are required: --stage-one, --data (both, or neither with --smoke)")
-    if args.smoke:
-        if args.gpu:
-            parser.error("--smoke and --gpu exclude each other")
-        for key, value in SMOKE_SETTINGS.items():
-            setattr(args, key, value)
-    if args.output is None:
-        args.output = (
-            Path(tempfile.mkdtemp(prefix="threeda_ae_schedule_smoke_")) / "threeda_ae_schedule.json"
-            if args.smoke
-            else Path("bench_results/threeda_ae_schedule.json")
-        )
+    apply_smoke_settings(parser, args, SMOKE_SETTINGS, "threeda_ae_schedule")
     torch.set_num_threads(args.threads)
     if args.stage_one is None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -130,3 +130,12 @@ order, most tests first, put the two longest files, which hold 1 and 4 tests, at
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def run_benchmark_smoke(script: str, output: Path) -> None:
+    """``benchmarks/<script> --smoke --output <output>`` on one thread; fails with the run's output's end."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

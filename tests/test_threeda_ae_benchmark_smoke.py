@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_benchmark_smoke
 
 
 def run_smoke(script: str, output: Path) -> dict:
     """``benchmarks/<script> --smoke --output <output>`` (a JSON file) on one thread; the JSON it wrote."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--output", str(output)],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_benchmark_smoke(script, output)
     return json.loads(output.read_text())
 
 
