@@ -299,7 +299,7 @@ def streamrf_stream(report: dict | None = None) -> str:
         f"| time per frame, scratch / streamed (CPU s; target >= {targets['time_ratio']:g}) "
         f"| dense fp32 grid / delta (target >= {targets['dense_over_delta']:g}) "
         f"| sparse grid state / delta (target >= {targets['sparse_state_over_delta']:g}) "
-        "| occupancy after frame 0 | stored share of occupied voxels per frame | moving area, max |",
+        "| occupancy after frame 0 (asked: 0.10-0.25) | stored share of occupied voxels per frame | moving area, max |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, row in report["summary"].items():
