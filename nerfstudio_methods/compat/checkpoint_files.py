@@ -84,7 +84,8 @@ def write_reason(error: BaseException, folder: Path) -> str:
 def save_atomically(save: Callable[[Path], None], path: Path) -> None:
     """``save(temporary)`` into a hidden file of ``path``'s run folder, then rename it to ``path``; on failure remove
     the partial file and raise :class:`CheckpointSaveError`."""
-    staging = path.parent.parent / f".{path.name}.partial"
+    # One staging file per process: nerfstudio has every rank of a multi-process run save the same checkpoint.
+    staging = path.parent.parent / f".{path.name}.{os.getpid()}.partial"
     try:
         save(staging)
         os.replace(staging, path)
