@@ -648,8 +648,8 @@ def store_stream_entry(args: argparse.Namespace, entry: dict[str, Any]) -> None:
         results[f"{entry['kind']}/seed{entry['seed']}"] = entry
         schedule = per_frame_schedule(args.pilot_steps, args.full_steps, args.lr_scale, args.sh_keep_scale)
         report = {
-            "benchmark": "StreamRF streaming against per-frame training from scratch (issue 24)",
             "summary": summarise_stream(results),
+            "benchmark": "StreamRF streaming against per-frame training from scratch (issue 24)",
             "configuration": {
                 "settings": settings,
                 "frame0_schedule": frame0_schedule(args.frame0_steps),
