@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -132,10 +133,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
-def run_benchmark_smoke(script: str, output: Path) -> None:
-    """``benchmarks/<script> --smoke --output <output>`` on one thread; fails with the run's output's end."""
+def run_benchmark_smoke(script: str, *args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``benchmarks/<script> --smoke <args>`` on one thread; fails with the end of its output unless it succeeds."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--output", str(output)],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result
+
+
+def finite(*values: object) -> bool:
+    """Every value is a finite int or float (what a benchmark's JSON holds for a measured number)."""
+    return all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_benchmark_smoke
+from tests.conftest import finite, run_benchmark_smoke
 
 
 def run_smoke(script: str, output: Path) -> dict:
     """``benchmarks/<script> --smoke --output <output>`` on one thread; its JSON ``<output>/<stem>.json``."""
-    run_benchmark_smoke(script, output)
+    run_benchmark_smoke(script, "--output", output)
     return json.loads((output / f"{Path(script).stem}.json").read_text())
-
-
-def finite(*values: object) -> bool:
-    return all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)
 
 
 @pytest.mark.slow

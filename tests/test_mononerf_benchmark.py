@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_benchmark_smoke
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import mononerf_generalization as bench  # noqa: E402
@@ -68,11 +66,7 @@ def test_a_results_file_refuses_runs_of_other_settings(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_smoke_run_gives_every_verdict(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "mononerf_generalization.py"), "--smoke", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_benchmark_smoke("mononerf_generalization.py", "--output", tmp_path, timeout=900)
     report = json.loads((tmp_path / "mononerf_generalization.json").read_text())
     summary = report["summary"]
     assert set(summary) == {"unseen_scene", "blending_diagnostic", "unseen_frames", "preprocessing", "mask_tuning"}

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_benchmark_smoke
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import render_results  # noqa: E402
@@ -75,12 +73,7 @@ def test_readme_and_docs_tables_match_the_committed_results() -> None:
 
 @pytest.mark.slow
 def test_convergence_benchmark_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "soft_mining_convergence.py"), "--smoke", "--scenes", "lego",
-         "--arms", "uniform", "no-drift"],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    result = run_benchmark_smoke("soft_mining_convergence.py", "--scenes", "lego", "--arms", "uniform", "no-drift")
     written = Path(result.stdout.strip().splitlines()[-1].split()[1])
     report = json.loads(written.read_text())
     assert set(report["runs"]) == {"lego/uniform/0", "lego/no-drift/0"}
@@ -92,11 +85,7 @@ def test_convergence_benchmark_smoke() -> None:
 
 @pytest.mark.slow
 def test_step_cost_benchmark_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "soft_mining_step_cost.py"), "--smoke"],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    result = run_benchmark_smoke("soft_mining_step_cost.py")
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert set(summary["1"]) == {"uniform", "soft-mining", "no-drift"}
     assert summary["1"]["uniform"]["cpu_ratio_to_uniform"] == 1.0

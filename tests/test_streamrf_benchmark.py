@@ -5,15 +5,13 @@ table against the committed JSON is checked with the other benchmarks' (test_sof
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_benchmark_smoke
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import streamrf_stream as bench  # noqa: E402
@@ -106,11 +104,7 @@ def test_octile_sums_and_the_occupancy_summary_by_hand() -> None:
 
 @pytest.mark.slow
 def test_smoke_run_writes_the_summary_of_both_scene_kinds(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "streamrf_stream.py"), "--smoke", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_benchmark_smoke("streamrf_stream.py", "--output", tmp_path, timeout=900)
     report = json.loads((tmp_path / "streamrf_stream.json").read_text())
     assert list(report) == ["summary", "benchmark", "configuration", "results", "occupancy_analysis"]
     assert set(report["summary"]) == {"room", "objects"}

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def finite(*values: object) -> bool:
-    return all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)
+from tests.conftest import finite, run_benchmark_smoke
 
 
 @pytest.mark.slow
 def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "streamrf_memory.py"), "--smoke", "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_benchmark_smoke("streamrf_memory.py", "--output", tmp_path)
     report = json.loads((tmp_path / "streamrf_memory.json").read_text())
     assert list(report) == ["config", "memory", "delta", "speed", "wall_seconds"]
     config = report["config"]

@@ -4,22 +4,17 @@ to end at a tiny size on generated scenes, so that neither can silently break.""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_benchmark_smoke
+from tests.conftest import finite, run_benchmark_smoke
 
 
 def run_smoke(script: str, output: Path) -> dict:
     """``benchmarks/<script> --smoke --output <output>`` (a JSON file) on one thread; the JSON it wrote."""
-    run_benchmark_smoke(script, output)
+    run_benchmark_smoke(script, "--output", output)
     return json.loads(output.read_text())
-
-
-def finite(*values: object) -> bool:
-    return all(isinstance(value, (int, float)) and math.isfinite(value) for value in values)
 
 
 def assert_latent_run(run: dict, num_scenes: int, eval_views: int) -> None:
