@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator
@@ -14,18 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through ``write(temporary)`` and a rename, so an interruption never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+from nerfstudio_methods.atomic import replace_atomically as atomic_write  # noqa: F401 - the benchmarks import it from here
 
 
 @contextlib.contextmanager

@@ -124,7 +124,7 @@ def test_ns_eval_and_resume_skip_an_incomplete_newest_checkpoint(tmp_path: Path)
     run = tmp_path / "outputs" / "e2e" / "infonerf" / "run"
     models = run / "nerfstudio_models"
     assert [p.name for p in models.iterdir()] == ["step-000000003.ckpt"]
-    assert not list(run.glob(".*.partial"))
+    assert not list(run.glob(".*"))  # no staging file, and the run's lock released
     good = (models / "step-000000003.ckpt").read_bytes()
     (models / "step-000000009.ckpt").write_bytes(good[:1000])  # an interrupted save of an older version
     evaluated = run_command(["ns-eval", "--load-config", str(run / "config.yml"), "--output-path", "m.json"],

@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from nerfstudio_methods.atomic import replace_atomically
 from nerfstudio_methods.compat import FixNotYetPossible
 from nerfstudio_methods.input_errors import InputError, first_line
 
@@ -84,13 +85,11 @@ def write_reason(error: BaseException, folder: Path) -> str:
 def save_atomically(save: Callable[[Path], None], path: Path) -> None:
     """``save(temporary)`` into a hidden file of ``path``'s run folder, then rename it to ``path``; on failure remove
     the partial file and raise :class:`CheckpointSaveError`."""
-    # One staging file per process: nerfstudio has every rank of a multi-process run save the same checkpoint.
-    staging = path.parent.parent / f".{path.name}.{os.getpid()}.partial"
     try:
-        save(staging)
-        os.replace(staging, path)
+        # Staged in the run folder: nerfstudio parses a step number out of every name in nerfstudio_models/. The
+        # staging file is per process, as nerfstudio has every rank of a multi-process run save the same checkpoint.
+        replace_atomically(path, save, staging_folder=path.parent.parent)
     except Exception as error:  # noqa: BLE001 - every failure becomes the one-line report
-        staging.unlink(missing_ok=True)
         older = [p for _, p in checkpoints_newest_first(path.parent) if p != path and is_complete_archive(p)]
         last_good = str(older[0]) if older else "none"
         raise CheckpointSaveError(
