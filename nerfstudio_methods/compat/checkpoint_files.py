@@ -57,14 +57,32 @@ def is_complete_archive(path: Path) -> bool:
         return False
 
 
+def newest_complete_checkpoint(
+    folder: Path, say: Optional[Callable[[str], None]] = None, besides: Optional[Path] = None
+) -> Optional[tuple[int, Path]]:
+    """(step, path) of the newest checkpoint in ``folder`` (other than ``besides``) that is a complete archive, or
+    None; ``say`` is told in one line about each newer one skipped."""
+    for step, path in checkpoints_newest_first(folder) if folder.is_dir() else []:
+        if path == besides:
+            continue
+        if is_complete_archive(path):
+            return step, path
+        if say is not None:
+            say(f"warning: skipping {path}: not a complete checkpoint (truncated or corrupt); trying an older one")
+    return None
+
+
+def last_good_checkpoint(folder: Optional[Path], besides: Optional[Path] = None) -> str:
+    """The newest complete checkpoint of ``folder`` for a one-line report, or "none"."""
+    found = newest_complete_checkpoint(folder, besides=besides) if folder is not None else None
+    return str(found[1]) if found else "none"
+
+
 def newest_loadable_step(folder: Path, say: Callable[[str], None] = print) -> Optional[int]:
     """The highest step whose checkpoint is a complete archive (None when none is); each newer one skipped is said
     in one line."""
-    for step, path in checkpoints_newest_first(folder):
-        if is_complete_archive(path):
-            return step
-        say(f"warning: skipping {path}: not a complete checkpoint (truncated or corrupt); trying an older one")
-    return None
+    found = newest_complete_checkpoint(folder, say)
+    return found[0] if found else None
 
 
 def write_reason(error: BaseException, folder: Path) -> str:
@@ -90,11 +108,9 @@ def save_atomically(save: Callable[[Path], None], path: Path) -> None:
         # staging file is per process, as nerfstudio has every rank of a multi-process run save the same checkpoint.
         replace_atomically(path, save, staging_folder=path.parent.parent)
     except Exception as error:  # noqa: BLE001 - every failure becomes the one-line report
-        older = [p for _, p in checkpoints_newest_first(path.parent) if p != path and is_complete_archive(p)]
-        last_good = str(older[0]) if older else "none"
         raise CheckpointSaveError(
             f"{path}: could not save the checkpoint: {write_reason(error, path.parent)} (the last good checkpoint: "
-            f"{last_good})"
+            f"{last_good_checkpoint(path.parent, besides=path)})"
         ) from error
 
 

@@ -14,7 +14,7 @@ import sys
 from typing import Any, Callable
 
 from nerfstudio_methods.compat import FixNotYetPossible
-from nerfstudio_methods.compat.checkpoint_files import checkpoints_newest_first
+from nerfstudio_methods.compat.checkpoint_files import last_good_checkpoint
 from nerfstudio_methods.input_errors import InputError
 
 
@@ -32,12 +32,6 @@ def non_finite_terms(loss_dict: dict[str, Any]) -> list[str]:
     return bad
 
 
-def last_checkpoint(trainer: Any) -> str:
-    folder = getattr(trainer, "checkpoint_dir", None)
-    found = checkpoints_newest_first(folder) if folder is not None and folder.is_dir() else []
-    return str(found[0][1]) if found else "none"
-
-
 def checked(train_iteration: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
     """``train_iteration`` that raises :class:`NonFiniteLossError` when a loss term of its step is not finite."""
 
@@ -50,7 +44,7 @@ def checked(train_iteration: Callable[[Any, int], Any]) -> Callable[[Any, int], 
         if bad:
             raise NonFiniteLossError(
                 f"step {step}: the training loss is not finite ({', '.join(bad)}); training stopped, the last "
-                f"checkpoint saved before it: {last_checkpoint(self)}"
+                f"checkpoint saved before it: {last_good_checkpoint(getattr(self, 'checkpoint_dir', None))}"
             )
         return loss, loss_dict, metrics_dict
 
