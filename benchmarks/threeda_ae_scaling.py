@@ -32,11 +32,12 @@ import argparse
 import gc
 import json
 import math
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -124,13 +125,13 @@ class Run:
         for _ in range(count):
             if self.step >= self.total_steps:
                 return
-            started = time.perf_counter()
+            started = time.process_time()  # CPU seconds of this one-thread process: other jobs do not count
             model.enter_step(self.step, optimizers)
             optimizers.zero_grad_all()
             _, losses, _ = self.pipeline.get_train_loss_dict(self.step)
             torch.stack(list(losses.values())).sum().backward()
             optimizers.optimizer_step_all()
-            seconds = time.perf_counter() - started
+            seconds = time.process_time() - started
             model.record_trained_images(model._last_scenes, seconds)
             self.train_seconds += seconds
             phase = model.phase_at(self.step).name
@@ -220,17 +221,34 @@ def generate(folder: Path, count: int, setup: dict[str, Any], seed: int) -> Path
     return folder
 
 
+def median_timing(result: dict[str, Any], repeat: Callable[[], "Run"], repeats: int, num_scenes: int) -> dict:
+    """``result``'s training time replaced by the median over ``repeats`` trainings (``result``'s own and
+    ``repeats - 1`` more from the same seed, same steps): one CPU-time measurement varies by tens of percent."""
+    timings = [(result["train_seconds"], result["phase_seconds"])]
+    for _ in range(repeats - 1):
+        run = repeat()
+        timings.append((run.train_seconds, dict(run.phase_seconds)))
+        run.close()
+    seconds, phases = sorted(timings, key=lambda timing: timing[0])[(len(timings) - 1) // 2]
+    return result | {
+        "train_seconds": seconds,
+        "phase_seconds": phases,
+        "seconds_per_scene": seconds / num_scenes,
+        "train_seconds_repeats": [timing[0] for timing in timings],
+    }
+
+
 def latent_run(label: str, data: Path, start: int, n: int, setup: dict, stage_one: Path, args) -> dict[str, Any]:
-    run = Run(
-        label,
-        make_config("exploit", data, start, n, setup, setup["exploit_epochs"]),
-        setup["device"],
-        args.seed,
-        stage_one,
-    )
-    run.train_all()
+    def trained() -> Run:
+        config = make_config("exploit", data, start, n, setup, setup["exploit_epochs"])
+        run = Run(label, config, setup["device"], args.seed, stage_one)
+        run.train_all()
+        return run
+
+    run = trained()
     result = run.record(n) | {"eval": run.evaluate(), "eval_subset": run.evaluate(args.eval_scenes)}
     run.close()
+    result = median_timing(result, trained, args.timing_repeats, n)
     log(f"{label}: {result['seconds_per_scene']:.2f} s/scene, held-out PSNR {result['eval']['psnr']:.2f} dB")
     return result
 
@@ -254,7 +272,15 @@ def rgb_run(data: Path, start: int, n: int, setup: dict, target: float, args) ->
             break
     result = run.record(n) | {"curve": curve, "reached_target": reached_at is not None, "eval": run.evaluate()}
     run.close()
-    return result
+
+    def trained() -> Run:  # the same epochs again, without the evaluations in between
+        again = Run(
+            f"rgb N={n} (timing)", make_config("rgb", data, start, n, setup, epochs), setup["device"], args.seed
+        )
+        again.train_steps(result["steps"])
+        return again
+
+    return median_timing(result, trained, args.timing_repeats, n)
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -337,9 +363,11 @@ SMOKE_SETTINGS = {
     "scratch_max_scenes": 1,
     "eval_scenes": 1,
     "threads": 1,
+    "seeds": [0, 1],
+    "timing_repeats": 2,
 }
 """``--smoke``: one epoch per phase on 1-2 scenes of 3 views (2 in stage 1), the cut-offs of the scratch comparison
-and of the RGB tri-planes below the largest N."""
+and of the RGB tri-planes below the largest N, two seeds and two timing repeats."""
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -365,8 +393,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         default=None,
         help="SD VAE weights (diffusers folder or .safetensors) for stage 1; the 'scratch' variant is then that VAE",
     )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (timings are CPU seconds)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (its own scenes)")
+    parser.add_argument("--timing-repeats", type=int, default=3, help="a timing is the median of this many trainings")
     parser.add_argument("--data", type=Path, default=None, help="where to write the scenes (default: a temp dir)")
     parser.add_argument(
         "--output", type=Path, default=None, help="results JSON (bench_results/threeda_ae_scaling.json)"
@@ -377,61 +406,101 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    setup = settings(args)
-    started = time.perf_counter()
-    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    results: dict[str, Any] = {"settings": setup | arguments | {"threads": torch.get_num_threads()}, "scales": []}
-    # the stage-1 checkpoints stay for threeda_ae_schedule.py (a smoke run's beside its output)
-    if args.smoke:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="threeda_ae_bench_", dir=args.output.parent if args.smoke else None))
+def run_seed(
+    results: dict[str, Any], args: argparse.Namespace, setup: dict[str, Any], workdir: Path, save: Callable[[], None]
+) -> None:
+    """Stage 1 and every N for ``args.seed``, on scenes generated with that seed, into ``results`` (already part of
+    the JSON, so that ``save`` after each part keeps what is done)."""
+    seed = args.seed
     data = (
-        generate(args.data or workdir / "srn", args.stage_one_scenes + max(args.scenes), setup, args.seed)
+        generate((args.data or workdir) / f"srn_seed{seed}", args.stage_one_scenes + max(args.scenes), setup, seed)
         / "cars_train"
     )
     s1 = args.stage_one_scenes
-
-    def save() -> None:
-        results["summary"] = summarise(results)
-        results["elapsed_seconds"] = time.perf_counter() - started
-        atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
-        plot(results, args.output.with_suffix(".png"))
+    results.update({"seed": seed, "scales": []})
 
     # Stage 1, part 1: the autoencoder from scratch (the "scratch" latent space); part 2: latent + joint phases.
-    epochs = setup["stage_one_epochs"]
-    config = make_config("stage1", data, 0, s1, setup, epochs)
+    config = make_config("stage1", data, 0, s1, setup, setup["stage_one_epochs"])
     model_config: Any = config.pipeline.model  # a TriplaneModelConfig
     model_config.autoencoder.pretrained = args.pretrained_vae
-    run = Run("stage 1", config, setup["device"], args.seed)
+    run = Run(f"seed {seed}: stage 1", config, setup["device"], seed)
     # With pretrained weights there is no autoencoder phase: "before stage 1" is the pretrained autoencoder itself.
     ae_steps = run.model.phase_steps()[0] if run.model.active_phases()[0][0] == "autoencoder" else 0
     run.train_steps(ae_steps)
     scratch = run.save(workdir / "scratch_ae.ckpt")
-    log(f"stage 1: autoencoder phase done ({run.train_seconds:.0f} s)")
+    log(f"seed {seed}: stage 1: autoencoder phase done ({run.train_seconds:.0f} s)")
     run.train_all()
     aware = run.save(workdir / "stage_one.ckpt")
     results["stage_one"] = run.record(s1) | {"eval": run.evaluate(), "autoencoder_phase_steps": ae_steps}
     run.close()
-    log(
-        f"stage 1 done: {results['stage_one']['train_seconds']:.0f} s, held-out PSNR {results['stage_one']['eval']['psnr']:.2f} dB"
-    )
+    log(f"seed {seed}: stage 1 done: {results['stage_one']['train_seconds']:.0f} s")
     save()
 
     for n in args.scenes:
         entry: dict[str, Any] = {"num_scenes": n, "scene_start": s1}
-        entry["latent_3d_aware"] = latent_run(f"latent 3D-aware N={n}", data, s1, n, setup, aware, args)
+        entry["latent_3d_aware"] = latent_run(f"seed {seed}: latent 3D-aware N={n}", data, s1, n, setup, aware, args)
         if n <= args.scratch_max_scenes:
-            entry["latent_scratch"] = latent_run(f"latent scratch N={n}", data, s1, n, setup, scratch, args)
+            entry["latent_scratch"] = latent_run(
+                f"seed {seed}: latent scratch N={n}", data, s1, n, setup, scratch, args
+            )
         target = entry["latent_3d_aware"]["eval_subset"]["psnr"]
         # RGB tri-planes share nothing but a 2k-parameter MLP, so their cost per scene does not depend on N (the
         # N <= rgb_max_scenes rows measure it at two N); above that, they are trained on the first rgb_max_scenes.
         rgb_scenes = min(n, args.rgb_max_scenes)
         entry["rgb"] = rgb_run(data, s1, rgb_scenes, setup, target, args) | {"trained_scenes": rgb_scenes}
         results["scales"].append(entry)
+        results["summary"] = summarise(results)
         save()
+
+
+def across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per N, each summary value's mean over the seeds (under its own name, which the plot and the docs read), its
+    sample standard deviation (``<name>_std``) and the per-seed values (``<name>_per_seed``)."""
+    rows = []
+    scales = [result["summary"]["rows"] for result in per_seed if "summary" in result]
+    for index in range(min((len(r) for r in scales), default=0)):
+        seed_rows = [r[index] for r in scales]
+        row: dict[str, Any] = {"num_scenes": seed_rows[0]["num_scenes"], "seeds": len(seed_rows)}
+        row["rgb_reached_latent_psnr"] = [r["rgb_reached_latent_psnr"] for r in seed_rows]
+        for key in seed_rows[0]:
+            values = [r[key] for r in seed_rows if key in r]
+            if key in row or not all(isinstance(v, (int, float)) for v in values) or len(values) < len(seed_rows):
+                continue
+            row[key] = sum(values) / len(values)
+            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+            row[f"{key}_per_seed"] = values
+        rows.append(row)
+    stage_one = [result["stage_one"]["train_seconds"] for result in per_seed if "stage_one" in result]
+    return {"rows": rows, "stage_one_seconds_per_seed": stage_one}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    setup = settings(args)
+    started = time.perf_counter()
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results: dict[str, Any] = {
+        "settings": setup | arguments | {"threads": torch.get_num_threads(), "clock": "process CPU seconds"},
+        "per_seed": [],
+    }
+    # the stage-1 checkpoints stay for threeda_ae_schedule.py (a smoke run's beside its output)
+    if args.smoke:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="threeda_ae_bench_", dir=args.output.parent if args.smoke else None))
+
+    def save() -> None:
+        results["summary"] = across_seeds(results["per_seed"])
+        results["elapsed_seconds"] = time.perf_counter() - started
+        atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+        plot(results, args.output.with_suffix(".png"))
+
+    for seed in args.seeds:
+        args.seed = seed
+        results["per_seed"].append({"seed": seed})
+        seed_dir = workdir / f"seed{seed}"
+        seed_dir.mkdir()
+        run_seed(results["per_seed"][-1], args, setup, seed_dir, save)
     log(f"done in {time.perf_counter() - started:.0f} s: {args.output}")
     return 0
 

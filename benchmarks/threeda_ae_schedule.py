@@ -36,6 +36,7 @@ SMOKE_SETTINGS = {
     "eval_views": 1,
     "eval_scenes": 1,
     "threads": 1,
+    "timing_repeats": 1,
 }
 """``--smoke``: 2 new scenes of 3 views (after 2 stage-1 scenes), one schedule with and one without a decoder phase."""
 
@@ -70,6 +71,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--eval-scenes", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timing-repeats", type=int, default=3, help="a timing is the median of this many trainings")
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument(
         "--output", type=Path, default=None, help="results JSON (bench_results/threeda_ae_schedule.json)"
