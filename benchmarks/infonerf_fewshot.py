@@ -128,7 +128,8 @@ def base_config(model_name: str, scene: str, args: argparse.Namespace):
     )
     datamanager.dataparser.data = SCENES[scene]
     if scene == "lego":  # every val view; held_out_views splits them into tuning and report views
-        datamanager.dataparser.eval_skip = 1
+        dataparser: Any = datamanager.dataparser  # the preset's BlenderFewShotDataParserConfig
+        dataparser.eval_skip = 1
     pipeline.datamanager = datamanager
     model: Any = pipeline.model
     if args.paper:
