@@ -346,6 +346,262 @@ def streamrf_stream(report: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def streamrf_ablations() -> str:
+    """The settings search behind the stream benchmark (one run, seed 0's objects scene: tuning, not a reported
+    effect): frame 0's schedule against steps, then the per-frame schedule's factors one at a time."""
+    report = _load("streamrf_ablations.json")
+    lines = [
+        "| frame-0 schedule | held-out PSNR along the run (step: dB) | final (dB) | training time (s) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for run in report["convergence"]:
+        curve = ", ".join(f"{point['step']}: {point['heldout_psnr']:.2f}" for point in run["curve"])
+        lines.append(f"| {run['steps']:,} steps | {curve} | {run['heldout_psnr']:.2f} | {run['seconds']:.0f} |")
+    scratch = report["scratch_reference"]
+    lines += [
+        "",
+        f"Taken as converged: {report['converged_steps']:,} steps ({report['converged_rule']}). A from-scratch frame "
+        f"{scratch['frame']} at {scratch['steps']:,} steps reaches {scratch['heldout_psnr']:.2f} dB "
+        f"({scratch['seconds']:.0f} s).",
+        "",
+        f"Streaming frames 1-{report['frames'] - 1} from the same frame 0, one factor changed at a time:",
+        "",
+        f"| variant | mean held-out PSNR (dB; change) | frame {scratch['frame']} - from scratch (dB) | s / frame "
+        "| delta / frame (KB) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    reference = report["variants"][0]["mean_heldout_psnr"]
+    for variant in report["variants"]:
+        change = variant["mean_heldout_psnr"] - reference
+        shift = "" if variant is report["variants"][0] else f" ({change:+.2f})"
+        lines.append(
+            f"| {variant['change']} | {variant['mean_heldout_psnr']:.2f}{shift} "
+            f"| {variant['last_frame_psnr_minus_scratch']:+.2f} | {variant['mean_seconds_per_frame']:.1f} "
+            f"| {variant['mean_delta_bytes'] / 1e3:.0f} |"
+        )
+    lines += ["", f"The run's own note: {report['note']}"]
+    return "\n".join(lines)
+
+
+def streamrf_memory() -> str:
+    """Peak memory of a later frame's training at N3DV and Meet Room size, the delta sizes of two per-frame schedules,
+    and the sparse against the dense grid's step time (``streamrf_memory.py``)."""
+    report = _load("streamrf_memory.json")
+    memory, before = report["memory"], report.get("memory_at_df7b9d9_before_the_fixes", {})
+    sizes = list(memory)
+    names = {"n3dv": "N3DV", "meetroom": "Meet Room"}
+    header = " | ".join(f"{names.get(size, size)} {'x'.join(map(str, memory[size]['grid']))}" for size in sizes)
+
+    def row(label: str, cell: Callable[[dict, str], str]) -> str:
+        return f"| {label} | " + " | ".join(cell(memory[size], size) for size in sizes) + " |"
+
+    def largest_stage(entry: dict) -> str:
+        stage, value = max(entry["stages"].items(), key=lambda item: item[1]["peak_gb"])
+        return f"{value['peak_gb']:.2f} GB ({stage.replace('_', ' ')})"
+
+    lines = [
+        f"| | {header} |",
+        "| --- |" + " --- |" * len(sizes),
+        row("occupied voxels while training", lambda e, _: f"{100 * e['occupied_fraction']:.1f}%"),
+        row("state tensors (" + ", ".join(memory[sizes[0]]["state_tensors_gb"]) + ")",
+            lambda e, _: f"{e['state_tensors_total_gb']:.2f} GB"),
+        row("peak memory growth during one full-pass step", lambda e, _: f"**{e['one_step_peak_gb']:.2f} GB**"),
+        row("largest peak of any stage", lambda e, _: largest_stage(e)),
+        row("bound", lambda e, _: f"{e['bound_gb']:g} GB ({'within' if e['within_bound'] else 'over'})"),
+        row("dense grid (values, gradient, RMS state, previous frame; pilot likewise)",
+            lambda e, _: f"{e['dense_grid_total_gb']:.1f} GB"),
+    ]  # fmt: skip
+    if before:
+        lines.append(row(
+            "before the memory fixes (commit df7b9d9): one step / largest stage",
+            lambda _, size: f"{before[size]['one_step_peak_gb']:.2f} / {largest_stage(before[size]).split(' (')[0]}",
+        ))  # fmt: skip
+    delta = report["delta"]
+    lines += [
+        "",
+        f"Deltas on a {'x'.join(map(str, delta['grid']))} grid (one dense fp32 grid: "
+        f"{delta['dense_fp32_grid_bytes'] / 1e6:.1f} MB), per-frame schedule given as pilot steps : full steps : "
+        "rate multiple:",
+        "",
+        "| per-frame schedule | mean delta | dense fp32 / delta | occupied | stored voxels / occupied "
+        "| bytes per stored voxel |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, schedule in delta["schedules"].items():
+        frames = schedule["per_frame"]
+
+        def spread(key: str, frames: list[dict] = frames) -> str:
+            values = [100 * frame[key] for frame in frames]
+            return f"{min(values):.1f}%-{max(values):.1f}%"
+
+        per_voxel = sum(frame["bytes_per_stored_voxel"] for frame in frames) / len(frames)
+        lines.append(
+            f"| {name} | {schedule['mean_delta_bytes'] / 1e3:.0f} KB | **{schedule['dense_fp32_over_mean_delta']:.0f}x** "
+            f"| {spread('occupied_fraction')} | {spread('stored_voxel_fraction_of_occupied')} | {per_voxel:.0f} B |"
+        )
+    speed = report["speed"]
+    lines += [
+        "",
+        f"Seconds per training step ({speed['rays_per_step']} rays, {speed['threads']} threads, median of "
+        f"{speed['rounds']} interleaved blocks of {speed['steps_per_block']} steps, "
+        f"{'x'.join(map(str, speed['grid']))} grid), sparse against the dense path:",
+        "",
+        "| step | occupied | sparse | dense | dense / sparse |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for step, times in speed["seconds_per_step_median"].items():
+        lines.append(
+            f"| {step.replace('_', ' ')} | {100 * speed['occupied_fraction'][step]:.0f}% | {1e3 * times['sparse']:.0f} ms "
+            f"| {1e3 * times['dense']:.0f} ms | **{speed['dense_over_sparse_time'][step]:.2f}x** |"
+        )
+    return "\n".join(lines)
+
+
+INFONERF_REPORT = "infonerf_fewshot_split.json"
+"""The few-shot benchmark's reported runs: settings chosen on the tuning views, results on the disjoint report views."""
+
+
+def _spread(values: list[float], digits: int = 2, sign: str = "") -> str:
+    """``mean ± sample std (v1, v2, v3)`` of a few per-seed values."""
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    seeds = ", ".join(f"{v:{sign}.{digits}f}" for v in values)
+    return f"{mean:{sign}.{digits}f} ± {std:.{digits}f} ({seeds})"
+
+
+def _infonerf_setting(run: dict) -> str:
+    """A run's regularizer setting in words, from the values it recorded (not from its variant's name)."""
+    parts = []
+    if run["entropy_lambda"] > 0:
+        rays = "seen + unseen" if run["entropy_on_seen_rays"] else "unseen"
+        parts.append(f"entropy {run['entropy_lambda']:g} on {rays} rays")
+        if run.get("entropy_end_step"):
+            parts.append(f"until step {run['entropy_end_step']}")
+        if run["num_unseen_rays"] != run["train_num_rays_per_batch"]:
+            parts.append(f"{run['num_unseen_rays']} unseen rays")
+        if run["unseen_pose_source"] != "orbit":
+            parts.append(f"unseen poses `{run['unseen_pose_source']}`")
+        if run["entropy_acc_threshold"] != 0.1:
+            parts.append(f"opacity threshold {run['entropy_acc_threshold']:g}")
+        if run.get("entropy_distribution", "opacities") != "opacities":
+            parts.append(f"entropy of the {run['entropy_distribution']}")
+    if run["kl_lambda"] > 0:
+        parts.append(f"KL {run['kl_lambda']:g}, neighbours up to {run['neighbour_max_deg']:g} degrees")
+    if not parts:
+        parts.append("no regularizer")
+    return ", ".join(parts)
+
+
+def _infonerf_conditions(run: dict, base_steps: int = 800) -> str:
+    """What a run shares with its baseline beyond the regularizer: background, initial density, steps, size."""
+    parts = [f"{run['background']} background"]
+    if run.get("average_init_density") is not None:
+        parts.append(f"initial density {run['average_init_density']:g}")
+    if run["steps"] != base_steps:
+        parts.append(f"{run['steps']} steps")
+    if run["camera_res_scale_factor"] != INFONERF_CPU_SCALE[run["scene"]]:
+        parts.append(f"images at {run['camera_res_scale_factor']:g} of full size")
+    return ", ".join(parts)
+
+
+INFONERF_CPU_SCALE = {"lego": 0.125, "dtu": 0.25}
+"""The few-shot benchmark's CPU image sizes (``--lego-scale``, ``--dtu-scale``): lego 100 px, DTU 96 px."""
+
+
+def infonerf_fewshot() -> str:
+    """Per scene, model and regularized variant of the reported runs: both arms' held-out PSNR / SSIM / opacity on
+    the report views, the gain per seed, and the gain on the tuning views beside it."""
+    report = _optional(INFONERF_REPORT)
+    if report is None:
+        return f"(no reported runs yet: benchmarks/results/{INFONERF_REPORT})"
+    runs = report["runs"]
+    lines = [
+        "| scene, model | regularizer (both arms: conditions) | seeds | no regularizer: PSNR / SSIM / opacity "
+        "| regularized: PSNR / SSIM / opacity | gain on the report views (dB) | gain on the tuning views (dB) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, gain in report["gains"].items():
+        scene, model, variant = key.split(":")
+        seeds = sorted(gain["per_seed"], key=int)
+        arms = {}
+        for arm in (variant, gain["baseline"]):
+            arms[arm] = [
+                next(
+                    r for r in runs if (r["scene"], r["model"], r["variant"], str(r["seed"])) == (scene, model, arm, s)
+                )
+                for s in seeds
+            ]
+
+        def metrics(arm_runs: list[dict]) -> str:
+            psnr = [r["held_out"]["psnr"] for r in arm_runs]
+            ssim = sum(r["held_out"]["ssim"] for r in arm_runs) / len(arm_runs)
+            opacity = sum(r["held_out"]["opacity"] for r in arm_runs) / len(arm_runs)
+            return f"{_spread(psnr)} / {ssim:.3f} / {opacity:.2f}"
+
+        regularized = arms[variant][0]
+        tuning = [gain["per_seed"][s].get("psnr_tuning_views") for s in seeds]
+        tuned = _spread([t for t in tuning if t is not None], sign="+") if None not in tuning else "-"
+        lines.append(
+            f"| {scene}, {model} | {_infonerf_setting(regularized)} ({_infonerf_conditions(regularized)}) "
+            f"| {len(seeds)} | {metrics(arms[gain['baseline']])} | {metrics(arms[variant])} "
+            f"| **{_spread([gain['per_seed'][s]['psnr'] for s in seeds], sign='+')}** | {tuned} |"
+        )
+    views = {}
+    for run in runs:
+        views.setdefault(run["scene"], run["held_out_views"])
+    lines.append("")
+    for scene, split in views.items():
+        lines.append(
+            f"- {scene}: tuning views {len(split['tuning'])} ({', '.join(split['tuning'][:3])}, ...), "
+            f"report views {len(split['report'])} ({', '.join(split['report'][:3])}, ...); an empty render scores "
+            f"{runs[[r['scene'] for r in runs].index(scene)]['held_out']['empty_render_psnr']:.2f} dB on the report "
+            "views."
+        )
+    return "\n".join(lines)
+
+
+def infonerf_search() -> str:
+    """The settings search (``infonerf_fewshot.json``, every run on the tuning views): per regularized variant, the
+    gain over its paired baseline per seed, and the first seed's held-out numbers, split into object and background
+    on lego, with how the object's rays hold their opacity where the run measured it."""
+    report = _load("infonerf_fewshot.json")
+    runs = [run for run in report["runs"] if run.get("training_callbacks", True)]
+    lines = [
+        "| scene, model | setting (conditions) | seeds | gain (dB) | first seed: PSNR / SSIM | object PSNR / opacity "
+        "| background PSNR / opacity | train-view PSNR | object rays: opaque samples / entropy (bits) / behind |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    chosen: dict[tuple, tuple[dict, list[str], dict]] = {}  # one row per setting: the variant with the most seeds
+    for key, gain in report["gains"].items():
+        scene, model, variant = key.split(":")
+        seeds = sorted(gain["per_seed"], key=int)
+        arm = [r for r in runs if (r["scene"], r["model"], r["variant"]) == (scene, model, variant)]
+        if not arm:  # made before the training callbacks ran (the JSON's note): left out
+            continue
+        first = min(arm, key=lambda r: r["seed"])
+        setting = (scene, model, _infonerf_setting(first), _infonerf_conditions(first))
+        if setting not in chosen or len(seeds) > len(chosen[setting][1]):
+            chosen[setting] = (gain, seeds, first)
+    for _, (gain, seeds, first) in sorted(chosen.items(), key=lambda item: item[0][:2]):
+        held = first["held_out"]
+        obj = f"{held['object_psnr']:.2f} / {held['object_opacity']:.2f}" if "object_psnr" in held else "-"
+        bg = f"{held['background_psnr']:.2f} / {held['background_opacity']:.3f}" if "background_psnr" in held else "-"
+        rays = held.get("object_rays")
+        probe = (
+            f"{rays['opaque_samples']:.2f} / {rays['entropy_of_opacities']:.2f} / {100 * rays['hidden_opacity_share']:.1f}%"
+            if rays
+            else "-"
+        )
+        gains = [gain["per_seed"][s]["psnr"] for s in seeds]
+        lines.append(
+            f"| {first['scene']}, {first['model']} | {_infonerf_setting(first)} ({_infonerf_conditions(first)}) "
+            f"| {len(seeds)} "
+            f"| {_spread(gains, sign='+') if len(gains) > 1 else f'{gains[0]:+.2f}'} "
+            f"| {held['psnr']:.2f} / {held['ssim']:.3f} | {obj} | {bg} | {first['train_view_psnr']:.1f} | {probe} |"
+        )
+    return "\n".join(lines)
+
+
 def _optional(name: str) -> dict | None:
     """A results file, or None while its benchmark has not written it."""
     return _load(name) if (RESULTS / name).is_file() else None
@@ -407,6 +663,10 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "mononerf_unseen_frames": mononerf_unseen_frames,
     "mononerf_preprocessing": mononerf_preprocessing,
     "streamrf_stream": streamrf_stream,
+    "streamrf_ablations": streamrf_ablations,
+    "streamrf_memory": streamrf_memory,
+    "infonerf_fewshot": infonerf_fewshot,
+    "infonerf_search": infonerf_search,
     "headlines": headlines,
 }
 
