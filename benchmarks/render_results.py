@@ -683,6 +683,30 @@ def threeda_ae_schedule() -> str:
     return "\n".join(lines)
 
 
+def demo(method: str) -> str:
+    """A method page's demo: the still that ``DEMO_RECORD=1 bash scripts/demo.sh METHOD`` committed, with its held-out
+    metrics (ns-eval), its video's size and length, and how long the demo took."""
+    record = _optional(f"demo_{method}.json")
+    if record is None:
+        return f"(no demo record yet: `DEMO_RECORD=1 bash scripts/demo.sh {method}` writes it)"
+    video = record["video"]
+    arms = "; ".join(
+        f"{label}: PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.3f}"
+        for label, values in record["metrics"].items()
+    )
+    return (
+        f"![{method} demo, frame {record['still_frame']} of its video](../../benchmarks/results/demo_{method}.png)\n\n"
+        f"`{record['command']}` on a generated scene: held-out {arms} (ns-eval). Its video is {video['width']} x "
+        f"{video['height']} px, {video['frames']} frames; above, frame {record['still_frame']}. The demo took "
+        f"{record['seconds'] / 60:.1f} minutes on this 2-core CPU machine."
+    )
+
+
+DEMOS = ("streamrf", "mononerf", "soft-mining", "3da-ae", "infonerf")
+"""The methods of ``scripts/demo.sh``, each with a ``demo_<method>`` results block (``-`` as ``_``) on its method
+page."""
+
+
 def _optional(name: str) -> dict | None:
     """A results file, or None while its benchmark has not written it."""
     return _load(name) if (RESULTS / name).is_file() else None
@@ -755,6 +779,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "infonerf_search": infonerf_search,
     "threeda_ae_scaling": threeda_ae_scaling,
     "threeda_ae_schedule": threeda_ae_schedule,
+    **{f"demo_{method.replace('-', '_')}": (lambda method=method: demo(method)) for method in DEMOS},
     "headlines": headlines,
 }
 

@@ -7,6 +7,8 @@
 #   mononerf     a monocular video: the evaluation camera across time (static, then dynamic stage)
 #   3da-ae       latent tri-planes of several scenes with a jointly trained autoencoder: per-scene held-out PSNR
 # Each prints where its config, metrics and video are.   DEMO_OUTPUT=dir (default ./demo_output/<method>)
+# Each ends with demo_<method>.png (its video's middle frame) and demo_<method>.json (held-out metrics, video size,
+# seconds) in DEMO_OUTPUT; DEMO_RECORD=1 writes them to benchmarks/results/ instead, where the docs' pages read them.
 # DEMO_STEPS=n overrides the training steps (infonerf, soft-mining, mononerf); DEMO_VIDEO_DOWNSCALE=k renders the
 # training-path videos (infonerf, soft-mining) at 1/k of the training resolution (quick checks; default 1, and 0.75
 # for soft-mining: 128 px from its 96 px views).
@@ -31,6 +33,14 @@ fi
 COMMON=("${DEVICE[@]}" --vis tensorboard --viewer.quit-on-train-completion True --experiment-name demo)
 scene() { echo "[demo] generating a $1 scene in $OUT/scene"; nerfstudio-methods-scene --format "$@" --output scene --quiet; }
 run_dir() { echo "outputs/demo/$1/$2"; }
+
+# The docs' record of this demo: the middle frame of VIDEO and the held-out metrics (LABEL=ns-eval JSON pairs).
+#   record_still VIDEO LABEL=METRICS...
+record_still() {
+    local stem="$OUT/demo_$METHOD"
+    [ "${DEMO_RECORD:-0}" = 1 ] && stem="$ROOT/benchmarks/results/demo_$METHOD"
+    "${REPORT[@]}" still "$1" "${@:2}" --method "$METHOD" --output "$stem" --seconds "$SECONDS"
+}
 
 # ns-render along a run's training cameras (ordered, STEPS poses between neighbours) to renders/NAME.mp4
 # at 1/DOWNSCALE of the training resolution (default: DEMO_VIDEO_DOWNSCALE, else 1; below 1 upsamples the cameras)
@@ -73,12 +83,14 @@ demo_infonerf() {
             --pipeline.model.fine-mlp-num-layers 4 "${flags[@]}" \
             blender-fewshot-data --data scene --num-train-views 4 --eval-skip 1
         ns-eval --load-config "$(run_dir infonerf "$variant")/config.yml" --output-path "metrics_$variant.json"
-        training_path_video "$(run_dir infonerf "$variant")" "$variant" 6
+        training_path_video "$(run_dir infonerf "$variant")" "$variant" 6 "${DEMO_VIDEO_DOWNSCALE:-0.5}"
     done
     "${REPORT[@]}" side-by-side renders/infonerf.mp4 renders/without_regularizer.mp4 renders/infonerf_vs_plain.mp4
     "${REPORT[@]}" summary "config=$(run_dir infonerf infonerf)/config.yml" "metrics=metrics_infonerf.json" \
         "metrics_plain=metrics_without_regularizer.json" "video=renders/infonerf_vs_plain.mp4"
-    echo "  (the video: InfoNeRF left, the same model without the entropy regulariser right)"
+    record_still renders/infonerf_vs_plain.mp4 "infonerf=metrics_infonerf.json" \
+        "without regularizer=metrics_without_regularizer.json"
+    echo "  (the video: InfoNeRF left, the same model without the entropy regulariser right; 128 px from 64 px views)"
 }
 
 demo_soft_mining() {
@@ -118,11 +130,13 @@ demo_soft_mining() {
     "${REPORT[@]}" summary "config=$(run_dir soft-mining-ngp soft_mining)/config.yml" \
         "metrics=metrics_soft_mining.json" "metrics_uniform=metrics_uniform.json" "plot=psnr_curves.png" \
         "video=renders/soft_mining_vs_uniform.mp4"
+    record_still renders/soft_mining_vs_uniform.mp4 "soft mining=metrics_soft_mining.json" \
+        "uniform=metrics_uniform.json"
     echo "  (the video: soft mining left, uniform sampling right)"
 }
 
 demo_streamrf() {
-    scene n3dv --width 64 --height 48 --num-cameras 5 --num-frames 6 --seed 0
+    scene n3dv --width 128 --height 96 --num-cameras 5 --num-frames 20 --seed 0
     echo "[demo] ns-train streamrf: frame 0 from scratch, then each frame as a change of the previous one"
     ns-train streamrf "${COMMON[@]}" --timestamp run --steps-per-save 100000 \
         --pipeline.model.frame0-resolutions 16 16 16 32 32 32 --pipeline.model.frame0-upsample-every 150 \
@@ -130,15 +144,17 @@ demo_streamrf() {
         --pipeline.model.steps-per-frame 40 --pipeline.datamanager.train-num-rays-per-batch 1024 \
         --pipeline.datamanager.frame0-num-rays-per-batch 1024 n3dv-data --data scene --downscale-factor 1
     video_across_time "$(run_dir streamrf run)" streamrf heldout_camera "the held-out camera"
+    record_still renders/heldout_camera.mp4 "streamrf=metrics_streamrf.json"
 }
 
 demo_mononerf() {
     local steps="${DEMO_STEPS:-600}"
-    scene nvidia-dynamic --width 64 --height 36 --num-frames 12 --seed 0
+    scene nvidia-dynamic --width 128 --height 72 --num-frames 20 --seed 0
     echo "[demo] ns-train mononerf-cpu for $steps steps (static stage, then the dynamic one)"
     ns-train mononerf-cpu "${COMMON[@]}" --timestamp run --max-num-iterations "$steps" --steps-per-save "$steps" \
         --pipeline.model.static-steps "$((steps * 3 / 5))" dynamic-scene-data --data scene
     video_across_time "$(run_dir mononerf-cpu run)" mononerf fixed_camera "the evaluation camera"
+    record_still renders/fixed_camera.mp4 "mononerf=metrics_mononerf.json"
 }
 
 demo_3da_ae() {
@@ -152,6 +168,7 @@ demo_3da_ae() {
     ns-render interpolate --load-config "$run/config.yml" --output-path renders/scene0.mp4 --pose-source train \
         --interpolation-steps 4 --frame-rate 12
     "${REPORT[@]}" summary "config=$run/config.yml" "metrics=metrics_3da_ae.json" "video=renders/scene0.mp4"
+    record_still renders/scene0.mp4 "3da-ae=metrics_3da_ae.json"
     echo "  (metrics_3da_ae.json also holds psnr_scene_indexNN per scene)"
 }
 

@@ -59,6 +59,39 @@ def metrics_line(path: Path) -> str:
     return ", ".join(parts)
 
 
+def still(video: Path, metrics: list[tuple[str, Path]], method: str, output: Path, seconds: float) -> dict:
+    """The demo's record for the docs: the middle frame of its video as ``<output>.png`` and ``<output>.json``
+    (method, video size and length, held-out metrics per arm, the demo's wall-clock seconds); both written through
+    a temporary name, so an interrupted demo leaves the previous pair."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    frames = iio.imread(video, plugin="pyav")
+    middle = len(frames) // 2
+    record = {
+        "method": method,
+        "command": f"bash scripts/demo.sh {method}",
+        "video": {"frames": int(len(frames)), "height": int(frames.shape[1]), "width": int(frames.shape[2])},
+        "still_frame": middle,
+        "metrics": {label: _results(path) for label, path in metrics},
+        "seconds": round(seconds, 1),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    image = output.with_name(f".{output.name}.png.partial")
+    iio.imwrite(image, np.asarray(frames[middle]), extension=".png")
+    image.replace(output.with_suffix(".png"))
+    text = output.with_name(f".{output.name}.json.partial")
+    text.write_text(json.dumps(record, indent=2) + "\n")
+    text.replace(output.with_suffix(".json"))
+    return record
+
+
+def _results(path: Path) -> dict:
+    """ns-eval's mean metrics (LPIPS left out where it is NaN: its weights are not cached here)."""
+    results = json.loads(path.read_text().replace("NaN", "null"))["results"]
+    return {key: value for key, value in results.items() if key in ("psnr", "ssim", "lpips") and value is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,9 +105,19 @@ def main() -> None:
     plot.add_argument("--output", type=Path, required=True)
     summary = commands.add_parser("summary", help="LABEL=PATH pairs: *.json metrics get their numbers")
     summary.add_argument("items", nargs="+")
+    record = commands.add_parser("still", help="the middle frame of VIDEO and the demo's metrics, for the docs")
+    record.add_argument("video", type=Path)
+    record.add_argument("metrics", nargs="+", help="LABEL=ns-eval JSON pairs")
+    record.add_argument("--method", required=True)
+    record.add_argument("--output", type=Path, required=True, help="stem: <stem>.png and <stem>.json")
+    record.add_argument("--seconds", type=float, required=True, help="the demo's wall-clock seconds")
     args = parser.parse_args()
     if args.command == "side-by-side":
         side_by_side(args.left, args.right, args.output, args.fps)
+    elif args.command == "still":
+        pairs = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.metrics]
+        written = still(args.video, pairs, args.method, args.output, args.seconds)
+        print(f"  still     : {args.output.with_suffix('.png').resolve()} (frame {written['still_frame']})")
     elif args.command == "curves":
         pairs = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.runs]
         for label, points in curves(pairs, args.output).items():
