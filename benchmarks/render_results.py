@@ -702,6 +702,25 @@ def demo(method: str) -> str:
     )
 
 
+def demos() -> str:
+    """The installation page's table of every demo: how long it took here, its held-out metrics and its video."""
+    lines = ["| demo | minutes here | held-out PSNR / SSIM (ns-eval) | video |", "| --- | --- | --- | --- |"]
+    for method in DEMOS:
+        record = _optional(f"demo_{method}.json")
+        if record is None:
+            lines.append(f"| `{method}` | - | (no record yet) | - |")
+            continue
+        arms = "; ".join(
+            f"{label} {values['psnr']:.2f} / {values['ssim']:.3f}" for label, values in record["metrics"].items()
+        )
+        video = record["video"]
+        lines.append(
+            f"| `{method}` | {record['seconds'] / 60:.1f} | {arms} "
+            f"| {video['width']} x {video['height']} px, {video['frames']} frames |"
+        )
+    return "\n".join(lines)
+
+
 DEMOS = ("streamrf", "mononerf", "soft-mining", "3da-ae", "infonerf")
 """The methods of ``scripts/demo.sh``, each with a ``demo_<method>`` results block (``-`` as ``_``) on its method
 page."""
@@ -779,6 +798,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "infonerf_search": infonerf_search,
     "threeda_ae_scaling": threeda_ae_scaling,
     "threeda_ae_schedule": threeda_ae_schedule,
+    "demos": demos,
     **{f"demo_{method.replace('-', '_')}": (lambda method=method: demo(method)) for method in DEMOS},
     "headlines": headlines,
 }
