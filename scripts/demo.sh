@@ -39,7 +39,11 @@ run_dir() { echo "outputs/demo/$1/$2"; }
 record_still() {
     local stem="$OUT/demo_$METHOD"
     [ "${DEMO_RECORD:-0}" = 1 ] && stem="$ROOT/benchmarks/results/demo_$METHOD"
-    "${REPORT[@]}" still "$1" "${@:2}" --method "$METHOD" --output "$stem" --seconds "$SECONDS"
+    # CPU seconds of every finished command this script ran (bash's `times`, children's user + system): unlike the
+    # wall-clock seconds, not inflated by other jobs on the machine
+    local cpu; cpu="$(times | tail -1 | awk '{ total = 0; for (i = 1; i <= 2; i++) { split($i, t, "m");
+        sub("s", "", t[2]); total += t[1] * 60 + t[2] } print total }')"
+    "${REPORT[@]}" still "$1" "${@:2}" --method "$METHOD" --output "$stem" --seconds "$SECONDS" --cpu-seconds "$cpu"
 }
 
 # ns-render along a run's training cameras (ordered, STEPS poses between neighbours) to renders/NAME.mp4

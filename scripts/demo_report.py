@@ -59,10 +59,12 @@ def metrics_line(path: Path) -> str:
     return ", ".join(parts)
 
 
-def still(video: Path, metrics: list[tuple[str, Path]], method: str, output: Path, seconds: float) -> dict:
+def still(
+    video: Path, metrics: list[tuple[str, Path]], method: str, output: Path, seconds: float, cpu_seconds: float
+) -> dict:
     """The demo's record for the docs: the middle frame of its video as ``<output>.png`` and ``<output>.json``
-    (method, video size and length, held-out metrics per arm, the demo's wall-clock seconds); both written through
-    a temporary name, so an interrupted demo leaves the previous pair."""
+    (method, video size and length, held-out metrics per arm, the demo's wall-clock and CPU seconds); both written
+    through a temporary name, so an interrupted demo leaves the previous pair."""
     import imageio.v3 as iio
     import numpy as np
 
@@ -75,6 +77,7 @@ def still(video: Path, metrics: list[tuple[str, Path]], method: str, output: Pat
         "still_frame": middle,
         "metrics": {label: _results(path) for label, path in metrics},
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     image = output.with_name(f".{output.name}.png.partial")
@@ -111,12 +114,13 @@ def main() -> None:
     record.add_argument("--method", required=True)
     record.add_argument("--output", type=Path, required=True, help="stem: <stem>.png and <stem>.json")
     record.add_argument("--seconds", type=float, required=True, help="the demo's wall-clock seconds")
+    record.add_argument("--cpu-seconds", type=float, required=True, help="CPU seconds of the commands it ran")
     args = parser.parse_args()
     if args.command == "side-by-side":
         side_by_side(args.left, args.right, args.output, args.fps)
     elif args.command == "still":
         pairs = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.metrics]
-        written = still(args.video, pairs, args.method, args.output, args.seconds)
+        written = still(args.video, pairs, args.method, args.output, args.seconds, args.cpu_seconds)
         print(f"  still     : {args.output.with_suffix('.png').resolve()} (frame {written['still_frame']})")
     elif args.command == "curves":
         pairs = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.runs]

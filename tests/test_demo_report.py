@@ -24,7 +24,7 @@ def test_still_is_the_middle_frame_and_the_metrics_are_ns_eval_s(tmp_path: Path)
     stem = tmp_path / "record" / "demo_x"
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "demo_report.py"), "still", str(video), f"arm={metrics}"]
-        + ["--method", "x", "--output", str(stem), "--seconds", "12.34"],
+        + ["--method", "x", "--output", str(stem), "--seconds", "12.34", "--cpu-seconds", "9.87"],
         check=True,
         capture_output=True,
     )
@@ -32,6 +32,7 @@ def test_still_is_the_middle_frame_and_the_metrics_are_ns_eval_s(tmp_path: Path)
     assert record["video"] == {"frames": 5, "height": 32, "width": 64} and record["still_frame"] == 2
     assert record["metrics"] == {"arm": {"psnr": 23.5, "ssim": 0.81}}  # NaN LPIPS left out, fps not a metric
     assert record["method"] == "x" and record["command"] == "bash scripts/demo.sh x" and record["seconds"] == 12.3
+    assert record["cpu_seconds"] == 9.9
     still = iio.imread(stem.with_suffix(".png"))
     assert still.shape == (32, 64, 3) and abs(float(still.mean()) - 120) < 4  # x264's rounding of a flat grey
     assert sorted(path.name for path in stem.parent.iterdir()) == ["demo_x.json", "demo_x.png"]  # no partial left
