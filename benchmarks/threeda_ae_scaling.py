@@ -322,25 +322,28 @@ def plot(results: dict[str, Any], path: Path) -> None:
     rows = results["summary"]["rows"]
     if not rows:
         return
-    ns = [r["num_scenes"] for r in rows]
+
+    def line(ax: Any, key: str, label: str, style: str = "o-", scale: float = 1.0) -> None:
+        """Mean over the seeds, the bars their standard deviation (none for one seed)."""
+        points = [(r["num_scenes"], r[key] / scale, (r.get(f"{key}_std") or 0.0) / scale) for r in rows if key in r]
+        if points:
+            x, y, err = zip(*points)
+            ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=label)
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(ns, [r["seconds_per_scene_rgb"] for r in rows], "o-", label="RGB tri-planes (to the latent PSNR)")
-    axes[0].plot(ns, [r["seconds_per_scene_latent"] for r in rows], "o-", label="latent (3D-aware), stage 2")
-    axes[0].plot(ns, [r["seconds_per_scene_latent_with_stage_one"] for r in rows], "o--", label="latent + stage 1 / N")
-    axes[0].set(xscale="log", xlabel="scenes N", ylabel="training seconds per scene", title="time per scene")
-    axes[1].plot(ns, [r["effective_state_bytes_per_scene_rgb"] / 1e6 for r in rows], "o-", label="RGB tri-planes")
-    axes[1].plot(
-        ns, [r["effective_state_bytes_per_scene_latent"] / 1e6 for r in rows], "o-", label="latent (shared / N)"
-    )
-    axes[1].plot(ns, [r["state_bytes_per_scene_latent"] / 1e6 for r in rows], "o--", label="latent, scene's own")
+    line(axes[0], "seconds_per_scene_rgb", "RGB tri-planes (to the latent PSNR)")
+    line(axes[0], "seconds_per_scene_latent", "latent (3D-aware), stage 2")
+    line(axes[0], "seconds_per_scene_latent_with_stage_one", "latent + stage 1 / N", "o--")
+    axes[0].set(xscale="log", xlabel="scenes N", ylabel="training CPU seconds per scene", title="time per scene")
+    line(axes[1], "effective_state_bytes_per_scene_rgb", "RGB tri-planes", scale=1e6)
+    line(axes[1], "effective_state_bytes_per_scene_latent", "latent (shared / N)", scale=1e6)
+    line(axes[1], "state_bytes_per_scene_latent", "latent, scene's own", "o--", scale=1e6)
     axes[1].set(
         xscale="log", yscale="log", xlabel="scenes N", ylabel="MB of trained state per scene", title="memory per scene"
     )
-    axes[2].plot(ns, [r["psnr_rgb"] for r in rows], "o-", label="RGB tri-planes")
-    axes[2].plot(ns, [r["psnr_latent_3d_aware"] for r in rows], "o-", label="latent, 3D-aware AE")
-    scratch = [(r["num_scenes"], r["psnr_latent_scratch"]) for r in rows if "psnr_latent_scratch" in r]
-    if scratch:
-        axes[2].plot(*zip(*scratch), "o-", label="latent, scratch AE")
+    line(axes[2], "psnr_rgb", "RGB tri-planes")
+    line(axes[2], "psnr_latent_3d_aware", "latent, 3D-aware AE")
+    line(axes[2], "psnr_latent_scratch", "latent, scratch AE")
     axes[2].set(xscale="log", xlabel="scenes N", ylabel="held-out PSNR (dB)", title="quality")
     for ax in axes:
         ax.legend(fontsize=8)
