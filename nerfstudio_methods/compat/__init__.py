@@ -21,6 +21,8 @@ The fixes (each module's docstring names the nerfstudio or torch behaviour it wo
 - ``errors``: one line, not a traceback, for bad input, settings and checkpoints.
 - ``multi_process``: ``--machine.num-devices N`` on CPU, and methods that refuse it.
 - ``run_folder``: no run folder left by a launch that fails before training.
+- ``settings``: impossible settings (non-positive ray counts, step counts, repeated views) refused before the run
+  folder exists.
 - ``viewer_start``: the viewer's first view at a training camera.
 - ``video_frames``: ``ns-render`` on unfinished video runs; moved StreamRF runs.
 
@@ -43,6 +45,7 @@ FIXES: dict[str, str] = {
     "errors": "errors:print_input_errors_without_traceback",
     "multiprocess": "multi_process:route_multi_process_training",
     "run_folder": "run_folder:remember_new_run_folders",
+    "settings": "settings:refuse_impossible_settings",  # after run_folder: it wraps run_folder's save_config
     "viewer_start": "viewer_start:start_viewer_at_a_training_camera",
     "render_trained_frames": "video_frames:render_only_trained_frames",
 }
