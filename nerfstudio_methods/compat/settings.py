@@ -44,8 +44,9 @@ def option_name(path: tuple[str, ...], config: Any) -> str:
     if path[: len(DATAPARSER_PATH)] == DATAPARSER_PATH:
         option = "--" + ".".join(path[len(DATAPARSER_PATH) :]).replace("_", "-")
         dataparser = config.pipeline.datamanager.dataparser
-        known = getattr(sys.modules.get("nerfstudio.configs.dataparser_configs"), "all_dataparsers", {})
-        names = [name for name, default in known.items() if type(default) is type(dataparser)]
+        from nerfstudio.configs.dataparser_configs import all_dataparsers  # imported by ns-train before this runs
+
+        names = [name for name, default in all_dataparsers.items() if type(default) is type(dataparser)]
         return f"{names[0]} {option}" if names else option
     return "--" + ".".join(path).replace("_", "-")
 
