@@ -14,9 +14,7 @@ loads (all train frames, val[::8], test[::8]), used only by the datamanager's fa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Tuple, Type
 
 import numpy as np
@@ -26,7 +24,7 @@ from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataP
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from dataparsers._common import DatasetFormatError, SettingError, check_camera_poses
+from dataparsers._common import DatasetFormatError, SettingError
 from nerfstudio_methods import compat
 from nerfstudio_methods.rays import UNSEEN_POSE_POOL_KEY, cat_cameras
 
@@ -60,42 +58,13 @@ def select_train_views(num_frames: int, train_views: Tuple[int, ...], num_train_
     return list(train_views)
 
 
-def check_transforms(path: Path) -> None:
-    """Raise :class:`DatasetFormatError` naming ``path`` (a ``transforms_<split>.json``) and the frame when a frame's
-    ``transform_matrix`` is not a 4x4 matrix of numbers, or not a finite proper rotation (``check_camera_poses``).
-    nerfstudio's Blender reader stacks the matrices unchecked: a NaN trains to an all-NaN model, and a 3x4 matrix
-    failed in numpy, reported against the last image file it had named. A missing or malformed file is left to
-    that reader, which names it."""
-    try:
-        frames = json.loads(path.read_text("utf8"))["frames"]
-        labels = [f"frames[{i}] ({frame['file_path']})" for i, frame in enumerate(frames)]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    matrices = []
-    for label, frame in zip(labels, frames):
-        try:
-            matrix = np.array(frame["transform_matrix"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError):
-            raise DatasetFormatError(path, f"{label}: transform_matrix is missing or not a matrix of numbers") from None
-        if matrix.shape != (4, 4):
-            shape = "x".join(map(str, matrix.shape)) or "a single number"
-            raise DatasetFormatError(path, f"{label}: transform_matrix is {shape}, expected 4x4")
-        matrices.append(matrix)
-    check_camera_poses(path, np.array(matrices).reshape(-1, 4, 4), labels)
-
-
 class BlenderFewShot(Blender):
     """nerfstudio's Blender parser with InfoNeRF's few-shot train split and test[::8] (see module doc)."""
 
     config: BlenderFewShotDataParserConfig
 
-    def _read_split(self, split: str) -> DataparserOutputs:
-        """nerfstudio's outputs of every frame of ``transforms_<split>.json``, its poses checked first."""
-        check_transforms(self.data / f"transforms_{split}.json")
-        return super()._generate_dataparser_outputs(split)
-
     def _split_outputs(self, split: str, skip: int = 1) -> DataparserOutputs:
-        outputs = self._read_split(split)
+        outputs = super()._generate_dataparser_outputs(split)
         keep = list(range(0, len(outputs.image_filenames), skip))
         return self._subset(outputs, keep)
 
@@ -116,7 +85,7 @@ class BlenderFewShot(Blender):
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         skip = self.config.eval_skip
         if split == "train":
-            everything = self._read_split("train")
+            everything = super()._generate_dataparser_outputs("train")
             count = len(everything.image_filenames)
             views = select_train_views(count, self.config.train_views, self.config.num_train_views)
             bad = [i for i in views if not 0 <= i < count]

@@ -170,7 +170,8 @@ def test_a_view_past_the_last_frame_is_refused_and_no_run_folder_left(scene: Pat
 
 
 @pytest.mark.slow
-def test_a_3x4_transform_matrix_names_the_json_and_the_frame(scene: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", ["blender-fewshot-data", "blender-data"])  # this package's, and nerfstudio's
+def test_a_3x4_transform_matrix_names_the_json_and_the_frame(reader: str, scene: Path, tmp_path: Path) -> None:
     broken = tmp_path / "scene"
     broken.mkdir()
     for item in scene.iterdir():
@@ -179,7 +180,8 @@ def test_a_3x4_transform_matrix_names_the_json_and_the_frame(scene: Path, tmp_pa
     data = json.loads((scene / "transforms_train.json").read_text())
     data["frames"][2]["transform_matrix"] = data["frames"][2]["transform_matrix"][:3]
     (broken / "transforms_train.json").write_text(json.dumps(data))
-    refused_before_any_folder(["ns-train", "infonerf", *TINY, *FEW_SHOT, "--data", str(broken)], tmp_path,
+    method = ["infonerf", *TINY, *FEW_SHOT] if reader == "blender-fewshot-data" else ["soft-mining", *CPU, reader]
+    refused_before_any_folder(["ns-train", *method, "--data", str(broken)], tmp_path,
                               f"error: {broken / 'transforms_train.json'}: frames[2] (./train/r_2): transform_matrix "
                               "is 3x4, expected 4x4")  # fmt: skip
 

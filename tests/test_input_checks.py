@@ -13,11 +13,12 @@ import pytest
 
 from dataparsers import DatasetFormatError
 from dataparsers._common import check_camera_poses
-from dataparsers.blender import BlenderFewShotDataParserConfig, check_transforms
+from dataparsers.blender import BlenderFewShotDataParserConfig
 from dataparsers.dtu import read_dtu_scene
 from dataparsers.nvidia_dynamic import read_disparity, read_flow
 from dataparsers.poses_bounds import read_poses_bounds
 from dataparsers.srn import read_srn_instance
+from nerfstudio_methods.pose_checks import check_blender_transforms
 from tests.conftest import generate_scene
 
 
@@ -156,4 +157,4 @@ def test_the_real_datasets_pass_the_checks() -> None:
     for instance in sorted(shared_data("srn_cars/cars_train").iterdir()):
         read_srn_instance(instance)
     for split in ("train", "val"):
-        check_transforms(shared_data(f"nerf_synthetic/lego/transforms_{split}.json"))
+        check_blender_transforms(shared_data(f"nerf_synthetic/lego/transforms_{split}.json"))

@@ -16,6 +16,8 @@ The fixes (each module's docstring names the nerfstudio or torch behaviour it wo
 - ``checkpoint_files``: checkpoints written atomically (a full disk said in one line); the newest complete one loaded
   (``checkpoint_loading``: the same for ``ns-eval``, ``ns-render`` and ``ns-viewer``).
 - ``non_finite_loss``: training stops, in one line, at the first step whose loss is NaN or infinite.
+- ``blender_poses``: nerfstudio's Blender reader refuses a NaN, degenerate or malformed ``transform_matrix``, in one
+  line naming the file and the frame.
 - ``lpips``: LPIPS without downloading its backbone.
 - ``ffmpeg``: ``ns-render`` without a system ffmpeg.
 - ``errors``: one line, not a traceback, for bad input, settings and checkpoints.
@@ -40,6 +42,7 @@ FIXES: dict[str, str] = {
     "checkpoint_files": "checkpoint_files:write_checkpoints_atomically",
     "checkpoint_loading": "checkpoint_files:load_newest_complete_checkpoint",
     "non_finite_loss": "non_finite_loss:stop_at_non_finite_loss",
+    "blender_poses": "blender_poses:check_blender_poses",
     "lpips": "lpips:make_lpips_offline_safe",
     "ffmpeg": "ffmpeg:put_ffmpeg_on_path",
     "errors": "errors:print_input_errors_without_traceback",
