@@ -15,6 +15,7 @@ from numpy.lib.npyio import NpzFile
 from PIL import Image, UnidentifiedImageError
 
 from nerfstudio_methods.input_errors import DatasetFormatError, SettingError, first_line
+from nerfstudio_methods.pose_checks import check_camera_poses
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -26,31 +27,6 @@ __all__ = [
     "check_finite",
     "first_line",
 ]  # the readers import them from here
-
-ROTATION_TOLERANCE = 1e-3
-"""Largest entry of ``R^T R - I`` accepted in a camera-to-world rotation: float32 files round at 1e-7, while a broken
-pose (zeros, a scaled or sheared matrix, swapped rows) is off by order 1."""
-
-
-def check_camera_poses(
-    path: Path, camera_to_world: Float[np.ndarray, "n r 4"], labels: Sequence[str] | None = None
-) -> None:
-    """Raise :class:`DatasetFormatError` naming ``path`` and the camera when a camera-to-world matrix is not finite
-    or its 3x3 part is not a proper rotation (orthonormal within :data:`ROTATION_TOLERANCE`, determinant +1).
-    A NaN or degenerate pose otherwise trains on NaN rays into an all-NaN model."""
-    for index, matrix in enumerate(np.asarray(camera_to_world, dtype=np.float64)):
-        label = labels[index] if labels is not None else f"camera {index}"
-        if not np.all(np.isfinite(matrix[:3, :4])):
-            raise DatasetFormatError(path, f"{label}: the pose holds NaN or infinite values")
-        rotation = matrix[:3, :3]
-        error = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
-        determinant = float(np.linalg.det(rotation))
-        if error > ROTATION_TOLERANCE or determinant <= 0:
-            raise DatasetFormatError(
-                path,
-                f"{label}: the pose's 3x3 part is not a rotation (max |R^T R - I| = {error:.3g}, det = "
-                f"{determinant:.3g})",
-            )
 
 
 def check_finite(path: Path, values: np.ndarray, what: str) -> None:

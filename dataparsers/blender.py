@@ -24,7 +24,7 @@ from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataP
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from dataparsers._common import DatasetFormatError, check_camera_poses
+from dataparsers._common import DatasetFormatError, SettingError
 from nerfstudio_methods import compat
 from nerfstudio_methods.rays import UNSEEN_POSE_POOL_KEY, cat_cameras
 
@@ -51,7 +51,7 @@ def select_train_views(num_frames: int, train_views: Tuple[int, ...], num_train_
     """The training frame indices for the given options."""
     if num_train_views is not None:
         if num_train_views <= 0:
-            raise ValueError(f"num_train_views must be positive, got {num_train_views}")
+            raise SettingError("--num-train-views", f"must be at least 1, got {num_train_views}")
         if num_train_views <= len(DIETNERF_VIEWS) and max(DIETNERF_VIEWS[:num_train_views]) < num_frames:
             return list(DIETNERF_VIEWS[:num_train_views])
         return sorted({int(i) for i in np.linspace(0, num_frames - 1, num_train_views).round()})
@@ -108,13 +108,6 @@ class BlenderFewShot(Blender):
             )
             split = "val"
         return self._split_outputs(split, skip)
-
-    def get_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
-        outputs = super().get_dataparser_outputs(split, **kwargs)
-        name = "train" if split == "train" else ("val" if split == "test" and not self._has_split("test") else split)
-        check_camera_poses(self.data / f"transforms_{name}.json", outputs.cameras.camera_to_worlds.numpy(),
-                           [path.name for path in outputs.image_filenames])  # fmt: skip
-        return outputs
 
 
 blender_fewshot_dataparser = DataParserSpecification(

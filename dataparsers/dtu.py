@@ -43,6 +43,7 @@ from dataparsers._common import (
     OPENCV_TO_OPENGL,
     DatasetFormatError,
     PinholeCameras,
+    SettingError,
     check_camera_poses,
     check_finite,
     common_image_size,
@@ -334,13 +335,13 @@ def dtu_split_views(
         return list(range(view_count))
     if split_mode == "infonerf":
         if not train_views or len(set(train_views)) != len(train_views):
-            raise ValueError(f"train_views must be non-empty and without repeats, got {train_views}")
+            raise SettingError("--train-views", f"must be non-empty and without repeats, got {list(train_views)}")
         if is_train:
             return list(train_views)
         return [i for i in range(view_count) if i not in train_views]
     if split_mode == "regnerf":
         if not 1 <= num_train_views <= len(REGNERF_TRAIN_VIEWS):
-            raise ValueError(f"num_train_views must be in 1..{len(REGNERF_TRAIN_VIEWS)}, got {num_train_views}")
+            raise SettingError("--num-train-views", f"must be in 1..{len(REGNERF_TRAIN_VIEWS)}, got {num_train_views}")
         if is_train:
             return list(REGNERF_TRAIN_VIEWS[:num_train_views])
         held_out = set(REGNERF_TRAIN_VIEWS) | set(REGNERF_EXCLUDED_VIEWS)

@@ -37,7 +37,7 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from PIL import Image
 from torch import Tensor
 
-from dataparsers._common import DatasetFormatError, image_size, require_dir
+from dataparsers._common import DatasetFormatError, SettingError, image_size, require_dir
 from dataparsers.llff import frustum_scene_box, normalize_poses
 from dataparsers.nvidia_dynamic import (
     NvidiaDynamicScene,
@@ -255,9 +255,10 @@ class DynamicSceneDataParser(DataParser):
     def _supervised_frames(self, path: Path, count: int) -> int:
         k = self.config.training_frames
         if k < 0 or k >= count or (k == 0 and self.config.eval_split == "unseen-frames"):
-            raise ValueError(
-                f"--training-frames must be in 1..{count - 1} for the unseen-frames setup ({path} has {count} frames; "
-                f"0 trains on all of them), got {k}"
+            raise SettingError(
+                "--training-frames",
+                f"must be in 1..{count - 1} for the unseen-frames setup ({path} has {count} frames; "
+                f"0 trains on all of them), got {k}",
             )
         return k if k > 0 else count
 
@@ -298,12 +299,14 @@ class DynamicSceneDataParser(DataParser):
                 views += [(s, i, i, scene.raw.image_paths[i]) for i in range(supervised)]
             elif kind == "unseen-frames":
                 if supervised == count:
-                    raise ValueError("eval split unseen-frames needs --training-frames k > 0 (frames k.. are held out)")
+                    raise SettingError(
+                        "--training-frames", "the unseen-frames eval split needs k > 0 (frames k.. are held out)"
+                    )
                 views += [(s, i, i, scene.raw.image_paths[i]) for i in range(supervised, count)]
             else:
                 if kind == "view0":
                     if not 0 <= self.config.eval_camera < count:
-                        raise ValueError(f"--eval-camera must be in 0..{count - 1} for {scene.path}")
+                        raise SettingError("--eval-camera", f"must be in 0..{count - 1} for {scene.path}")
                     cameras = [self.config.eval_camera]
                 else:
                     cameras = list(range(count))
@@ -330,7 +333,7 @@ class DynamicSceneDataParser(DataParser):
         scenes = self.scenes()
         views, kind = self._views(split)
         if not views:
-            raise ValueError(f"dynamic-scene-data: the {split} split is empty")
+            raise SettingError("dynamic-scene-data", f"the {split} split is empty")
         scene_index = np.array([v[0] for v in views])
         frame_index = np.array([v[1] for v in views])
         camera_index = np.array([v[2] for v in views])

@@ -140,7 +140,7 @@ def test_scan24_splits(scan24: Path) -> None:
     assert views("train", split_mode="regnerf", num_train_views=9) == [25, 22, 28, 40, 44, 48, 0, 8, 13]
     assert views("test", split_mode="regnerf", num_train_views=9) == regnerf_test
     assert views("train", split_mode="all") == views("test", split_mode="all") == list(range(49))
-    with pytest.raises(ValueError, match="num_train_views must be in 1..9"):
+    with pytest.raises(ValueError, match="--num-train-views: must be in 1..9"):
         parse(scan24, split_mode="regnerf", num_train_views=10)
 
 

@@ -276,7 +276,7 @@ def test_generated_unseen_frames_split(scenes: dict[int, Path]) -> None:
         assert torch.equal(test.cameras.camera_to_worlds[k], video.cameras.camera_to_worlds[i])
     for video in train.metadata["scenes"]:
         assert video.supervised_frames == 2 and video.num_frames == FRAMES  # the whole video is still there
-    with pytest.raises(ValueError, match="training-frames must be in 1..3"):
+    with pytest.raises(ValueError, match="--training-frames: must be in 1..3"):
         parse(scenes[0], training_frames=4)
     with pytest.raises(ValueError, match="training-frames"):
         parse(scenes[0], "test", eval_split="unseen-frames")

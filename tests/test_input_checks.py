@@ -18,6 +18,7 @@ from dataparsers.dtu import read_dtu_scene
 from dataparsers.nvidia_dynamic import read_disparity, read_flow
 from dataparsers.poses_bounds import read_poses_bounds
 from dataparsers.srn import read_srn_instance
+from nerfstudio_methods.pose_checks import check_blender_transforms
 from tests.conftest import generate_scene
 
 
@@ -89,13 +90,21 @@ def test_blender_fewshot_with_a_nan_transform(scenes: dict[str, Path], tmp_path:
     transforms = scene / "transforms_train.json"
     data = json.loads(transforms.read_text())
     data["frames"][1]["transform_matrix"][0][3] = float("nan")
-    name = Path(data["frames"][1]["file_path"]).name
+    good_row = data["frames"][3]["transform_matrix"].pop()  # a 3x4 matrix
     transforms.write_text(json.dumps(data))
-    parser = BlenderFewShotDataParserConfig(data=scene, train_views=[0, 1, 2]).setup()
+    parser = BlenderFewShotDataParserConfig(data=scene, train_views=(0, 1, 2)).setup()
+    with pytest.raises(DatasetFormatError) as error:
+        parser.get_dataparser_outputs("train")  # frame 3 is not a training view: every frame of the file is checked
+    assert str(error.value) == (
+        f"{transforms}: frames[3] ({data['frames'][3]['file_path']}): transform_matrix is 3x4, expected 4x4"
+    )
+    data["frames"][3]["transform_matrix"].append(good_row)
+    transforms.write_text(json.dumps(data))
     with pytest.raises(DatasetFormatError) as error:
         parser.get_dataparser_outputs("train")
-    assert str(error.value).startswith(f"{transforms}: {name}")
-    assert str(error.value).endswith("the pose holds NaN or infinite values")
+    assert str(error.value) == (
+        f"{transforms}: frames[1] ({data['frames'][1]['file_path']}): the pose holds NaN or infinite values"
+    )
 
 
 def test_srn_pose_file_of_zeros(scenes: dict[str, Path], tmp_path: Path) -> None:
@@ -147,5 +156,5 @@ def test_the_real_datasets_pass_the_checks() -> None:
     read_poses_bounds(shared_data("nerf_llff_data/fern/poses_bounds.npy"))
     for instance in sorted(shared_data("srn_cars/cars_train").iterdir()):
         read_srn_instance(instance)
-    transforms = json.loads(shared_data("nerf_synthetic/lego/transforms_train.json").read_text())
-    check_camera_poses(Path("lego"), np.array([frame["transform_matrix"] for frame in transforms["frames"]]))
+    for split in ("train", "val"):
+        check_blender_transforms(shared_data(f"nerf_synthetic/lego/transforms_{split}.json"))

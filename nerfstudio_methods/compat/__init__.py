@@ -16,11 +16,15 @@ The fixes (each module's docstring names the nerfstudio or torch behaviour it wo
 - ``checkpoint_files``: checkpoints written atomically (a full disk said in one line); the newest complete one loaded
   (``checkpoint_loading``: the same for ``ns-eval``, ``ns-render`` and ``ns-viewer``).
 - ``non_finite_loss``: training stops, in one line, at the first step whose loss is NaN or infinite.
+- ``blender_poses``: nerfstudio's Blender reader refuses a NaN, degenerate or malformed ``transform_matrix``, in one
+  line naming the file and the frame.
 - ``lpips``: LPIPS without downloading its backbone.
 - ``ffmpeg``: ``ns-render`` without a system ffmpeg.
 - ``errors``: one line, not a traceback, for bad input, settings and checkpoints.
 - ``multi_process``: ``--machine.num-devices N`` on CPU, and methods that refuse it.
 - ``run_folder``: no run folder left by a launch that fails before training.
+- ``settings``: impossible settings (non-positive ray counts, step counts, repeated views) refused before the run
+  folder exists.
 - ``viewer_start``: the viewer's first view at a training camera.
 - ``video_frames``: ``ns-render`` on unfinished video runs; moved StreamRF runs.
 
@@ -38,11 +42,13 @@ FIXES: dict[str, str] = {
     "checkpoint_files": "checkpoint_files:write_checkpoints_atomically",
     "checkpoint_loading": "checkpoint_files:load_newest_complete_checkpoint",
     "non_finite_loss": "non_finite_loss:stop_at_non_finite_loss",
+    "blender_poses": "blender_poses:check_blender_poses",
     "lpips": "lpips:make_lpips_offline_safe",
     "ffmpeg": "ffmpeg:put_ffmpeg_on_path",
     "errors": "errors:print_input_errors_without_traceback",
     "multiprocess": "multi_process:route_multi_process_training",
     "run_folder": "run_folder:remember_new_run_folders",
+    "settings": "settings:refuse_impossible_settings",  # after run_folder: it wraps run_folder's save_config
     "viewer_start": "viewer_start:start_viewer_at_a_training_camera",
     "render_trained_frames": "video_frames:render_only_trained_frames",
 }

@@ -85,6 +85,15 @@ def newest_loadable_step(folder: Path, say: Callable[[str], None] = print) -> Op
     return found[0] if found else None
 
 
+def step_to_load(folder: Path) -> Optional[int]:
+    """The step a load without ``load_step`` takes from ``folder`` (:func:`newest_loadable_step`; None leaves the
+    choice to nerfstudio, whose load then names the broken file). A folder without any ``step-N.ckpt`` is an
+    :class:`InputError`: nerfstudio's listing failed on it with an IndexError (``ns-eval`` on a run that saved none)."""
+    if not checkpoints_newest_first(folder):
+        raise InputError(f"{folder}: no checkpoint (step-*.ckpt) to load here")
+    return newest_loadable_step(folder)
+
+
 def write_reason(error: BaseException, folder: Path) -> str:
     """Why a write into ``folder`` failed, in words: a full disk when the OS says so or free space is nearly gone."""
     cause: Optional[BaseException] = error
@@ -154,7 +163,7 @@ def write_checkpoints_atomically() -> None:
         def load_newest_complete(self: Any) -> None:
             folder = self.config.load_dir
             if folder is not None and self.config.load_step is None and Path(folder).is_dir():
-                self.config.load_step = newest_loadable_step(Path(folder))
+                self.config.load_step = step_to_load(Path(folder))
             load(self)
 
         load_newest_complete._nerfstudio_methods = True  # type: ignore[attr-defined]
@@ -176,7 +185,7 @@ def load_newest_complete_checkpoint() -> None:
     @functools.wraps(eval_load)
     def eval_load_newest_complete(config: Any, pipeline: Any) -> Any:
         if config.load_dir is not None and config.load_step is None and Path(config.load_dir).is_dir():
-            config.load_step = newest_loadable_step(Path(config.load_dir))
+            config.load_step = step_to_load(Path(config.load_dir))
         return eval_load(config, pipeline)
 
     eval_load_newest_complete._nerfstudio_methods = True  # type: ignore[attr-defined]
