@@ -54,7 +54,7 @@ from nerfstudio_methods.mononerf.released_metrics import released_psnr_ssim
 from nerfstudio_methods.mononerf.trajectory import integrate_trajectory
 from nerfstudio_methods.multiscene import scene_indices_of_rays
 from nerfstudio_methods.rays import ndc_coefficients, ndc_rays, ndc_to_world
-from nerfstudio_methods.timeline import continuous_frame, nearest_frame, ray_times
+from nerfstudio_methods.timeline import continuous_frame, nearest_frame, ray_times, time_of_frame
 
 RELEASED_FRAME_COUNT = 12
 """The released ODE branch converts relative time with a hard-coded 12 frames (mononerf.md §1, §5)."""
@@ -449,7 +449,7 @@ class MonoNeRFModel(Model):
         """The dynamic branch at NDC ``points`` at (fractional) ``frames``, with flow-based feature aggregation."""
         features = self.scene_features(scene)
         count = features.num_frames
-        current_frame = nearest_frame(frames[:, 0] / max(count - 1, 1), count)
+        current_frame = nearest_frame(time_of_frame(frames[:, 0], count), count)
         forward, backward = self.trajectories(scene, points, frames)
         code = self.velocity.bind(features.pooled, count).code(points.shape[0])
         time = network_time(frames, torch.full_like(frames, float(count)))
