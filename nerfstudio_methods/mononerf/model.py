@@ -48,13 +48,13 @@ from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.mononerf import losses
 from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic, sample_deltas
 from nerfstudio_methods.mononerf.encoders import ImageEncoder, VideoEncoder
-from nerfstudio_methods.mononerf.field import DynamicField, SceneVelocity, StaticField, network_time
+from nerfstudio_methods.mononerf.field import DynamicField, SceneVelocity, StaticField, clamp_frames, network_time
 from nerfstudio_methods.mononerf.projection import induced_flow, project_points, sample_feature_maps
 from nerfstudio_methods.mononerf.released_metrics import released_psnr_ssim
 from nerfstudio_methods.mononerf.trajectory import integrate_trajectory
 from nerfstudio_methods.multiscene import scene_indices_of_rays
 from nerfstudio_methods.rays import ndc_coefficients, ndc_rays, ndc_to_world
-from nerfstudio_methods.timeline import continuous_frame, nearest_frame, ray_times, time_of_frame
+from nerfstudio_methods.timeline import continuous_frame, nearest_frame, ray_times
 
 RELEASED_FRAME_COUNT = 12
 """The released ODE branch converts relative time with a hard-coded 12 frames (mononerf.md §1, §5)."""
@@ -201,10 +201,9 @@ class SceneFeatures:
     width: int
     height: int
     ndc_coeffs: Tuple[float, float]
-
-    @property
-    def num_frames(self) -> int:
-        return self.video.shape[0]
+    num_frames: int
+    """The video's frame count (``SceneVideo.num_frames``): the one count that times, frames and the velocity's
+    network time are converted with."""
 
     def cameras_of(self, frames: Int[Tensor, " n"]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Pose and intrinsics of each entry's frame: the camera arguments of ``project_points`` / ``induced_flow``."""
@@ -338,6 +337,7 @@ class MonoNeRFModel(Model):
                 width=width,
                 height=height,
                 ndc_coeffs=ndc_coefficients(float(cameras.fx[0, 0]), float(cameras.fy[0, 0]), width, height),
+                num_frames=video.num_frames,
             )
         return self._features[scene]
 
@@ -420,7 +420,7 @@ class MonoNeRFModel(Model):
     ) -> Tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"]]:
         """Each point's positions one frame later and one frame earlier along the velocity field."""
         features = self.scene_features(scene)
-        count = self.scenes[scene].num_frames
+        count = features.num_frames
         time_frames = RELEASED_FRAME_COUNT if self.config.released_twelve_frames else count
         config = self.config
 
@@ -445,11 +445,13 @@ class MonoNeRFModel(Model):
         )
         return forward, backward
 
-    def query_dynamic(self, scene: int, points: Float[Tensor, "n 3"], frames: Float[Tensor, "n 1"]) -> DynamicQuery:
-        """The dynamic branch at NDC ``points`` at (fractional) ``frames``, with flow-based feature aggregation."""
+    def query_dynamic(
+        self, scene: int, points: Float[Tensor, "n 3"], frames: Float[Tensor, "n 1"], current_frame: Int[Tensor, " n"]
+    ) -> DynamicQuery:
+        """The dynamic branch at NDC ``points`` at (fractional) ``frames``, with flow-based feature aggregation from
+        the video features of ``current_frame`` (the frame index of ``frames``, in the video) and its neighbours."""
         features = self.scene_features(scene)
         count = features.num_frames
-        current_frame = nearest_frame(time_of_frame(frames[:, 0], count), count)
         forward, backward = self.trajectories(scene, points, frames)
         code = self.velocity.bind(features.pooled, count).code(points.shape[0])
         time = network_time(frames, torch.full_like(frames, float(count)))
@@ -538,7 +540,7 @@ class MonoNeRFModel(Model):
                 "frame_index": frame_index.float()[:, None],
             }
 
-        dynamic = self.query_dynamic(scene, flat_points, sample_frames)
+        dynamic = self.query_dynamic(scene, flat_points, sample_frames, sample_frame_index)
         blend = dynamic.blend.reshape(rays, samples)
         warming_up = (
             self.training and int(self.trained_steps) < self.config.static_steps + self.config.blending_warmup_steps
@@ -572,8 +574,12 @@ class MonoNeRFModel(Model):
         # Stage 2 training: everything the losses need.
         shape = (rays, samples, 3)
         forward, backward = dynamic.forward.reshape(shape), dynamic.backward.reshape(shape)
-        warped_forward = self.query_dynamic(scene, dynamic.forward, sample_frames + 1.0)
-        warped_backward = self.query_dynamic(scene, dynamic.backward, sample_frames - 1.0)
+        warped_forward = self.query_dynamic(
+            scene, dynamic.forward, sample_frames + 1.0, clamp_frames(sample_frame_index + 1, count)
+        )
+        warped_backward = self.query_dynamic(
+            scene, dynamic.backward, sample_frames - 1.0, clamp_frames(sample_frame_index - 1, count)
+        )
         rendered_forward = composite(noisy(warped_forward.density), warped_forward.rgb.reshape(shape), deltas, z)
         rendered_backward = composite(noisy(warped_backward.density), warped_backward.rgb.reshape(shape), deltas, z)
         weights_dynamic = out["weights_dynamic"]
@@ -618,7 +624,7 @@ class MonoNeRFModel(Model):
         pixel_uv: Float[Tensor, "r 2"],
     ) -> Float[Tensor, "r 2"]:
         """Optical flow induced by the scene flow into ``target_frames`` (clamped to the video)."""
-        frames = target_frames.clamp(0, features.num_frames - 1)
+        frames = clamp_frames(target_frames, features.num_frames)
         return induced_flow(
             advected,
             weights,
@@ -653,8 +659,9 @@ class MonoNeRFModel(Model):
                 * losses.static_photometric_loss(outputs["rgb_static"], image, static_pixels)
             }
         static_mask = has_mask & ~batch["is_dynamic"]
-        frames = batch["frame_index"]
-        scenes = batch["scene_index"]
+        # The frame and scene each ray was rendered at (from its time and scene index), not the batch's copies.
+        frames = outputs["frame_index"][:, 0].long()
+        scenes = outputs["scene_index"]
         # The last training frame has no forward neighbour: in the unseen-frames setup the frames after it stay
         # unseen (no warped colour, flow or feature target from them).
         last = torch.tensor([video.supervised_frames - 1 for video in self.scenes], device=frames.device)[scenes]
