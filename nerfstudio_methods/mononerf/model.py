@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from dataparsers.dynamic_scene import SceneVideo
 from nerfstudio_methods.checkpoints import load_tensor_file
+from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.mononerf import losses
 from nerfstudio_methods.mononerf.compositing import composite, composite_dynamic, sample_deltas
@@ -475,18 +476,11 @@ class MonoNeRFModel(Model):
         count = origins.shape[0]
         times = ray_times(ray_bundle.times, count, self.config.default_time, self.device)
         scenes = scene_indices_of_rays(ray_bundle, self.config.default_scene).clamp(0, len(self.scenes) - 1)
-        groups = [(scene, torch.nonzero(scenes == scene)[:, 0]) for scene in torch.unique(scenes).tolist()]
-        rendered = [
-            self.render_scene(int(scene), origins[rows], directions[rows], times[rows]) for scene, rows in groups
-        ]
-        outputs: Dict[str, Union[Tensor, List]] = {}
-        for key in rendered[0]:
-            first = rendered[0][key]
-            merged = first.new_zeros((count, *first.shape[1:]))
-            for (_, rows), part in zip(groups, rendered):
-                merged = merged.index_copy(0, rows, part[key])
-            outputs[key] = merged
-        return outputs
+        return dict(
+            render_grouped(
+                scenes, lambda scene, rows: self.render_scene(scene, origins[rows], directions[rows], times[rows])
+            )
+        )
 
     def render_scene(
         self, scene: int, origins: Float[Tensor, "r 3"], directions: Float[Tensor, "r 3"], times: Float[Tensor, " r"]

@@ -30,6 +30,7 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor
 
+from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid, sh_change
@@ -538,19 +539,13 @@ class StreamRFModel(Model):
             }.get(self.phase, self.config.stop_thresh)
             outputs = self.render_grid(grid, origins, directions, stop)
         else:
-            frames = self.frame_of_times(ray_bundle.times, origins.shape[0])
-            pieces: list[tuple[Tensor, Dict[str, Tensor]]] = []
-            for frame in torch.unique(frames).tolist():
-                index = torch.nonzero(frames == frame)[:, 0]
-                grid = self.grid_for_frame(int(frame))
-                stop = self.config.frame0_stop_thresh if int(frame) == 0 else self.config.stop_thresh
-                pieces.append((index, self.render_grid(grid, origins[index], directions[index], stop)))
-            outputs: Dict[str, Tensor] = {}
-            for key in pieces[0][1]:
-                merged = pieces[0][1][key].new_zeros((origins.shape[0], *pieces[0][1][key].shape[1:]))
-                for index, piece in pieces:
-                    merged[index] = piece[key]
-                outputs[key] = merged
+
+            def render_frame(frame: int, rows: Tensor) -> Dict[str, Tensor]:
+                grid = self.grid_for_frame(frame)
+                stop = self.config.frame0_stop_thresh if frame == 0 else self.config.stop_thresh
+                return self.render_grid(grid, origins[rows], directions[rows], stop)
+
+            outputs = render_grouped(self.frame_of_times(ray_bundle.times, origins.shape[0]), render_frame)
         return {key: value.reshape(*shape, *value.shape[1:]) for key, value in outputs.items()}
 
     # --- losses and metrics --------------------------------------------------------------------------------
