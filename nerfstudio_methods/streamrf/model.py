@@ -18,7 +18,6 @@ Frames not trained yet show the newest grid. Rays without times (``ns-render int
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
@@ -30,6 +29,7 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor
 
+from nerfstudio_methods.evaluation import image_quality
 from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
@@ -576,14 +576,7 @@ class StreamRFModel(Model):
         rgb = outputs["rgb"].clamp(0.0, 1.0)
         acc = colormaps.apply_colormap(outputs["accumulation"])
         depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
-        gt, pred = image.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]
-        metrics = {
-            "psnr": float(self.psnr(pred, gt).item()),
-            "ssim": float(self.ssim(pred, gt)),  # type: ignore[arg-type]
-            "lpips": float(self.lpips(pred, gt)),
-        }
-        if not math.isfinite(metrics["lpips"]):
-            metrics["lpips"] = math.nan
+        metrics = image_quality(rgb, image, self.psnr, self.ssim, self.lpips)
         images = {"img": torch.cat([image, rgb], dim=1), "accumulation": acc, "depth": depth}
         return metrics, images
 
