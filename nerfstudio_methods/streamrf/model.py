@@ -47,6 +47,7 @@ from nerfstudio_methods.streamrf.grid import (
     resample,
 )
 from nerfstudio_methods.streamrf.optim import exponential_lr
+from nerfstudio_methods.streamrf.passes import PassSettings
 from nerfstudio_methods.streamrf.render import NerfaccSampler, render_rays_torch
 from nerfstudio_methods.streamrf.state import GridState, GridStorage, make_state
 from nerfstudio_methods.streamrf.store import GridPlayer
@@ -174,6 +175,23 @@ class StreamRFModelConfig(ModelConfig):
     def resolution(self) -> Resolution:
         return self.frame0_resolutions[-1]
 
+    def pass_settings(self, pilot: bool) -> PassSettings:
+        """The settings of the pilot grid's pass over a later frame (``pilot_*``) or of the full grid's."""
+        if pilot:
+            return PassSettings(
+                steps=self.pilot_steps, lr_density=self.pilot_lr_density, lr_sh=self.pilot_lr_sh,
+                lr_sh_final=self.pilot_lr_sh_final, lr_sh_decay_steps=self.pilot_lr_sh_decay_steps,
+                sh_keep_threshold=self.pilot_sh_keep_threshold, sh_prune_threshold=self.pilot_sh_prune_threshold,
+                dilate_before=self.pilot_dilate_before, dilate_after=self.pilot_dilate_after,
+                stop_thresh=self.pilot_stop_thresh,
+            )  # fmt: skip
+        return PassSettings(
+            steps=self.steps_per_frame, lr_density=self.lr_density, lr_sh=self.lr_sh, lr_sh_final=self.lr_sh_final,
+            lr_sh_decay_steps=self.lr_sh_decay_steps, sh_keep_threshold=self.sh_keep_threshold,
+            sh_prune_threshold=self.sh_prune_threshold, dilate_before=self.dilate_before,
+            dilate_after=self.dilate_after, stop_thresh=self.stop_thresh,
+        )  # fmt: skip
+
 
 @dataclass
 class PilotGuidance:
@@ -289,28 +307,28 @@ class StreamRFModel(Model):
         elif phase is Phase.PILOT0:
             assert self.full is not None
             self.full.reset_optimizer()  # frame 0 is finished: free its optimiser state
-            pilot_grid = resample(
-                self.full.sparse(), self.pilot_spec, config.density_threshold, config.pilot_dilate_after
-            )
+            dilation = config.pass_settings(pilot=True).dilate_after
+            pilot_grid = resample(self.full.sparse(), self.pilot_spec, config.density_threshold, dilation)
             self.pilot = self.new_state(pilot_grid)
             self.update_mask = None
         elif phase is Phase.PILOT:
             pilot = self.grid_of(phase)
             current = pilot.sparse()
             self.previous = snapshot(current)
-            pilot.set(reoccupy(current, masks.dilate(pilot.occupancy, config.pilot_dilate_before)))
+            pilot.set(reoccupy(current, masks.dilate(pilot.occupancy, config.pass_settings(pilot=True).dilate_before)))
             self.update_mask = None  # the pilot trains every occupied voxel
         else:
             full = self.grid_of(phase)
             current = full.sparse()
             self.previous = snapshot(current)
             previous_occupancy = current.occupancy
+            dilation = config.pass_settings(pilot=False).dilate_before
             band = (
-                masks.narrow_band(previous_occupancy, config.dilate_before, config.narrow_band_inner)
+                masks.narrow_band(previous_occupancy, dilation, config.narrow_band_inner)
                 if config.narrow_band
                 else None
             )
-            occupancy = masks.dilate(previous_occupancy, config.dilate_before)
+            occupancy = masks.dilate(previous_occupancy, dilation)
             mask = band
             if config.use_pilot and self.guidance is not None:
                 guidance = self.guidance
@@ -347,17 +365,10 @@ class StreamRFModel(Model):
             )
             sh = exponential_lr(step, config.frame0_lr_sh, config.frame0_lr_sh_final, config.frame0_lr_decay_steps)
             return density, sh
-        if self.phase in (Phase.PILOT0, Phase.PILOT):
-            stretch = (
-                max(1, round(config.pilot_frame0_steps / max(config.pilot_steps, 1)))
-                if self.phase is Phase.PILOT0
-                else 1
-            )
-            sh = exponential_lr(
-                step, config.pilot_lr_sh, config.pilot_lr_sh_final, config.pilot_lr_sh_decay_steps * stretch
-            )
-            return config.pilot_lr_density, sh
-        return config.lr_density, exponential_lr(step, config.lr_sh, config.lr_sh_final, config.lr_sh_decay_steps)
+        settings = config.pass_settings(pilot=self.phase in (Phase.PILOT0, Phase.PILOT))
+        # The pilot's frame 0 has its rate schedule stretched like its steps (pilot_frame0_steps / pilot_steps).
+        stretch = max(1, round(config.pilot_frame0_steps / max(settings.steps, 1))) if self.phase is Phase.PILOT0 else 1
+        return settings.learning_rates(step, stretch)
 
     def optimizer_step(self) -> int:
         """Masked RMSprop on the active grid (after the trainer's backward); returns the voxels updated."""
@@ -406,24 +417,21 @@ class StreamRFModel(Model):
             grid.set(SparseGrid(grid.spec, *decoded))
         elif phase is Phase.PILOT0:
             self.previous = None
-            self._sparsify_and_prune(grid, config.pilot_dilate_after, None)
+            self._sparsify_and_prune(grid, config.pass_settings(pilot=True).dilate_after, None)
             record, decoded = encode_grid(grid.occupied_values(), grid.occupancy)
             grid.set(SparseGrid(grid.spec, *decoded))
         else:
             is_pilot = phase is Phase.PILOT
+            settings = config.pass_settings(pilot=is_pilot)
             assert self.previous is not None
-            self._sparsify_and_prune(
-                grid,
-                config.pilot_dilate_after if is_pilot else config.dilate_after,
-                config.pilot_sh_prune_threshold if is_pilot else config.sh_prune_threshold,
-            )
+            self._sparsify_and_prune(grid, settings.dilate_after, settings.sh_prune_threshold)
             previous_values, previous_occupancy = self.previous
             record, decoded = encode_delta(
                 previous_values,
                 previous_occupancy,
                 grid.occupied_values(),
                 grid.occupancy,
-                config.pilot_sh_keep_threshold if is_pilot else config.sh_keep_threshold,
+                settings.sh_keep_threshold,
             )
             if is_pilot:
                 occupancy = grid.occupancy
@@ -532,11 +540,12 @@ class StreamRFModel(Model):
         directions = ray_bundle.directions.reshape(-1, 3)
         if self.training and self.phase is not None:
             grid = self.grid_of(self.phase)
-            stop = {
-                Phase.FRAME0: self.config.frame0_stop_thresh,
-                Phase.PILOT0: self.config.pilot_stop_thresh,
-                Phase.PILOT: self.config.pilot_stop_thresh,
-            }.get(self.phase, self.config.stop_thresh)
+            pilot = self.phase in (Phase.PILOT0, Phase.PILOT)
+            stop = (
+                self.config.frame0_stop_thresh
+                if self.phase is Phase.FRAME0
+                else self.config.pass_settings(pilot=pilot).stop_thresh
+            )
             outputs = self.render_grid(grid, origins, directions, stop)
         else:
 
