@@ -46,6 +46,7 @@ from dataparsers._common import (
 from dataparsers.llff import LLFF
 from dataparsers.poses_bounds import read_poses_bounds
 from nerfstudio_methods import compat
+from nerfstudio_methods.timeline import time_of_frame
 
 # nerfstudio imports this module (an entry point) at the start of every ns-* command: install the fixes first.
 compat.install()
@@ -536,7 +537,7 @@ class FrameSelection:
 
     def times(self) -> np.ndarray:
         count = len(self.frame_numbers)
-        return np.arange(count, dtype=np.float64) / (count - 1) if count > 1 else np.zeros(1)
+        return time_of_frame(np.arange(count, dtype=np.float64), count)
 
 
 def select_frames(

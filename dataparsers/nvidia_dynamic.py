@@ -39,6 +39,7 @@ from dataparsers._common import (
     require_file,
 )
 from dataparsers.poses_bounds import read_poses_bounds
+from nerfstudio_methods.timeline import time_of_frame
 
 MOTION_THRESHOLD = 1e-3
 """DynamicNeRF / MonoNeRF threshold on mask / 255 above which a pixel counts as moving."""
@@ -160,7 +161,7 @@ def read_nvidia_dynamic_scene(scene_dir: Path, factor: int = 1) -> NvidiaDynamic
             height=height,
         ),
         near_far=poses.near_far,
-        times=np.arange(count, dtype=np.float64) / max(count - 1, 1),
+        times=time_of_frame(np.arange(count, dtype=np.float64), count),
         disparity_paths=_optional_sorted(scene_dir / "disp", ".npy", count, "disparity maps (disp/*.npy)"),
         flow_forward_paths=None if flows is None else flows[0],
         flow_backward_paths=None if flows is None else flows[1],

@@ -5,11 +5,25 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from nerfstudio_methods.timeline import METRIC_KEYS, per_frame_means
+
+
+def image_quality(
+    rgb: Float[Tensor, "h w 3"], image: Float[Tensor, "h w 3"], psnr: Callable, ssim: Callable, lpips: Callable
+) -> dict[str, float]:
+    """PSNR, SSIM and LPIPS (torchmetrics callables) of a rendered image against its ground truth, both in [0, 1];
+    LPIPS is NaN when it is not finite (no weights offline)."""
+    pred, gt = rgb.permute(2, 0, 1)[None], image.permute(2, 0, 1)[None]
+    metrics = {"psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt)), "lpips": float(lpips(pred, gt))}
+    if not math.isfinite(metrics["lpips"]):
+        metrics["lpips"] = math.nan
+    return metrics
 
 
 def evaluate_eval_images(

@@ -4,6 +4,12 @@ Every video dataparser of this collection (``n3dv-data``, ``dynamic-scene-data``
 video the time ``i / (T - 1)`` in [0, 1] (``Cameras.times``, nerfstudio's DNeRF convention; mononerf.md §6), which is
 what the viewer's Time slider and ``ns-render``'s ``render_time`` produce. Rays without times (``ns-render
 interpolate`` drops them, nerfstudio_plugins.md §2) are shown at a configured default time.
+
+Every conversion between a frame and its time goes through this module: :func:`time_of_frame` (used by the
+dataparsers, the scene generator's writers and the methods alike, on ints, numpy arrays or tensors) and
+:func:`continuous_frame` / :func:`nearest_frame` back. It is a shared module, not a method: ``dataparsers`` may import
+it (as they import ``nerfstudio_methods.rays``), and it imports torch only where a function needs it, so the
+scene generator, which never loads torch, can use it too.
 """
 
 from __future__ import annotations
@@ -12,15 +18,25 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, overload
 
-import torch
 from jaxtyping import Float, Int
-from torch import Tensor
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor
+
+    Frames = TypeVar("Frames", np.ndarray, Tensor)
 
 
-def time_of_frame(frame: int | Tensor, num_frames: int) -> float | Tensor:
-    """``frame / (T - 1)``; 0 for a single-frame video."""
+@overload
+def time_of_frame(frame: int | float, num_frames: int) -> float: ...
+@overload
+def time_of_frame(frame: Frames, num_frames: int) -> Frames: ...
+def time_of_frame(frame, num_frames):
+    """The time of ``frame`` (an int, or a numpy array / tensor of frames) in a ``num_frames``-frame video:
+    ``frame / (T - 1)``; 0 for a single-frame video."""
     return frame / max(num_frames - 1, 1)
 
 
@@ -31,13 +47,15 @@ def continuous_frame(times: Float[Tensor, "*batch"], num_frames: int) -> Float[T
 
 def nearest_frame(times: Float[Tensor, "*batch"], num_frames: int) -> Int[Tensor, "*batch"]:
     """Index of the frame nearest to each time: ``round(time * (T - 1))``, clamped to ``[0, T - 1]``."""
-    return torch.round(continuous_frame(times, num_frames)).long()
+    return continuous_frame(times, num_frames).round().long()
 
 
 def ray_times(
     times: Optional[Tensor], count: int, default_time: float, device: torch.device | str
 ) -> Float[Tensor, " n"]:
     """Per-ray times, flattened; ``default_time`` for rays that carry none."""
+    import torch
+
     if times is None:
         return torch.full((count,), float(default_time), device=device)
     return times.reshape(-1).float().to(device)
@@ -64,6 +82,8 @@ def per_frame_means(
 def write_camera_path_across_time(path: Path, cameras: Any, fps: float) -> None:
     """Write a viewer-style camera path (``ns-render camera-path --camera-path-filename``) through ``cameras`` (a
     nerfstudio ``Cameras``) ordered by time, each keyframe with its ``render_time``: a video of the scene over time."""
+    import torch
+
     from nerfstudio_methods.atomic import write_atomically
 
     keyframes = []

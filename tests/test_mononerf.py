@@ -327,6 +327,28 @@ def test_stage_two_terms_carry_the_brief_weights(scenes: dict[str, Path]) -> Non
         assert float(doubled[name]) == pytest.approx(2.0 * float(base[name]), rel=1e-6), name
 
 
+def test_losses_read_the_frame_and_scene_the_rays_were_rendered_at(scenes: dict[str, Path]) -> None:
+    """The rays carry their frame (time) and scene; the model renders and supervises from them, and they agree with
+    the frame and scene the data manager read the targets from. The batch's copies are not read by the losses."""
+    paths = (scenes["full"], scenes["second"])
+    model = in_stage_two(make_model(paths))
+    random_velocity_head(model)
+    datamanager = make_datamanager(paths, rays=32)
+    model.train()
+    torch.manual_seed(4)
+    bundle, batch = datamanager.next_train(5)
+    outputs = model(bundle)
+    assert torch.equal(outputs["frame_index"][:, 0].long(), batch["frame_index"])
+    assert torch.equal(outputs["scene_index"], batch["scene_index"])
+    losses = model.get_loss_dict(outputs, batch)
+    other_frames = torch.where(batch["frame_index"] == 0, FRAMES - 1, 0)  # every ray's neighbours differ
+    scrambled = {**batch, "frame_index": other_frames, "scene_index": torch.zeros_like(batch["scene_index"])}
+    again = model.get_loss_dict(outputs, scrambled)
+    assert set(again) == set(losses)
+    for name in losses:
+        assert float(again[name]) == float(losses[name]), name
+
+
 # ------------------------------------------------------------------------------------------------ missing optional parts
 
 

@@ -760,3 +760,24 @@ def test_dilate_mask_hand_example() -> None:
     expected[2:5, 3:6] = True
     assert torch.equal(grown, expected)
     assert torch.equal(dilate_mask(mask, 0), mask)
+
+
+def test_ndc_depths_against_a_per_sample_reference() -> None:
+    """Evenly spaced depths in [0, 1]; stratified: sample i is drawn uniformly between the midpoints to its
+    neighbours (the first from 0, the last up to 1), with the same random numbers as a plain loop reads them."""
+    from nerfstudio_methods.mononerf.sampler import ndc_depths
+
+    rays, samples = 5, 7
+    plain = ndc_depths(rays, samples, "cpu", stratified=False)
+    assert torch.allclose(plain, torch.linspace(0.0, 1.0, samples).expand(rays, samples))
+    torch.manual_seed(11)
+    stratified = ndc_depths(rays, samples, "cpu", stratified=True)
+    torch.manual_seed(11)
+    uniform = torch.rand(rays, samples)
+    edges = [i / (samples - 1) for i in range(samples)]
+    for r in range(rays):
+        for i in range(samples):
+            lower = edges[0] if i == 0 else 0.5 * (edges[i - 1] + edges[i])
+            upper = edges[-1] if i == samples - 1 else 0.5 * (edges[i] + edges[i + 1])
+            expected = lower + (upper - lower) * float(uniform[r, i])
+            assert abs(float(stratified[r, i]) - expected) < 1e-6, (r, i)

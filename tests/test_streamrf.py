@@ -962,3 +962,24 @@ def test_a_grid_trained_from_scratch_outside_a_stream_renders_its_own_frame() ->
     model.eval()
     assert model.grid_for_frame(3) is not None and bool(model.grid_for_frame(3).occupancy.any())
     assert not bool(model.grid_for_frame(4).occupancy.any())
+
+
+def test_full_and_pilot_passes_read_their_own_flat_settings() -> None:
+    """The two passes are one PassSettings each, gathered from the flat options users set (``lr_sh`` for the full
+    pass, ``pilot_lr_sh`` for the pilot's, ...): every setting of each pass comes from its own option."""
+    import dataclasses
+
+    from nerfstudio_methods.streamrf.model import StreamRFModelConfig
+    from nerfstudio_methods.streamrf.passes import PassSettings
+
+    full_names = {"steps": "steps_per_frame"}
+    names = [f.name for f in dataclasses.fields(PassSettings)]
+    config = StreamRFModelConfig()
+    for index, name in enumerate(names):  # distinct values, so that a setting read from the wrong option shows
+        full_name = full_names.get(name, name)
+        setattr(config, full_name, type(getattr(config, full_name))(100 + index))
+        setattr(config, f"pilot_{name}", type(getattr(config, f"pilot_{name}"))(200 + index))
+    full, pilot = config.pass_settings(pilot=False), config.pass_settings(pilot=True)
+    for index, name in enumerate(names):
+        assert getattr(full, name) == 100 + index and getattr(pilot, name) == 200 + index, name
+    assert pilot.learning_rates(0) == pytest.approx((pilot.lr_density, pilot.lr_sh))

@@ -1100,3 +1100,21 @@ def test_camera_outputs_start_with_the_decoded_rgb(space: str) -> None:
     outputs = model.get_outputs_for_camera(camera)
     assert list(outputs)[:3] == ["rgb", "accumulation", "depth"]
     assert ("latent" in outputs) == (space == "latent")
+
+
+def test_stage_one_checkpoint_is_the_newest_complete_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run folder (or its nerfstudio_models/) gives its newest checkpoint that is a complete archive, by step number;
+    a newer truncated one is skipped in one line; a file is taken as it is; nothing found is one error."""
+    from nerfstudio_methods.threeda_ae.pipeline import find_checkpoint
+
+    models = tmp_path / "run" / "nerfstudio_models"
+    models.mkdir(parents=True)
+    for step in (2, 9, 10):
+        torch.save({"pipeline": {}}, models / f"step-{step}.ckpt")
+    (models / "step-11.ckpt").write_bytes((models / "step-10.ckpt").read_bytes()[:50])  # a save that was cut off
+    assert find_checkpoint(tmp_path / "run") == models / "step-10.ckpt"
+    assert "skipping" in capsys.readouterr().out
+    assert find_checkpoint(models) == models / "step-10.ckpt"
+    assert find_checkpoint(models / "step-2.ckpt") == models / "step-2.ckpt"
+    with pytest.raises(DatasetFormatError, match="no stage-1 checkpoint"):
+        find_checkpoint(tmp_path)

@@ -15,6 +15,9 @@ A training batch holds, per ray: ``image`` (RGB), ``pixel_uv`` (the pixel centre
 ``frame_index``, ``scene_index``, ``is_dynamic`` (motion mask; False without masks), ``disparity``,
 ``flow_forward`` / ``flow_backward`` (pixels) and their consistency masks, and per-ray flags ``has_motion_mask``,
 ``has_disparity``, ``has_flow`` for scenes whose optional parts are missing (their values are zeros then).
+``frame_index`` and ``scene_index`` say where the targets were read; the model renders and supervises each ray at the
+frame and scene its rays carry (``times``, converted by :mod:`nerfstudio_methods.timeline`, and
+``metadata["scene_index"]``, both from the video's cameras), which are the same values.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ for the (fractional) frame ``f`` of an ``N``-frame video.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -230,3 +231,14 @@ class SceneVelocity(nn.Module):
 
 def clamp_frames(frames: Int[Tensor, "*batch"], num_frames: int) -> Int[Tensor, "*batch"]:
     return frames.clamp(0, num_frames - 1)
+
+
+@dataclass
+class DynamicQuery:
+    """The dynamic branch at a set of points: raw density, colour, blending and the one-frame trajectories."""
+
+    density: Float[Tensor, " n"]
+    rgb: Float[Tensor, "n 3"]
+    blend: Float[Tensor, " n"]
+    forward: Float[Tensor, "n 3"]
+    backward: Float[Tensor, "n 3"]

@@ -5,16 +5,23 @@ Every function returns a scalar. Masks are per ray (``[rays]``, boolean or float
 released ``img2mse`` / ``img2mae`` / ``L1`` / ``L2`` with a mask); an empty selection gives 0 that is still connected to
 the inputs (zero gradient, never NaN). Values of rays outside the mask are never read, so they may be inf or NaN.
 
-The weights ("λ" in the docstrings, from the brief) live in the model config; these functions are unweighted.
+The weights ("λ" in the docstrings, from the brief) are :class:`MonoNeRFLossConfig`'s, part of the model config;
+the term functions are unweighted, and :func:`training_losses` assembles the weighted terms of a training step.
 Point sets are ``[rays, samples, 3]`` in NDC unless said otherwise; scene flow is position minus start point (NDC).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Dict, List
+
 import torch
 from jaxtyping import Bool, Float, Int
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from dataparsers.dynamic_scene import SceneVideo
 from nerfstudio_methods.mononerf.projection import ndc_points_to_world
 from nerfstudio_methods.rays import NDC_NEAR
 
@@ -303,3 +310,182 @@ def depth_blending_loss(
     in_band = (z - target_depth[:, None]).abs() <= thickness
     target = torch.where(in_band, z, torch.zeros_like(z))
     return masked_mean((target - z * blending) ** 2, dynamic_mask)
+
+
+# --- a training step's weighted terms --------------------------------------------------------------------------------
+
+
+@dataclass
+class MonoNeRFLossConfig:
+    """The loss weights (mononerf.md §1 "Losses, stage 2"); ``MonoNeRFModelConfig`` inherits them, so they are set
+    as ``--pipeline.model.<name>`` like every model setting."""
+
+    static_loss_mult: float = 1.0
+    """Stage 1: MSE of the static colour on static pixels."""
+    full_loss_mult: float = 3.0
+    """Stage 2 weights, in the order of mononerf.md §1's table."""
+    dynamic_loss_mult: float = 1.0
+    warped_loss_mult: float = 1.0
+    flow_loss_mult: float = 0.02
+    slow_loss_mult: float = 0.01
+    temporal_smooth_loss_mult: float = 0.1
+    spatial_smooth_loss_mult: float = 0.1
+    second_order_smooth_loss_mult: float = 0.1
+    cycle_loss_mult: float = 1.0
+    mask_loss_mult: float = 0.1
+    sparsity_loss_mult: float = 0.001
+    depth_loss_mult: float = 0.04
+    order_loss_mult: float = 0.1
+    depth_blending_loss_mult: float = 1.0
+    depth_blending_thickness: float = 0.03
+    static_flow_loss_mult: float = 0.5
+    mask_flow_loss_mult: float = 0.1
+    """0.1 for multi-scene training, 0.01 for fine-tuning and unseen frames (mononerf.md §1)."""
+    released_warped_frame_bug: bool = False
+    """The released warped-dynamic loss decides whether frame t-1 / t+1 exist from the last scene's frame (the
+    ``img_i`` scoping bug); multi-scene only."""
+
+
+def switched_off_losses(video: SceneVideo) -> List[str]:
+    """The loss terms that the scene's missing optional parts switch off."""
+    off = []
+    if video.flow_forward is None:
+        off.append("optical flow loss")
+    if video.disparity is None:
+        off += ["depth loss", "depth-blending loss"]
+    if video.motion_mask is None:
+        off += ["mask loss", "order loss", "static flow loss", "mask flow loss", "static/dynamic ray balance"]
+        if video.disparity is not None:
+            off.append("depth-blending loss")
+    return off
+
+
+def warn_switched_off_losses(videos: List[SceneVideo]) -> None:
+    """One warning per scene that lacks optional parts, naming the loss terms they switch off."""
+    for video in videos:
+        switched_off = switched_off_losses(video)
+        if switched_off:
+            CONSOLE.print(
+                f"[yellow]MonoNeRF: {video.name} has no {', '.join(video.missing)}; "
+                f"switched off: {', '.join(switched_off)}[/yellow]"
+            )
+
+
+def training_losses(
+    config: MonoNeRFLossConfig,
+    outputs: Dict[str, Tensor],
+    batch: Dict[str, Tensor],
+    image: Float[Tensor, "rays 3"],
+    dynamic_stage: bool,
+    last_frames: Int[Tensor, " scenes"],
+    ndc_coeffs: Callable[[int], tuple[float, float]],
+) -> Dict[str, Tensor]:
+    """A training step's weighted terms. Stage 1: the static MSE on static pixels. Stage 2: every term of mononerf.md
+    §1's table, each with its config weight; terms whose inputs a scene lacks (flow, disparity, motion masks) are left
+    out for its rays. ``last_frames``: each scene's last training frame; ``ndc_coeffs``: a scene's NDC coefficients.
+    Each ray's frame and scene are those it was rendered at (``outputs``), not the batch's."""
+    has_mask = batch["has_motion_mask"]
+    is_dynamic = batch["is_dynamic"] & has_mask
+    if not dynamic_stage:
+        static_pixels = ~is_dynamic  # every pixel of a scene without motion masks
+        return {
+            "static_rgb_loss": config.static_loss_mult
+            * static_photometric_loss(outputs["rgb_static"], image, static_pixels)
+        }
+    static_mask = has_mask & ~batch["is_dynamic"]
+    # The frame and scene each ray was rendered at (from its time and scene index), not the batch's copies.
+    frames = outputs["frame_index"][:, 0].long()
+    scenes = outputs["scene_index"]
+    # The last training frame has no forward neighbour: in the unseen-frames setup the frames after it stay
+    # unseen (no warped colour, flow or feature target from them).
+    last = last_frames.to(frames.device)[scenes]
+    decided_by = frames
+    if config.released_warped_frame_bug:
+        decided_by = torch.full_like(frames, int(frames[-1]))  # the last scene's frame decides for every ray
+        last = torch.full_like(last, int(last[-1]))
+    has_forward, has_backward = decided_by < last, decided_by > 0
+    points = outputs["points"]
+    forward, backward = outputs["points_forward"], outputs["points_backward"]
+    flow_forward, flow_backward = forward - points, backward - points
+    flow_forward_backward = outputs["points_forward_backward"] - forward
+    flow_backward_forward = outputs["points_backward_forward"] - backward
+    terms: Dict[str, Tensor] = {
+        "full_rgb_loss": config.full_loss_mult * photometric_loss(outputs["rgb"], image),
+        "dynamic_rgb_loss": config.dynamic_loss_mult * photometric_loss(outputs["rgb_dynamic"], image),
+        "warped_rgb_loss": config.warped_loss_mult
+        * warped_dynamic_loss(
+            outputs["rgb_dynamic_forward"], outputs["rgb_dynamic_backward"], image, has_forward, has_backward
+        ),
+        "slow_loss": config.slow_loss_mult * slow_loss(flow_forward, flow_backward),
+        "cycle_loss": config.cycle_loss_mult
+        * cycle_consistency_loss(flow_forward, flow_forward_backward, flow_backward, flow_backward_forward),
+        "sparsity_loss": config.sparsity_loss_mult * sparsity_loss(outputs["weights_dynamic"], outputs["blending"]),
+    }
+    # World-space smoothness terms need each scene's NDC coefficients.
+    smooth: Dict[str, List[Tensor]] = {
+        "temporal_smooth_loss": [],
+        "spatial_smooth_loss": [],
+        "second_order_smooth_loss": [],
+    }
+    for scene in torch.unique(scenes).tolist():
+        rows = torch.nonzero(scenes == scene)[:, 0]
+        coeffs = ndc_coeffs(int(scene))
+        share = rows.numel() / scenes.numel()
+        p, f, b = points[rows], forward[rows], backward[rows]
+        smooth["temporal_smooth_loss"].append(share * temporal_smooth_loss(p, f, b, coeffs))
+        smooth["spatial_smooth_loss"].append(share * spatial_smooth_loss(p, f, b, coeffs))
+        smooth["second_order_smooth_loss"].append(
+            share
+            * second_order_smooth_loss(
+                p,
+                f,
+                b,
+                outputs["points_forward_forward"][rows],
+                outputs["points_backward_backward"][rows],
+                coeffs,
+            )
+        )
+    terms["temporal_smooth_loss"] = config.temporal_smooth_loss_mult * torch.stack(smooth["temporal_smooth_loss"]).sum()
+    terms["spatial_smooth_loss"] = config.spatial_smooth_loss_mult * torch.stack(smooth["spatial_smooth_loss"]).sum()
+    terms["second_order_smooth_loss"] = (
+        config.second_order_smooth_loss_mult * torch.stack(smooth["second_order_smooth_loss"]).sum()
+    )
+    has_flow = batch["has_flow"]
+    if bool(has_flow.any()):
+        forward_mask = batch["flow_forward_mask"] * (has_flow & has_forward)
+        backward_mask = batch["flow_backward_mask"] * (has_flow & has_backward)
+        terms["flow_loss"] = config.flow_loss_mult * (
+            flow_loss(outputs["induced_flow_forward"], batch["flow_forward"], forward_mask)
+            + flow_loss(outputs["induced_flow_backward"], batch["flow_backward"], backward_mask)
+        )
+    has_disparity = batch["has_disparity"]
+    if bool(has_disparity.any()):
+        rows = torch.nonzero(has_disparity)[:, 0]
+        terms["depth_loss"] = config.depth_loss_mult * depth_loss(
+            outputs["depth_dynamic"][rows, 0], batch["disparity"][rows], groups=scenes[rows]
+        )
+        if bool(has_mask[rows].any()):
+            terms["depth_blending_loss"] = config.depth_blending_loss_mult * depth_blending_loss(
+                batch["disparity"][rows],
+                outputs["z"][rows],
+                outputs["blending"][rows],
+                is_dynamic[rows],
+                thickness=config.depth_blending_thickness,
+                groups=scenes[rows],
+            )
+    if bool(has_mask.any()):
+        rows = torch.nonzero(has_mask)[:, 0]
+        static_rows = static_mask[rows]
+        terms["mask_loss"] = config.mask_loss_mult * mask_loss(
+            outputs["blending"][rows], outputs["dynamicness"][rows, 0], static_rows
+        )
+        terms["order_loss"] = config.order_loss_mult * order_loss(
+            outputs["depth_dynamic"][rows, 0], outputs["depth_static"][rows, 0], static_rows
+        )
+        terms["static_flow_loss"] = config.static_flow_loss_mult * static_flow_loss(
+            flow_forward[rows], flow_backward[rows], static_rows
+        )
+        terms["mask_flow_loss"] = config.mask_flow_loss_mult * mask_flow_loss(
+            outputs["blending_forward"][rows], outputs["blending_backward"][rows], static_rows
+        )
+    return terms

@@ -28,7 +28,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio_methods.evaluation import evaluate_per_frame
 from nerfstudio_methods.mononerf.datamanager import MonoNeRFDataManager, MonoNeRFDataManagerConfig
 from nerfstudio_methods.mononerf.model import MonoNeRFModel, MonoNeRFModelConfig
-from nerfstudio_methods.timeline import write_camera_path_across_time
+from nerfstudio_methods.mononerf.motion_masks import static_error_masks
+from nerfstudio_methods.timeline import time_of_frame, write_camera_path_across_time
 
 
 @dataclass
@@ -76,9 +77,7 @@ class MonoNeRFPipeline(VanillaPipeline):
         for scene, video in enumerate(datamanager.videos):
             if video.motion_mask is not None:
                 continue
-            masks = model.static_error_motion_masks(
-                video, self.config.static_error_ratio, self.config.motion_mask_dilation
-            )
+            masks = static_error_masks(model, video, self.config.static_error_ratio, self.config.motion_mask_dilation)
             datamanager.videos[scene] = replace(video, motion_mask=masks, motion_mask_derived=True)
             model.scenes[scene] = replace(model.scenes[scene], motion_mask=masks.cpu(), motion_mask_derived=True)
             moving = float(masks[: video.supervised_frames].float().mean())
@@ -112,7 +111,7 @@ class MonoNeRFPipeline(VanillaPipeline):
             cy=cameras.cy[fixed : fixed + 1].expand(count, 1),
             width=cameras.width[:1].expand(count, 1),
             height=cameras.height[:1].expand(count, 1),
-            times=torch.arange(count, dtype=torch.float32)[:, None] / max(count - 1, 1),
+            times=time_of_frame(torch.arange(count, dtype=torch.float32)[:, None], count),
         )
         write_camera_path_across_time(folder / "fixed_camera.json", fixed_cameras, fps=float(count) / 2.0)
         write_camera_path_across_time(folder / "input_video.json", cameras, fps=float(count) / 2.0)

@@ -16,13 +16,46 @@ Solvers:
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Optional, Tuple
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from nerfstudio_methods.mononerf.field import SceneVelocity
+
 TrajectorySolver = Literal["ode", "ode-adjoint", "euler"]
+
+RELEASED_FRAME_COUNT = 12
+"""The released ODE branch converts relative time with a hard-coded 12 frames (mononerf.md §1, §5)."""
+
+
+@dataclass
+class TrajectoryConfig:
+    """How points follow the velocity field; ``MonoNeRFModelConfig`` inherits these settings
+    (``--pipeline.model.<name>``)."""
+
+    trajectory_solver: Literal["ode", "ode-adjoint", "euler"] = "ode"
+    """torchdiffeq ``odeint`` (the paper's Neural ODE), ``odeint_adjoint``, or the released explicit Euler."""
+    ode_method: str = "dopri5"
+    """torchdiffeq method (``ode_solver``); rtol / atol below are the released ODE defaults."""
+    ode_rtol: float = 1e-2
+    ode_atol: float = 1e-3
+    ode_first_step: Optional[float] = 0.5
+    """First step of an adaptive solver, in frames (None: torchdiffeq's estimate, which starts near 1e-6 for a
+    still field and spends ~40 evaluations growing it)."""
+    euler_steps: int = 2
+    """Euler steps per frame (``discrete_steps``)."""
+    velocity_scale: Optional[float] = None
+    """Largest NDC displacement per frame (``tanh = 1``). None: ``1 / N`` for an ``N``-frame video, as the released
+    ODE branch (the paper's Neural ODE) integrates over ``1 / N``; 1.0 is the released discrete branch, with which the
+    world-space smoothness terms blew up in CPU runs (gradient norms 1e4-3e5 within 15 stage-2 steps)."""
+    released_backward_code_bug: bool = False
+    """The released Euler loop overwrites the forward hidden state so the backward trajectory never sees ``c``:
+    reproduced as a zero global code for the backward velocity."""
+    released_twelve_frames: bool = False
+    """The released ODE branch converts time with 12 frames whatever the video's length."""
 
 
 class _SignedFrameODE(nn.Module):
@@ -137,3 +170,36 @@ def integrate_both(
         velocity, stacked_points, stacked_start, sign, frames, solver, method, rtol, atol, euler_steps, options
     )
     return ends[:count], ends[count:]
+
+
+def one_frame_trajectories(
+    config: TrajectoryConfig,
+    velocity: SceneVelocity,
+    pooled: Float[Tensor, " p"],
+    points: Float[Tensor, "n 3"],
+    frames: Float[Tensor, "n 1"],
+    num_frames: int,
+) -> Tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"]]:
+    """Each point's positions one frame later and one frame earlier along ``velocity`` bound to one video (its
+    ``pooled`` features, ``num_frames`` frames; ``frames``: each point's continuous frame)."""
+    time_frames = RELEASED_FRAME_COUNT if config.released_twelve_frames else num_frames
+
+    def integrate(bound: nn.Module, frames_to_go: float) -> Tensor:
+        return integrate_trajectory(
+            bound,
+            points,
+            frames,
+            frames_to_go,
+            solver=config.trajectory_solver,
+            method=config.ode_method,
+            rtol=config.ode_rtol,
+            atol=config.ode_atol,
+            euler_steps=config.euler_steps,
+            options=None if config.ode_first_step is None else {"first_step": config.ode_first_step},
+        )
+
+    scale = config.velocity_scale if config.velocity_scale is not None else 1.0 / num_frames
+    forward = integrate(velocity.bind(pooled, time_frames, scale), 1.0)
+    zero_code = config.released_backward_code_bug
+    backward = integrate(velocity.bind(pooled, time_frames, scale, zero_code=zero_code), -1.0)
+    return forward, backward

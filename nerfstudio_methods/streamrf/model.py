@@ -18,7 +18,6 @@ Frames not trained yet show the newest grid. Rays without times (``ns-render int
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
@@ -30,6 +29,8 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor
 
+from nerfstudio_methods.evaluation import image_quality
+from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.rays import ndc_rays
 from nerfstudio_methods.streamrf import masks
 from nerfstudio_methods.streamrf.codec import EncodedGrid, FrameDelta, encode_delta, encode_grid, sh_change
@@ -46,6 +47,7 @@ from nerfstudio_methods.streamrf.grid import (
     resample,
 )
 from nerfstudio_methods.streamrf.optim import exponential_lr
+from nerfstudio_methods.streamrf.passes import PassSettings
 from nerfstudio_methods.streamrf.render import NerfaccSampler, render_rays_torch
 from nerfstudio_methods.streamrf.state import GridState, GridStorage, make_state
 from nerfstudio_methods.streamrf.store import GridPlayer
@@ -173,6 +175,23 @@ class StreamRFModelConfig(ModelConfig):
     def resolution(self) -> Resolution:
         return self.frame0_resolutions[-1]
 
+    def pass_settings(self, pilot: bool) -> PassSettings:
+        """The settings of the pilot grid's pass over a later frame (``pilot_*``) or of the full grid's."""
+        if pilot:
+            return PassSettings(
+                steps=self.pilot_steps, lr_density=self.pilot_lr_density, lr_sh=self.pilot_lr_sh,
+                lr_sh_final=self.pilot_lr_sh_final, lr_sh_decay_steps=self.pilot_lr_sh_decay_steps,
+                sh_keep_threshold=self.pilot_sh_keep_threshold, sh_prune_threshold=self.pilot_sh_prune_threshold,
+                dilate_before=self.pilot_dilate_before, dilate_after=self.pilot_dilate_after,
+                stop_thresh=self.pilot_stop_thresh,
+            )  # fmt: skip
+        return PassSettings(
+            steps=self.steps_per_frame, lr_density=self.lr_density, lr_sh=self.lr_sh, lr_sh_final=self.lr_sh_final,
+            lr_sh_decay_steps=self.lr_sh_decay_steps, sh_keep_threshold=self.sh_keep_threshold,
+            sh_prune_threshold=self.sh_prune_threshold, dilate_before=self.dilate_before,
+            dilate_after=self.dilate_after, stop_thresh=self.stop_thresh,
+        )  # fmt: skip
+
 
 @dataclass
 class PilotGuidance:
@@ -288,28 +307,28 @@ class StreamRFModel(Model):
         elif phase is Phase.PILOT0:
             assert self.full is not None
             self.full.reset_optimizer()  # frame 0 is finished: free its optimiser state
-            pilot_grid = resample(
-                self.full.sparse(), self.pilot_spec, config.density_threshold, config.pilot_dilate_after
-            )
+            dilation = config.pass_settings(pilot=True).dilate_after
+            pilot_grid = resample(self.full.sparse(), self.pilot_spec, config.density_threshold, dilation)
             self.pilot = self.new_state(pilot_grid)
             self.update_mask = None
         elif phase is Phase.PILOT:
             pilot = self.grid_of(phase)
             current = pilot.sparse()
             self.previous = snapshot(current)
-            pilot.set(reoccupy(current, masks.dilate(pilot.occupancy, config.pilot_dilate_before)))
+            pilot.set(reoccupy(current, masks.dilate(pilot.occupancy, config.pass_settings(pilot=True).dilate_before)))
             self.update_mask = None  # the pilot trains every occupied voxel
         else:
             full = self.grid_of(phase)
             current = full.sparse()
             self.previous = snapshot(current)
             previous_occupancy = current.occupancy
+            dilation = config.pass_settings(pilot=False).dilate_before
             band = (
-                masks.narrow_band(previous_occupancy, config.dilate_before, config.narrow_band_inner)
+                masks.narrow_band(previous_occupancy, dilation, config.narrow_band_inner)
                 if config.narrow_band
                 else None
             )
-            occupancy = masks.dilate(previous_occupancy, config.dilate_before)
+            occupancy = masks.dilate(previous_occupancy, dilation)
             mask = band
             if config.use_pilot and self.guidance is not None:
                 guidance = self.guidance
@@ -346,17 +365,10 @@ class StreamRFModel(Model):
             )
             sh = exponential_lr(step, config.frame0_lr_sh, config.frame0_lr_sh_final, config.frame0_lr_decay_steps)
             return density, sh
-        if self.phase in (Phase.PILOT0, Phase.PILOT):
-            stretch = (
-                max(1, round(config.pilot_frame0_steps / max(config.pilot_steps, 1)))
-                if self.phase is Phase.PILOT0
-                else 1
-            )
-            sh = exponential_lr(
-                step, config.pilot_lr_sh, config.pilot_lr_sh_final, config.pilot_lr_sh_decay_steps * stretch
-            )
-            return config.pilot_lr_density, sh
-        return config.lr_density, exponential_lr(step, config.lr_sh, config.lr_sh_final, config.lr_sh_decay_steps)
+        settings = config.pass_settings(pilot=self.phase in (Phase.PILOT0, Phase.PILOT))
+        # The pilot's frame 0 has its rate schedule stretched like its steps (pilot_frame0_steps / pilot_steps).
+        stretch = max(1, round(config.pilot_frame0_steps / max(settings.steps, 1))) if self.phase is Phase.PILOT0 else 1
+        return settings.learning_rates(step, stretch)
 
     def optimizer_step(self) -> int:
         """Masked RMSprop on the active grid (after the trainer's backward); returns the voxels updated."""
@@ -405,24 +417,21 @@ class StreamRFModel(Model):
             grid.set(SparseGrid(grid.spec, *decoded))
         elif phase is Phase.PILOT0:
             self.previous = None
-            self._sparsify_and_prune(grid, config.pilot_dilate_after, None)
+            self._sparsify_and_prune(grid, config.pass_settings(pilot=True).dilate_after, None)
             record, decoded = encode_grid(grid.occupied_values(), grid.occupancy)
             grid.set(SparseGrid(grid.spec, *decoded))
         else:
             is_pilot = phase is Phase.PILOT
+            settings = config.pass_settings(pilot=is_pilot)
             assert self.previous is not None
-            self._sparsify_and_prune(
-                grid,
-                config.pilot_dilate_after if is_pilot else config.dilate_after,
-                config.pilot_sh_prune_threshold if is_pilot else config.sh_prune_threshold,
-            )
+            self._sparsify_and_prune(grid, settings.dilate_after, settings.sh_prune_threshold)
             previous_values, previous_occupancy = self.previous
             record, decoded = encode_delta(
                 previous_values,
                 previous_occupancy,
                 grid.occupied_values(),
                 grid.occupancy,
-                config.pilot_sh_keep_threshold if is_pilot else config.sh_keep_threshold,
+                settings.sh_keep_threshold,
             )
             if is_pilot:
                 occupancy = grid.occupancy
@@ -531,26 +540,21 @@ class StreamRFModel(Model):
         directions = ray_bundle.directions.reshape(-1, 3)
         if self.training and self.phase is not None:
             grid = self.grid_of(self.phase)
-            stop = {
-                Phase.FRAME0: self.config.frame0_stop_thresh,
-                Phase.PILOT0: self.config.pilot_stop_thresh,
-                Phase.PILOT: self.config.pilot_stop_thresh,
-            }.get(self.phase, self.config.stop_thresh)
+            pilot = self.phase in (Phase.PILOT0, Phase.PILOT)
+            stop = (
+                self.config.frame0_stop_thresh
+                if self.phase is Phase.FRAME0
+                else self.config.pass_settings(pilot=pilot).stop_thresh
+            )
             outputs = self.render_grid(grid, origins, directions, stop)
         else:
-            frames = self.frame_of_times(ray_bundle.times, origins.shape[0])
-            pieces: list[tuple[Tensor, Dict[str, Tensor]]] = []
-            for frame in torch.unique(frames).tolist():
-                index = torch.nonzero(frames == frame)[:, 0]
-                grid = self.grid_for_frame(int(frame))
-                stop = self.config.frame0_stop_thresh if int(frame) == 0 else self.config.stop_thresh
-                pieces.append((index, self.render_grid(grid, origins[index], directions[index], stop)))
-            outputs: Dict[str, Tensor] = {}
-            for key in pieces[0][1]:
-                merged = pieces[0][1][key].new_zeros((origins.shape[0], *pieces[0][1][key].shape[1:]))
-                for index, piece in pieces:
-                    merged[index] = piece[key]
-                outputs[key] = merged
+
+            def render_frame(frame: int, rows: Tensor) -> Dict[str, Tensor]:
+                grid = self.grid_for_frame(frame)
+                stop = self.config.frame0_stop_thresh if frame == 0 else self.config.stop_thresh
+                return self.render_grid(grid, origins[rows], directions[rows], stop)
+
+            outputs = render_grouped(self.frame_of_times(ray_bundle.times, origins.shape[0]), render_frame)
         return {key: value.reshape(*shape, *value.shape[1:]) for key, value in outputs.items()}
 
     # --- losses and metrics --------------------------------------------------------------------------------
@@ -581,14 +585,7 @@ class StreamRFModel(Model):
         rgb = outputs["rgb"].clamp(0.0, 1.0)
         acc = colormaps.apply_colormap(outputs["accumulation"])
         depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
-        gt, pred = image.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]
-        metrics = {
-            "psnr": float(self.psnr(pred, gt).item()),
-            "ssim": float(self.ssim(pred, gt)),  # type: ignore[arg-type]
-            "lpips": float(self.lpips(pred, gt)),
-        }
-        if not math.isfinite(metrics["lpips"]):
-            metrics["lpips"] = math.nan
+        metrics = image_quality(rgb, image, self.psnr, self.ssim, self.lpips)
         images = {"img": torch.cat([image, rgb], dim=1), "accumulation": acc, "depth": depth}
         return metrics, images
 

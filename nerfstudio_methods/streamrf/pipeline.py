@@ -93,8 +93,8 @@ def build_schedule(num_frames: int, config: StreamRFModelConfig) -> list[PhaseRu
         runs.append(PhaseRun(0, Phase.PILOT0, config.pilot_frame0_steps))
     for frame in range(1, num_frames):
         if config.use_pilot:
-            runs.append(PhaseRun(frame, Phase.PILOT, config.pilot_steps))
-        runs.append(PhaseRun(frame, Phase.FULL, config.steps_per_frame))
+            runs.append(PhaseRun(frame, Phase.PILOT, config.pass_settings(pilot=True).steps))
+        runs.append(PhaseRun(frame, Phase.FULL, config.pass_settings(pilot=False).steps))
     return runs
 
 

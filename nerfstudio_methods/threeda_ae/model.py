@@ -45,6 +45,7 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
+from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, broadcast_from_first_process, scene_indices_of_rays
 from nerfstudio_methods.threeda_ae.autoencoder import (
@@ -445,17 +446,15 @@ class TriplaneModel(Model):
         if isinstance(ray_bundle, Cameras):
             return self.get_outputs_for_camera(ray_bundle)
         flat = ray_bundle.flatten()
-        scenes = scene_indices_of_rays(flat, self.config.render_scene)
-        values = torch.zeros(flat.shape[0], self.mlp.out_channels, device=flat.origins.device)
-        accumulation = torch.zeros(flat.shape[0], 1, device=flat.origins.device)
-        for scene in scenes.unique().tolist():
-            members = (scenes == scene).nonzero().squeeze(-1)
-            rendered = self.renderer(self.scenes.planes_of(torch.tensor([scene])), flat[members][None], self.background)
-            values[members] = rendered.values[0]
-            accumulation[members] = rendered.accumulation[0]
+
+        def render_scene(scene: int, rows: Tensor) -> Dict[str, Tensor]:
+            rendered = self.renderer(self.scenes.planes_of(torch.tensor([scene])), flat[rows][None], self.background)
+            return {"values": rendered.values[0], "accumulation": rendered.accumulation[0]}
+
+        merged = render_grouped(scene_indices_of_rays(flat, self.config.render_scene), render_scene)
         key = "latent" if self.latent else "rgb"
         shape = tuple(ray_bundle.shape)
-        return {key: values.reshape(*shape, -1), "accumulation": accumulation.reshape(*shape, 1)}
+        return {key: merged["values"].reshape(*shape, -1), "accumulation": merged["accumulation"].reshape(*shape, 1)}
 
     def scene_of_camera(self, camera: Cameras) -> int:
         metadata = camera.metadata or {}

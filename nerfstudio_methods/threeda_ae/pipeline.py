@@ -31,6 +31,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_methods.atomic import write_atomically
 from nerfstudio_methods.checkpoints import load_tensor_file
+from nerfstudio_methods.compat.checkpoint_files import newest_complete_checkpoint
 from nerfstudio_methods.evaluation import evaluate_eval_images
 from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.multiscene import (
@@ -61,14 +62,16 @@ class TriplanePipelineConfig(VanillaPipelineConfig):
 
 
 def find_checkpoint(path: Path) -> Path:
-    """The newest ``step-*.ckpt`` of a run folder or of its ``nerfstudio_models`` folder, or the file itself."""
+    """The file itself, or the newest complete ``step-N.ckpt`` of a run folder's ``nerfstudio_models`` folder or of
+    the folder itself (:func:`~nerfstudio_methods.compat.checkpoint_files.newest_complete_checkpoint`, as nerfstudio's
+    loaders choose: a newer truncated one is skipped, in one line)."""
     path = Path(path)
     if path.is_file():
         return path
     for folder in (path / "nerfstudio_models", path):
-        checkpoints = sorted(folder.glob("step-*.ckpt")) if folder.is_dir() else []
-        if checkpoints:
-            return max(checkpoints, key=lambda p: int(p.stem.split("-")[-1]) if p.stem.split("-")[-1].isdigit() else -1)
+        found = newest_complete_checkpoint(folder, say=CONSOLE.print)
+        if found is not None:
+            return found[1]
     raise DatasetFormatError(path, "no stage-1 checkpoint (step-*.ckpt) found here or in nerfstudio_models/")
 
 

@@ -22,6 +22,7 @@ from nerfstudio_methods.scenegen.formats._io import Logger, WriteSummary, no_log
 from nerfstudio_methods.scenegen.formats._shared import check_count, check_size, require, unpremultiply
 from nerfstudio_methods.scenegen.groundtruth import render_view, to_uint8
 from nerfstudio_methods.scenegen.scene import object_scene
+from nerfstudio_methods.timeline import time_of_frame
 
 BLENDER_ROTATION = 2 * math.pi / 500
 """The constant ``rotation`` of every frame in the NeRF-synthetic JSONs (0.012566370614359171); unused by loaders."""
@@ -69,7 +70,7 @@ def write_blender(
         )
         frames = []
         for index, camera in enumerate(cameras):
-            time = index / (count - 1) if dynamic and count > 1 else 0.0
+            time = time_of_frame(index, count) if dynamic else 0.0
             # Render over black to get premultiplied colour; PNG stores straight colour plus alpha.
             render = render_view(scene, camera, time, background=np.zeros(3))
             rgba = np.concatenate(

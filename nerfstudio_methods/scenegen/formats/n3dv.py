@@ -22,6 +22,7 @@ from nerfstudio_methods.scenegen.formats._io import Logger, WriteSummary, no_log
 from nerfstudio_methods.scenegen.formats._shared import check_count, check_size, depth_bounds, require, write_poses
 from nerfstudio_methods.scenegen.groundtruth import render_view, to_uint8
 from nerfstudio_methods.scenegen.scene import Scene, forward_facing_scene, moving_mask, room_scene
+from nerfstudio_methods.timeline import time_of_frame
 
 FPS = 30.0
 MACRO_BLOCK = 16
@@ -29,11 +30,6 @@ MACRO_BLOCK = 16
 
 def video_name(camera_id: int) -> str:
     return f"cam{camera_id:02d}.mp4"
-
-
-def frame_time(frame: int, num_frames: int) -> float:
-    """Normalised time of frame ``frame`` (all cameras are synchronised)."""
-    return frame / (num_frames - 1) if num_frames > 1 else 0.0
 
 
 def camera_ids(num_cameras: int, missing_cameras: Sequence[int] = ()) -> list[int]:
@@ -46,7 +42,7 @@ def camera_ids(num_cameras: int, missing_cameras: Sequence[int] = ()) -> list[in
 def _frames(scene: Scene, camera: PinholeCamera, num_frames: int, moving_area: list[float]) -> Iterator[np.ndarray]:
     """The frames of one camera's video; appends each frame's share of pixels that show a moving object."""
     for frame in range(num_frames):
-        view = render_view(scene, camera, frame_time(frame, num_frames))
+        view = render_view(scene, camera, time_of_frame(frame, num_frames))
         moving_area.append(float(moving_mask(scene, view.primitive_id).mean()))
         yield to_uint8(view.rgb)
 

@@ -36,10 +36,11 @@ from nerfstudio_methods.scenegen.formats._shared import (
 )
 from nerfstudio_methods.scenegen.groundtruth import disparity, motion_mask, optical_flow, render_view, to_uint8
 from nerfstudio_methods.scenegen.scene import forward_facing_scene
+from nerfstudio_methods.timeline import time_of_frame
 
-
-def frame_time(frame: int, num_frames: int) -> float:
-    return frame / (num_frames - 1) if num_frames > 1 else 0.0
+frame_time = time_of_frame
+"""The time of frame i, ``i / (N - 1)`` (:func:`nerfstudio_methods.timeline.time_of_frame`, under the name this
+module gave it before)."""
 
 
 def write_nvidia_dynamic(
@@ -60,7 +61,7 @@ def write_nvidia_dynamic(
     scene = forward_facing_scene(seed, dynamic=True)
     # A left-to-right line so consecutive frames come from neighbouring cameras, as on the NVIDIA rig.
     cameras = forward_facing_rig(num_frames, width, height, spread=spread, seed=seed, layout="line")
-    times = [frame_time(i, num_frames) for i in range(num_frames)]
+    times = [time_of_frame(i, num_frames) for i in range(num_frames)]
     renders = [render_view(scene, camera, time) for camera, time in zip(cameras, times)]
     summary = WriteSummary(format="nvidia-dynamic", root=output)
 
