@@ -162,8 +162,8 @@ demo_mononerf() {
 }
 
 demo_3da_ae() {
-    scene srn --width 64 --height 64 --num-cameras 10 --num-instances 8 --seed 0
-    echo "[demo] ns-train 3da-ae-cpu: an autoencoder from scratch, then 8 scenes as latent tri-planes"
+    scene srn --width 128 --height 128 --num-cameras 10 --num-instances 6 --seed 0
+    echo "[demo] ns-train 3da-ae-cpu: an autoencoder from scratch, then 6 scenes of 128 px as latent tri-planes"
     ns-train 3da-ae-cpu "${COMMON[@]}" --timestamp run --pipeline.model.phases.autoencoder.epochs 10 \
         --pipeline.model.phases.latent.epochs 10 --pipeline.model.phases.joint.epochs 5 \
         --pipeline.datamanager.dataparser.num-eval-views 2 --data scene/cars_train
