@@ -399,7 +399,18 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None, help="results folder (bench_results)")
     parser.add_argument("--tag", default="", help="suffix of the output file names")
     parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, default=None, help="merge these results files (runs of one setting, e.g. one "
+        "process per seed) into <output>/infonerf_fewshot<_tag>.json instead of training",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.merge:
+        merged = merge_results(args.merge)
+        output = (args.output or REPO / "bench_results") / f"infonerf_fewshot{'_' + args.tag if args.tag else ''}.json"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(output, lambda temporary: temporary.write_text(json.dumps(merged, indent=2)))
+        print(f"[bench] {len(merged['runs'])} runs of {len(args.merge)} files -> {output}")
+        return 0
     if args.smoke:
         if args.paper:
             parser.error("--smoke and --paper exclude each other")
@@ -499,6 +510,51 @@ def main() -> int:
     print(f"[bench] results -> {json_path}")
     print(json.dumps(results.get("gains", {}), indent=2))
     return 0
+
+
+MERGED_SETUP_KEYS = ("steps", "paper", "rays", "lego_scale", "dtu_scale", "dtu_eval_skip", "report_view_cap")
+"""Settings that every merged file must share (``hash_levels`` and the other model sizes are in each run's own
+record): runs made at different sizes do not pair."""
+
+
+def merge_results(paths: list[Path]) -> dict[str, Any]:
+    """One results file from several (e.g. one process per seed): each run tagged with its file, the files'
+    invocations kept, the gains recomputed over every run. Refuses files made with other settings, in one line."""
+    reports = []
+    for path in paths:
+        try:
+            reports.append((path, json.loads(path.read_text())))
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"error: {path}: cannot read the results ({error})") from None
+    first_path, first = reports[0]
+    merged: dict[str, Any] = {
+        "benchmark": first["benchmark"],
+        "invocations": [],
+        "device": first["device"],
+        "variants": {},
+        "runs": [],
+    }
+    for path, report in reports:
+        setup = report["setup"]
+        for key in MERGED_SETUP_KEYS:
+            if setup.get(key) != first["setup"].get(key):
+                raise SystemExit(
+                    f"error: {path}: {key} = {setup.get(key)!r}, but {first_path} has {first['setup'].get(key)!r}"
+                )
+        merged["invocations"].append({"file": path.name, "setup": setup})
+        for scene, variants in report["variants"].items():
+            merged["variants"].setdefault(scene, [])
+            merged["variants"][scene] += [v for v in variants if v not in merged["variants"][scene]]
+        merged["runs"] += [{"invocation": path.name} | run for run in report["runs"]]
+    seen: dict[tuple, str] = {}
+    for run in merged["runs"]:
+        key = (run["scene"], run["model"], run["variant"], run["seed"])
+        if key in seen:
+            raise SystemExit(f"error: {run['invocation']}: run {':'.join(map(str, key))} is also in {seen[key]}")
+        seen[key] = run["invocation"]
+    merged["setup"] = {key: first["setup"].get(key) for key in MERGED_SETUP_KEYS}
+    summarise(merged)
+    return merged
 
 
 def run_settings(config) -> dict[str, Any]:
