@@ -404,6 +404,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "--output", type=Path, default=None, help="results JSON (bench_results/threeda_ae_scaling.json)"
     )
     parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run, to a temporary folder")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="merge these results files (one seed per process, say) "
+        "into --output instead of training",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     apply_smoke_settings(parser, args, SMOKE_SETTINGS, "threeda_ae_scaling")
     return args
@@ -477,8 +481,48 @@ def across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rows": rows, "stage_one_seconds_per_seed": stage_one}
 
 
+MERGE_IGNORED_SETTINGS = ("seeds", "seed", "output", "data", "smoke", "merge")
+"""Settings that differ between the processes of one run (one seed each); every other setting must agree."""
+
+
+def merge_results(paths: list[Path]) -> dict[str, Any]:
+    """One results file from several processes' (e.g. one seed each): their finished seeds (a seed whose process
+    stopped before its last N is left out), the summary over all of them. Refuses, in one line, a file made with
+    other settings or a seed that two files hold."""
+    merged: dict[str, Any] = {"per_seed": [], "merged_from": []}
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"error: {path}: cannot read the results ({error})") from None
+        settings = {k: v for k, v in report["settings"].items() if k not in MERGE_IGNORED_SETTINGS}
+        if "settings" not in merged:
+            merged["settings"] = settings
+        for key in sorted(set(settings) | set(merged["settings"])):
+            if settings.get(key) != merged["settings"].get(key):
+                raise SystemExit(
+                    f"error: {path}: {key} = {settings.get(key)!r}, but {paths[0]} has {merged['settings'].get(key)!r}"
+                )
+        finished = [r for r in report["per_seed"] if len(r.get("scales", [])) == len(settings["scenes"])]
+        for result in finished:
+            if result["seed"] in [r["seed"] for r in merged["per_seed"]]:
+                raise SystemExit(f"error: {path}: seed {result['seed']} is also in another file")
+        merged["per_seed"] += finished
+        merged["merged_from"].append({"file": str(path), "seeds": [r["seed"] for r in finished]})
+    merged["settings"]["seeds"] = [r["seed"] for r in merged["per_seed"]]
+    merged["summary"] = across_seeds(merged["per_seed"])
+    return merged
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        merged = merge_results(args.merge)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(merged, indent=2)))
+        plot(merged, args.output.with_suffix(".png"))
+        log(f"seeds {merged['settings']['seeds']} of {len(args.merge)} files -> {args.output}")
+        return 0
     torch.set_num_threads(args.threads)
     setup = settings(args)
     started = time.perf_counter()

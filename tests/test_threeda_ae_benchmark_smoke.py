@@ -4,11 +4,13 @@ to end at a tiny size on generated scenes, so that neither can silently break.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import finite, run_benchmark_smoke
+from tests.conftest import REPO, finite, run_benchmark_smoke
 
 
 def run_smoke(script: str, output: Path) -> dict:
@@ -67,6 +69,24 @@ def test_scaling_smoke_runs_every_method_at_every_n(tmp_path: Path) -> None:
             assert row[f"{key}_std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
     assert (tmp_path / "threeda_ae_scaling.png").is_file()
     assert len(list(tmp_path.glob("threeda_ae_bench_*/seed*/stage_one.ckpt"))) == 2  # kept for threeda_ae_schedule.py
+    assert_merge_gives_the_same_summary(report, tmp_path)
+
+
+def assert_merge_gives_the_same_summary(report: dict, tmp_path: Path) -> None:
+    """``--merge``: the seeds run by two processes give the summary one process gives; a seed twice is refused."""
+    parts = []
+    for result in report["per_seed"]:
+        part = tmp_path / f"seed{result['seed']}.json"
+        part.write_text(json.dumps(report | {"per_seed": [result], "settings": report["settings"] | {"seeds": [0]}}))
+        parts.append(str(part))
+    script = [sys.executable, str(REPO / "benchmarks" / "threeda_ae_scaling.py"), "--merge"]
+    merged_path = tmp_path / "merged" / "threeda_ae_scaling.json"
+    subprocess.run(script + parts + ["--output", str(merged_path)], check=True, capture_output=True)
+    merged = json.loads(merged_path.read_text())
+    assert merged["summary"] == report["summary"] and merged["settings"]["seeds"] == [0, 1]
+    command = script + [parts[0], parts[0], "--output", str(merged_path)]
+    twice = subprocess.run(command, check=False, capture_output=True, text=True)
+    assert twice.returncode != 0 and twice.stderr.strip() == f"error: {parts[0]}: seed 0 is also in another file"
 
 
 @pytest.mark.slow
