@@ -41,8 +41,10 @@ record_still() {
     [ "${DEMO_RECORD:-0}" = 1 ] && stem="$ROOT/benchmarks/results/demo_$METHOD"
     # CPU seconds of every finished command this script ran (bash's `times`, children's user + system): unlike the
     # wall-clock seconds, not inflated by other jobs on the machine
-    local cpu; cpu="$(times | tail -1 | awk '{ total = 0; for (i = 1; i <= 2; i++) { split($i, t, "m");
-        sub("s", "", t[2]); total += t[1] * 60 + t[2] } print total }')"
+    # (`times` runs in this shell, not in a $(...) subshell, whose children are its own)
+    times > "$OUT/.demo_times"
+    local cpu; cpu="$(awk 'NR == 2 { total = 0; for (i = 1; i <= 2; i++) { split($i, t, "m");
+        sub("s", "", t[2]); total += t[1] * 60 + t[2] } print total }' "$OUT/.demo_times")"
     "${REPORT[@]}" still "$1" "${@:2}" --method "$METHOD" --output "$stem" --seconds "$SECONDS" --cpu-seconds "$cpu"
 }
 

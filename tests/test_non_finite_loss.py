@@ -35,19 +35,24 @@ def test_a_non_finite_term_stops_the_step_and_a_finite_step_passes(tmp_path: Pat
 @pytest.mark.slow
 def test_nerfacto_on_a_nan_pose_stops_in_one_line(tmp_path: Path) -> None:
     """nerfstudio's own method and dataparser: one ``transform_matrix`` entry set to NaN gave NaN rays, a NaN loss
-    and a NaN model with exit status 0."""
+    and a NaN model with exit status 0. The pose is now refused before training (the ``blender_poses`` fix), and a
+    loss that turns non-finite in training anyway (here from a learning rate of 1e30: the first updates blow the
+    parameters up) stops the run at that step in one line, leaving no non-finite checkpoint."""
     scene = generate_scene("blender", tmp_path / "scene", "--width", "24", "--height", "24", "--num-cameras", "4")
     transforms = scene / "transforms_train.json"
     data = json.loads(transforms.read_text())
+    good = json.dumps(data)
     data["frames"][1]["transform_matrix"][0][3] = float("nan")
     transforms.write_text(json.dumps(data))
-    result = run_command(
-        ["ns-train", "nerfacto", "--machine.device-type", "cpu", "--vis", "tensorboard", "--max-num-iterations", "6",
-         "--steps-per-save", "2", "--pipeline.model.implementation", "torch",
-         "--pipeline.datamanager.train-num-rays-per-batch", "256", "--experiment-name", "nan", "--timestamp", "run",
-         "blender-data", "--data", str(scene)],
-        cwd=tmp_path,
-    )  # fmt: skip
+    train = ["ns-train", "nerfacto", "--machine.device-type", "cpu", "--vis", "tensorboard", "--max-num-iterations",
+             "6", "--steps-per-save", "2", "--pipeline.model.implementation", "torch",
+             "--pipeline.datamanager.train-num-rays-per-batch", "256", "--experiment-name", "nan", "--timestamp", "run"]  # fmt: skip
+    result = run_command([*train, "blender-data", "--data", str(scene)], cwd=tmp_path)
+    one_error_line(result, str(transforms), "frames[1]", "NaN")
+    assert not (tmp_path / "outputs").exists()
+    transforms.write_text(good)
+    result = run_command([*train, "--optimizers.fields.optimizer.lr", "1e30", "blender-data", "--data", str(scene)],
+                         cwd=tmp_path)  # fmt: skip
     one_error_line(result, "the training loss is not finite", "training stopped")
     models = tmp_path / "outputs" / "nan" / "nerfacto" / "run" / "nerfstudio_models"
     for checkpoint in models.glob("step-*.ckpt") if models.is_dir() else []:

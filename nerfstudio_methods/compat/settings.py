@@ -24,9 +24,10 @@ from nerfstudio_methods.compat import FixNotYetPossible
 from nerfstudio_methods.input_errors import SettingError
 
 POSITIVE = re.compile(r"(num_rays_per_(batch|chunk)|^eval_chunk_rays|^max_num_iterations|^num_train_views|^num_scenes"
-                      r"|^num_frames|^steps_per_frame|^images_per_batch)$")  # fmt: skip
+                      r"|^num_frames|^images_per_batch)$")  # fmt: skip
 """Integer settings that must be at least 1 when set (None: the parser's default): ray counts per batch or chunk,
-the number of training steps, and counts whose 0 leaves the training set empty."""
+the number of training steps, and counts whose 0 leaves the training set empty. (StreamRF's per-frame step counts are
+its own pipeline's check, which also runs before the run folder exists and says why a frame needs a step.)"""
 NON_NEGATIVE = re.compile(r"(steps|iters|iterations|num_unseen_rays|_start|training_frames)")
 """Integer settings that must not be negative: step counts and intervals (0 is nerfstudio's "never" for
 ``--steps-per-save`` and the like), unseen-ray counts, first frames and scenes."""
