@@ -47,7 +47,11 @@ from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
 from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.input_errors import DatasetFormatError
-from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, broadcast_from_first_process, scene_indices_of_rays
+from nerfstudio_methods.multiscene import (
+    broadcast_from_first_process,
+    scene_indices_of_cameras,
+    scene_indices_of_rays,
+)
 from nerfstudio_methods.threeda_ae.autoencoder import (
     SD_TANH_SCALE,
     AutoencoderConfig,
@@ -409,9 +413,10 @@ class TriplaneModel(Model):
         return {"values": image("values"), "accumulation": image("accumulation"), "depth": image("depth")}
 
     def get_train_outputs(self, cameras: Cameras, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """Everything the current phase's losses need for a batch of whole images (module doc)."""
+        """Everything the current phase's losses need for a batch of whole images (module doc): image ``b`` is
+        rendered and supervised in the scene its camera ``cameras[b]`` carries."""
         images = batch["image"].permute(0, 3, 1, 2)  # [B, 3, H, W] in [0, 1]
-        scenes = batch[SCENE_INDEX_KEY]
+        scenes = self.scenes_of_cameras(cameras).to(self.device)
         self._last_scenes = scenes
         outputs: Dict[str, Tensor] = {"target_rgb": images}
         needs_render = any(self.loss_weight(n) > 0 for n in ("rgb", "latent", "decoded", "tv"))
@@ -451,18 +456,23 @@ class TriplaneModel(Model):
             rendered = self.renderer(self.scenes.planes_of(torch.tensor([scene])), flat[rows][None], self.background)
             return {"values": rendered.values[0], "accumulation": rendered.accumulation[0]}
 
-        merged = render_grouped(scene_indices_of_rays(flat, self.config.render_scene), render_scene)
+        merged = render_grouped(scene_indices_of_rays(flat, self.viewer_scene()), render_scene)
         key = "latent" if self.latent else "rgb"
         shape = tuple(ray_bundle.shape)
         return {key: merged["values"].reshape(*shape, -1), "accumulation": merged["accumulation"].reshape(*shape, 1)}
 
-    def scene_of_camera(self, camera: Cameras) -> int:
-        metadata = camera.metadata or {}
-        value = metadata.get(SCENE_INDEX_KEY)
-        if isinstance(value, Tensor):
-            return int(value.reshape(-1)[0])
-        # The viewer's Scene slider (it starts at render_scene); a one-scene run's slider still spans 0..1.
+    def viewer_scene(self) -> int:
+        """The scene of cameras and rays that carry none: the viewer's Scene slider (it starts at render_scene); a
+        one-scene run's slider still spans 0..1."""
         return min(max(int(self.scene_slider.value), 0), self.num_scenes - 1)
+
+    def scenes_of_cameras(self, cameras: Cameras) -> Int[Tensor, " n"]:
+        """The scene of each camera of a flat batch: its ``metadata["scene_index"]``, or :meth:`viewer_scene`."""
+        return scene_indices_of_cameras(cameras, self.viewer_scene())
+
+    def scene_of_camera(self, camera: Cameras) -> int:
+        """The scene one camera shows (:meth:`scenes_of_cameras`)."""
+        return int(self.scenes_of_cameras(camera)[0])
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Any = None) -> Dict[str, Tensor]:
