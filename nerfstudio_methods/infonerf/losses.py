@@ -267,7 +267,7 @@ class InfoNeRFLossMixin:
         end = config.entropy_end_step
         return config.entropy_lambda if end is None or current < end else 0.0
 
-    def regulariser_terms(self, outputs: Dict[str, Any], batch: Dict) -> Dict[str, Tensor]:
+    def regularizer_terms(self, outputs: Dict[str, Any], batch: Dict) -> Dict[str, Tensor]:
         """Unweighted ``ray_entropy`` and ``information_gain`` (KL) of an InfoNeRF training batch, else ``{}``."""
         if not is_infonerf_batch(batch) or self.alphas_output not in outputs:
             return {}
@@ -313,7 +313,7 @@ class InfoNeRFLossMixin:
 
     def get_metrics_dict(self, outputs: Dict[str, Any], batch: Dict) -> Dict[str, Tensor]:
         metrics = dict(super().get_metrics_dict(self.seen_outputs(outputs, batch), batch))  # type: ignore[misc]
-        terms = self.regulariser_terms(outputs, batch)
+        terms = self.regularizer_terms(outputs, batch)
         metrics.update({name: term.detach() for name, term in terms.items()})
         if "information_gain" in terms:
             metrics["kl_weight"] = torch.tensor(self.kl_weight())
@@ -321,7 +321,7 @@ class InfoNeRFLossMixin:
 
     def get_loss_dict(self, outputs: Dict[str, Any], batch: Dict, metrics_dict=None) -> Dict[str, Tensor]:
         loss_dict = super().get_loss_dict(self.seen_outputs(outputs, batch), batch, metrics_dict)  # type: ignore[misc]
-        terms = self.regulariser_terms(outputs, batch)
+        terms = self.regularizer_terms(outputs, batch)
         # A term whose weight is 0 stays out of the loss: 0 * a non-finite value is NaN, and its gradient would
         # reach the field even though the term is switched off.
         if "ray_entropy" in terms and self.entropy_weight() > 0:

@@ -45,6 +45,7 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
+from nerfstudio_methods.checkpoints import load_old_state_names
 from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.input_errors import DatasetFormatError
 from nerfstudio_methods.multiscene import (
@@ -55,7 +56,7 @@ from nerfstudio_methods.multiscene import (
 from nerfstudio_methods.threeda_ae.autoencoder import (
     SD_TANH_SCALE,
     AutoencoderConfig,
-    TanhNormaliser,
+    TanhNormalizer,
     autoencoder_downscale,
     build_autoencoder,
 )
@@ -64,6 +65,8 @@ from nerfstudio_methods.threeda_ae.triplanes import SceneTriplanes, TriplaneDeco
 
 PARAM_GROUPS = ("planes", "coefficients", "global_bases", "mlp", "encoder", "decoder")
 SHARED_GROUPS = ("global_bases", "mlp", "encoder", "decoder")
+OLD_STATE_NAMES = {"normaliser.": "normalizer."}
+"""State names of checkpoints written before a rename (old prefix: new prefix); such checkpoints load as before."""
 """Groups every scene uses (the rest are per scene): averaged across processes."""
 
 
@@ -140,7 +143,7 @@ class TriplaneModel(Model):
     """See the module doc."""
 
     config: TriplaneModelConfig
-    normaliser: TanhNormaliser
+    normalizer: TanhNormalizer
     background: Tensor
     latent_space_ready: Tensor
     scene_ids: Tensor
@@ -173,7 +176,8 @@ class TriplaneModel(Model):
             self.autoencoder, self.pretrained_autoencoder = build_autoencoder(config.autoencoder)
             out_channels = int(self.autoencoder.config.latent_channels)  # type: ignore[attr-defined]
             self.downscale = autoencoder_downscale(self.autoencoder)
-            self.normaliser = TanhNormaliser(config.autoencoder.tanh_scale or SD_TANH_SCALE)
+            self.normalizer = TanhNormalizer(config.autoencoder.tanh_scale or SD_TANH_SCALE)
+            load_old_state_names(self, OLD_STATE_NAMES)
         self.mlp = TriplaneDecoder(self.scenes.channels, out_channels, hidden=config.mlp_hidden)
         self.renderer = TriplaneRenderer(
             self.mlp,
@@ -358,15 +362,15 @@ class TriplaneModel(Model):
             if images is None:
                 raise RuntimeError("no training images to calibrate the latent normaliser with")
             latents = torch.cat([self.encode(chunk, sample=False) for chunk in images.split(16)])
-            scale = TanhNormaliser.scale_for(latents, config.latent_target_std)
-        self.normaliser.scale.fill_(scale)
+            scale = TanhNormalizer.scale_for(latents, config.latent_target_std)
+        self.normalizer.scale.fill_(scale)
         size = self.calibration_size or (128, 128)
         white = torch.ones(1, 3, *size, device=self.device)
-        background = self.normaliser(self.encode(white, sample=False)).mean(dim=(0, 2, 3))
+        background = self.normalizer(self.encode(white, sample=False)).mean(dim=(0, 2, 3))
         self.background.copy_((background + 1) / 2)
         # Each process measured its own scenes' latents: all take rank 0's values, as for the shared weights.
-        broadcast_from_first_process([self.normaliser.scale, self.background])
-        scale = float(self.normaliser.scale)
+        broadcast_from_first_process([self.normalizer.scale, self.background])
+        scale = float(self.normalizer.scale)
         background = self.background * 2 - 1
         self.latent_space_ready.fill_(True)
         CONSOLE.print(
@@ -434,7 +438,7 @@ class TriplaneModel(Model):
                 latents = self.encode(signed, sample=True)
             else:
                 latents = self.encoder_means(signed, [int(i) for i in batch["image_idx"].tolist()])
-            outputs["target_latent"] = self.normaliser(latents)
+            outputs["target_latent"] = self.normalizer(latents)
         if self.loss_weight("autoencoder") > 0:
             assert latents is not None
             outputs["reconstruction"] = (self.decode(latents) + 1) / 2
@@ -442,7 +446,7 @@ class TriplaneModel(Model):
             rendered = self.render_cameras(cameras, scenes, planes=outputs.get("planes"))
             outputs["latent"] = rendered["values"] * 2 - 1
             if self.loss_weight("decoded") > 0:
-                outputs["decoded"] = (self.decode(self.normaliser.inverse(outputs["latent"])) + 1) / 2
+                outputs["decoded"] = (self.decode(self.normalizer.inverse(outputs["latent"])) + 1) / 2
         return outputs
 
     def get_outputs(self, ray_bundle: RayBundle | Cameras) -> Dict[str, Any]:
@@ -482,7 +486,7 @@ class TriplaneModel(Model):
         height, width = int(camera.height[0]), int(camera.width[0])
         rendered = self.render_cameras(camera, scene, chunk=self.config.eval_chunk_rays)
         latent = rendered["values"] * 2 - 1 if self.latent else None
-        rgb = (self.decode(self.normaliser.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
+        rgb = (self.decode(self.normalizer.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
 
         def full_size(image: Tensor) -> Tensor:
             if image.shape[-2:] != (height, width):
