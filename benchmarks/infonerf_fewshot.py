@@ -245,8 +245,7 @@ def object_ray_samples(pipeline, dataset, indices: list[int], chunk: int = 4096)
     the rendering weights, and the share of the opacity sum that sits behind the visible surface (transmittance
     below 0.01, so it changes no pixel). The measurement behind the README's "why the object thins". ``{}`` without
     a white background."""
-    from nerfstudio_methods.infonerf.losses import ray_entropy, render_weights
-    from nerfstudio_methods.infonerf.regularizer import record_sample_opacities
+    from nerfstudio_methods.infonerf.losses import ray_entropy, record_sample_opacities, render_weights
 
     model = pipeline.model
     if str(model.config.background_color) != "white" or not hasattr(model, "field"):

@@ -145,8 +145,10 @@ class Run:
 
     def evaluate(self, scenes: Optional[int] = None) -> dict[str, Any]:
         """Held-out PSNR/SSIM in RGB (decoded), over every held-out view of the first ``scenes`` scenes."""
+        from nerfstudio_methods.threeda_ae.datamanager import scene_of_images
+
         dataset = self.pipeline.datamanager.eval_dataset
-        scene_of = dataset.metadata["scene_index"].reshape(-1).tolist()
+        scene_of = scene_of_images(dataset).tolist()
         chosen = [i for i, s in enumerate(scene_of) if scenes is None or s < scenes]
         self.model.eval()
         psnrs, ssims, per_scene = [], [], {}
@@ -170,8 +172,10 @@ class Run:
         """PSNR of the autoencoder's reconstruction D(E(x)) of the held-out images (the ceiling of decoded renders)."""
         if not self.model.latent:
             return None
+        from nerfstudio_methods.threeda_ae.datamanager import scene_of_images
+
         dataset = self.pipeline.datamanager.eval_dataset
-        scene_of = dataset.metadata["scene_index"].reshape(-1).tolist()
+        scene_of = scene_of_images(dataset).tolist()
         chosen = [i for i, s in enumerate(scene_of) if scenes is None or s < scenes]
         images = torch.stack([dataset.get_image_float32(i)[..., :3] for i in chosen]).permute(0, 3, 1, 2)
         images = images.to(self.model.device)

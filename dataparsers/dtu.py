@@ -129,7 +129,7 @@ def _matrix(cameras: dict[str, np.ndarray], key: str, path: Path, shapes: tuple[
     return matrix
 
 
-def _normalised_camera(
+def _normalized_camera(
     cameras: dict[str, np.ndarray], index: int, path: Path
 ) -> tuple[Float[np.ndarray, "3 3"], Float[np.ndarray, "4 4"], Float[np.ndarray, "4 4"]]:
     """K, OpenCV camera-to-world in the normalised world, and scale_mat of view ``index``."""
@@ -168,7 +168,7 @@ def _read_cameras(
         raise DatasetFormatError(
             cameras_path, f"has {view_count} views (world_mat_<i>) but there are {image_count} images"
         )
-    decoded = [_normalised_camera(cameras, i, cameras_path) for i in selected]
+    decoded = [_normalized_camera(cameras, i, cameras_path) for i in selected]
     intrinsics = np.stack([k for k, _, _ in decoded])
     camera_to_world = np.stack([c2w @ OPENCV_TO_OPENGL for _, c2w, _ in decoded])
     check_finite(cameras_path, intrinsics, "the intrinsics (world_mat) of the selected views")
@@ -429,7 +429,7 @@ class DtuDataParser(DataParser):
         scene = self.read_scene()
         views = self.split_views(split, len(scene))
         cameras = self.intrinsics_for_mode(scene.cameras)
-        transform, scale = world_normalisation(scene.scale_mat, Path(config.data) / config.cameras_file)
+        transform, scale = world_normalization(scene.scale_mat, Path(config.data) / config.cameras_file)
         object_masks = None if scene.mask_paths is None else [scene.mask_paths[i] for i in views]
         mask_filenames = None
         if config.use_masks:
@@ -488,7 +488,7 @@ class DtuDataParser(DataParser):
         return target
 
 
-def world_normalisation(scale_mats: Float[np.ndarray, "n 4 4"], path: Path) -> tuple[Float[np.ndarray, "3 4"], float]:
+def world_normalization(scale_mats: Float[np.ndarray, "n 4 4"], path: Path) -> tuple[Float[np.ndarray, "3 4"], float]:
     """nerfstudio's ``dataparser_transform`` and ``dataparser_scale`` (normalised = scale * (transform @ DTU)).
 
     ``scale_mat`` maps the normalised world into DTU's; it must be one uniform scale plus a translation, the same for

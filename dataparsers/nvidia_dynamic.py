@@ -223,8 +223,8 @@ def read_motion_mask(path: Path, height: int, width: int) -> Bool[np.ndarray, "h
     """A ``motion_masks/*.png`` at ``height x width``: True where the scene moves (value / 255 > 1e-3)."""
     image = read_image(path)
     # Gray masks have one channel; for RGB(A) masks any colour channel counts, the alpha channel does not.
-    colour = image[:, :, :3] if image.shape[2] >= 3 else image[:, :, :1]
-    moving = (colour.max(axis=2) / 255.0 > MOTION_THRESHOLD).astype(np.uint8)
+    color = image[:, :, :3] if image.shape[2] >= 3 else image[:, :, :1]
+    moving = (color.max(axis=2) / 255.0 > MOTION_THRESHOLD).astype(np.uint8)
     _check_aspect(path, moving.shape, height, width)
     return _resize_nearest(moving, height, width).astype(bool)
 

@@ -14,7 +14,7 @@ and cy are rescaled by ``image_width / width_from_line_4``. Cameras come back in
 ``srn-data`` (:class:`SrnDataParser`) turns a range of instances into one multi-scene nerfstudio dataset, as 3Da-AE
 reads cars_train (3da-ae.md §3 and §6): views below the camera-height threshold dropped, the first 10 sorted views of
 each scene held out, every camera tagged with its scene's local index (``Cameras.metadata["scene_index"]``, which
-nerfstudio copies into ``RayBundle.metadata``), SRN units kept (cameras at radius 1.3, objects in ``[-1, 1]^3``).
+nerfstudio copies into ``RayBundle.metadata``; the one carrier of the scene index to the model), SRN units kept (cameras at radius 1.3, objects in ``[-1, 1]^3``).
 """
 
 from __future__ import annotations
@@ -297,8 +297,11 @@ class SrnDataParser(DataParser):
             check_image(scenes[s].instance, v)
         scene_index = torch.tensor([s for s, _ in views], dtype=torch.long)
         cameras = srn_cameras([scenes[s].instance.cameras for s, _ in views], [v for _, v in views], scene_index)
+        assert cameras.metadata is not None
         metadata: Dict[str, object] = {
-            "scene_index": scene_index,
+            # A view of the cameras' column, not a second copy: to list the images by scene (``ns-eval``'s
+            # per-scene means, benchmarks). The model reads the scene of what it renders from the cameras.
+            "scene_index": cameras.metadata["scene_index"][:, 0],
             "scene_names": [scene.instance.name for scene in scenes],
             "num_scenes": len(scenes),
             "scene_start": self.config.scene_start,
@@ -358,7 +361,7 @@ def srn_cameras(per_view: List[PinholeCameras], view_indices: List[int], scene_i
         width=column([cams.width for cams, _ in pairs], torch.long),
         height=column([cams.height for cams, _ in pairs], torch.long),
         camera_type=CameraType.PERSPECTIVE,
-        metadata={"scene_index": scene_index[:, None].clone()},
+        metadata={"scene_index": scene_index[:, None]},
     )
 
 

@@ -6,7 +6,9 @@ checkpoints, 3Da-AE's autoencoder and stage-1 runs).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -61,3 +63,27 @@ def load_state_strictly(model: nn.Module, state: dict[str, Tensor], path: Path, 
     if problems:
         raise DatasetFormatError(path, f"{what} does not match the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
+
+
+def renamed_state_key(key: str, renames: Mapping[str, str]) -> str:
+    """``key`` with a leading ``old`` of ``renames`` (``{old: new}`` name prefixes) replaced by its ``new``."""
+    for old, new in renames.items():
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def load_old_state_names(module: nn.Module, renames: Mapping[str, str]) -> None:
+    """Let ``module`` load checkpoints written before some of its submodules or buffers were renamed.
+
+    ``renames`` maps old name prefixes (relative to ``module``, e.g. ``"normaliser."``) to the new ones; whenever
+    ``module`` (or a model or pipeline holding it) loads a state dict, entries under an old name are moved to the new
+    one first, so checkpoints of earlier versions load as before."""
+
+    def rename(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new_key = prefix + renamed_state_key(key[len(prefix) :], renames)
+            if new_key != key and new_key not in state_dict:
+                state_dict[new_key] = state_dict.pop(key)
+
+    module._register_load_state_dict_pre_hook(rename)

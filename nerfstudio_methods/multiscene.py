@@ -2,30 +2,44 @@
 
 Multi-scene methods (MonoNeRF's multi-scene training, mononerf.md §1 "Schedule"; 3Da-AE) list the cameras of every
 scene in one dataset. Each camera carries its scene's index in ``Cameras.metadata["scene_index"]`` (shape
-``[num_cameras, 1]``), which nerfstudio copies into ``RayBundle.metadata["scene_index"]`` for every ray. Cameras
-built outside the dataset (the viewer, ``ns-render`` camera paths) carry none: they show a configured scene.
+``[num_cameras, 1]``), which nerfstudio copies into ``RayBundle.metadata["scene_index"]`` for every ray: the cameras
+are the one carrier of the scene index from the dataparser to the model, which renders and supervises each image or
+ray with the scene its camera names (:func:`scene_indices_of_cameras`, :func:`scene_indices_of_rays`). Cameras built
+outside the dataset (the viewer, ``ns-render`` camera paths) carry none: they show a configured scene.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import torch
 from jaxtyping import Int
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from torch import Tensor
 
 SCENE_INDEX_KEY = "scene_index"
 
 
+def _scene_indices(metadata: Optional[Mapping[str, Any]], count: int, default_scene: int, device: Any) -> Tensor:
+    value = (metadata or {}).get(SCENE_INDEX_KEY)
+    if value is None:
+        return torch.full((count,), int(default_scene), dtype=torch.long, device=device)
+    return value.reshape(-1).round().long()
+
+
 def scene_indices_of_rays(ray_bundle: RayBundle, default_scene: int = 0) -> Int[Tensor, " n"]:
     """The scene index of every ray of a flat bundle; ``default_scene`` for rays whose camera carries none."""
     count = ray_bundle.origins.reshape(-1, 3).shape[0]
-    value = ray_bundle.metadata.get(SCENE_INDEX_KEY)
-    if value is None:
-        return torch.full((count,), int(default_scene), dtype=torch.long, device=ray_bundle.origins.device)
-    return value.reshape(-1).round().long()
+    return _scene_indices(ray_bundle.metadata, count, default_scene, ray_bundle.origins.device)
+
+
+def scene_indices_of_cameras(cameras: Cameras, default_scene: int = 0) -> Int[Tensor, " n"]:
+    """The scene index of every camera of a flat batch ``[N]`` (``metadata["scene_index"]``, ``[N, 1]``);
+    ``default_scene`` for every camera when they carry none (cameras built outside the dataset)."""
+    count = cameras.camera_to_worlds.reshape(-1, 3, 4).shape[0]
+    return _scene_indices(cameras.metadata, count, default_scene, cameras.device)
 
 
 def rays_per_scene(total_rays: int, num_scenes: int) -> list[int]:

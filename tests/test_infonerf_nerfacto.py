@@ -24,8 +24,8 @@ from nerfstudio_methods.infonerf.datamanager import (
     InfoNeRFParallelDataManagerConfig,
     InfoNeRFRaysConfig,
 )
+from nerfstudio_methods.infonerf.losses import record_sample_opacities
 from nerfstudio_methods.infonerf.nerfacto import InfoNeRFNerfactoModel, InfoNeRFNerfactoModelConfig
-from nerfstudio_methods.infonerf.regularizer import record_sample_opacities
 
 SMALL_NERFACTO = dict(
     implementation="torch",

@@ -674,7 +674,7 @@ def test_order_loss_detaches_static_depth() -> None:
 def test_depth_blending_loss_by_hand() -> None:
     disparity = t([4.0, 2.0, 3.0])
     original = disparity.clone()
-    torch.testing.assert_close(losses.normalise_disparity_to_ndc(disparity), t([0.0, 1.0, 0.5]))
+    torch.testing.assert_close(losses.normalize_disparity_to_ndc(disparity), t([0.0, 1.0, 0.5]))
     z = t([[0.02, 0.5, 0.98]]).expand(3, 3)
     blending = t([[1.0, 0.0, 0.0], [0.0, 0.0, 0.5], [0.5, 1.0, 0.0]])
     # Targets: ray 0 (depth 0) keeps z = 0.02 -> (0.02, 0, 0), matched exactly; ray 1 (depth 1) -> (0, 0, 0.98) against

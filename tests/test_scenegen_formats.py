@@ -32,7 +32,7 @@ from nerfstudio_methods.scenegen.formats import (
 )
 from nerfstudio_methods.scenegen.formats._io import atomic_path
 from nerfstudio_methods.scenegen.formats.dtu import OPENCV_PIXEL_OFFSET
-from nerfstudio_methods.scenegen.formats.srn import SRN_NORMALISED_FOCAL, instance_ids
+from nerfstudio_methods.scenegen.formats.srn import SRN_NORMALIZED_FOCAL, instance_ids
 from nerfstudio_methods.scenegen.groundtruth import disparity, optical_flow, render_view
 from nerfstudio_methods.scenegen.scene import forward_facing_scene
 
@@ -337,7 +337,7 @@ def test_srn_layout_and_round_trip(tmp_path: Path) -> None:
 
 
 def loaded_fov() -> float:
-    return float(np.degrees(2 * np.arctan(0.5 / SRN_NORMALISED_FOCAL)))
+    return float(np.degrees(2 * np.arctan(0.5 / SRN_NORMALIZED_FOCAL)))
 
 
 def test_srn_intrinsics_for_another_resolution_are_rescaled(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from nerfstudio.model_components.ray_generators import RayGenerator
 
 from nerfstudio_methods.soft_mining import config as soft_mining_config  # installs the compat fixes (offline LPIPS)
 from nerfstudio_methods.soft_mining.datamanager import COORDS_KEY, SoftMiningDataManager, SoftMiningVanillaDataManager
-from nerfstudio_methods.soft_mining.loss import SoftMiningRGBLoss
+from nerfstudio_methods.soft_mining.losses import SoftMiningRGBLoss
 from nerfstudio_methods.soft_mining.pipeline import SoftMiningPipeline, SoftMiningPipelineConfig, log_error_gradient
 from nerfstudio_methods.soft_mining.sampler import (
     EDGE_PDF_FLOOR,

@@ -25,7 +25,7 @@ from nerfstudio_methods.scenegen.cameras import PinholeCamera, sphere_rig
 from nerfstudio_methods.scenegen.formats.srn import (
     CAMERA_DISTANCE,
     OBJECT_RADIUS,
-    SRN_NORMALISED_FOCAL,
+    SRN_NORMALIZED_FOCAL,
     format_pose,
     instance_ids,
     write_srn,
@@ -70,7 +70,7 @@ def generator_cameras(instance_id: str) -> list[PinholeCamera]:
     """The cameras ``write_srn`` rendered ``instance_id`` with: instance k (generation order) has rig seed
     ``seed * 1009 + k``, horizontal field of view from SRN's normalised focal 1.025, elevations -30..75 degrees."""
     k = instance_ids(INSTANCES, SEED).index(instance_id)
-    fov = math.degrees(2 * math.atan(0.5 / SRN_NORMALISED_FOCAL))
+    fov = math.degrees(2 * math.atan(0.5 / SRN_NORMALIZED_FOCAL))
     return sphere_rig(
         VIEWS, SIZE, SIZE, radius=CAMERA_DISTANCE, fov_x_degrees=fov, up="+z",
         min_elevation_degrees=-30.0, max_elevation_degrees=75.0, seed=SEED * 1009 + k,

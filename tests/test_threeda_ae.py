@@ -36,7 +36,7 @@ from nerfstudio_methods.multiscene import (
 from nerfstudio_methods.scenegen.formats.srn import write_srn
 from nerfstudio_methods.threeda_ae.autoencoder import (
     AutoencoderConfig,
-    TanhNormaliser,
+    TanhNormalizer,
     autoencoder_downscale,
     build_autoencoder,
 )
@@ -186,7 +186,7 @@ def test_sample_triplanes_float32_points_on_float64_planes_and_gradient() -> Non
 
 
 def test_tanh_normaliser_forward_and_round_trip() -> None:
-    normaliser = TanhNormaliser(0.02)
+    normaliser = TanhNormalizer(0.02)
     z = torch.linspace(-150.0, 150.0, 301, dtype=torch.float64)  # |s z| <= 3, tanh <= 0.995: far from the clip
     expected = torch.tensor([math.tanh(0.02 * v) for v in z.tolist()], dtype=torch.float64)
     torch.testing.assert_close(normaliser(z), expected, rtol=1e-7, atol=0)
@@ -197,7 +197,7 @@ def test_tanh_normaliser_forward_and_round_trip() -> None:
 
 
 def test_tanh_normaliser_clips_saturated_values() -> None:
-    normaliser = TanhNormaliser(0.02)
+    normaliser = TanhNormalizer(0.02)
     # atanh(1 - 1e-4) = 0.5 * ln((2 - 1e-4) / 1e-4) = 0.5 * ln(19999) = 4.9517...; / 0.02 = 247.59
     limit = 0.5 * math.log(19999.0) / 0.02
     y = torch.tensor([1.0, -1.0, 0.99995, -0.999999, 1.5], dtype=torch.float64)
@@ -230,14 +230,14 @@ def test_scale_for_two_point_latents_hand_computed() -> None:
     tolerance (1e-3) covers both the population and the sample (n - 1) standard deviation (ratio 1 + 2.5e-4)."""
     a, target = 40.0, 0.3
     latents = torch.tensor([a, -a] * 1000)
-    s = TanhNormaliser.scale_for(latents, target)
+    s = TanhNormalizer.scale_for(latents, target)
     assert s == pytest.approx(math.atanh(target) / a, rel=1e-3)
 
 
 def test_scale_for_gives_the_requested_std_on_random_latents() -> None:
     latents = 5.0 * torch.randn(4, 4, 16, 16, generator=torch.Generator().manual_seed(0)) + 1.0
     for target in (0.1, 0.3, 0.5):
-        s = TanhNormaliser.scale_for(latents, target)
+        s = TanhNormalizer.scale_for(latents, target)
         assert population_std(torch.tanh(s * latents.double())) == pytest.approx(target, rel=1e-3)
 
 
@@ -596,7 +596,7 @@ def test_autoencoder_phase_skipped_when_pretrained_or_rgb(tmp_path: Path) -> Non
     assert pretrained.phase_steps() == [6, 2]
     assert phase_of(pretrained, 0) == ("latent", 0, 0) and phase_of(pretrained, 6) == ("joint", 1, 0)
     # Pretrained weights keep SD's tanh scale (3da-ae.md §1.1) until told otherwise.
-    assert float(pretrained.normaliser.scale) == pytest.approx(0.02)
+    assert float(pretrained.normalizer.scale) == pytest.approx(0.02)
     rgb = make_model("rgb")
     rgb.steps_per_epoch = 4
     assert rgb.autoencoder is None and [name for name, _ in rgb.active_phases()] == ["latent", "joint"]
@@ -666,7 +666,7 @@ def test_enter_step_sets_rates_freezes_groups_and_calibrates() -> None:
     with torch.no_grad():
         means = model.autoencoder.encode(images * 2 - 1).latent_dist.mean  # type: ignore[operator]
         white = model.autoencoder.encode(torch.ones(1, 3, 8, 8)).latent_dist.mean  # type: ignore[operator]
-    scale = float(model.normaliser.scale)
+    scale = float(model.normalizer.scale)
     assert sample_std(torch.tanh(scale * means.double())) == pytest.approx(0.3, rel=1e-4)
     # ... and the background is n(E(white)) per channel, in [0, 1] units.
     expected = (torch.tanh(scale * white).mean(dim=(0, 2, 3)) + 1) / 2

@@ -41,8 +41,7 @@ from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
-from nerfstudio_methods.infonerf.losses import sample_opacities
-from nerfstudio_methods.infonerf.regularizer import InfoNeRFLossConfig, InfoNeRFLossMixin
+from nerfstudio_methods.infonerf.losses import InfoNeRFLossConfig, InfoNeRFLossMixin, sample_opacities
 
 RELU_INITIAL_DENSITY = 0.05
 """Raw density of a fresh relu field everywhere: the magnitude the default initialisation gives when it is alive
@@ -81,7 +80,7 @@ class InfoNeRFField(NeRFField):
 @dataclass
 class InfoNeRFModelConfig(VanillaModelConfig, InfoNeRFLossConfig):
     """InfoNeRF: vanilla NeRF with the ray entropy and information-gain (KL) losses (their options:
-    :class:`~nerfstudio_methods.infonerf.regularizer.InfoNeRFLossConfig`)."""
+    :class:`~nerfstudio_methods.infonerf.losses.InfoNeRFLossConfig`)."""
 
     _target: Type = field(default_factory=lambda: InfoNeRFModel)
     keep_near_plane_at_eval: bool = True
@@ -109,7 +108,7 @@ class InfoNeRFModelConfig(VanillaModelConfig, InfoNeRFLossConfig):
 
 class InfoNeRFModel(InfoNeRFLossMixin, NeRFModel):
     """Vanilla NeRF whose training outputs include the fine pass's per-sample opacities (``alphas_fine``), with
-    InfoNeRF's losses from :class:`~nerfstudio_methods.infonerf.regularizer.InfoNeRFLossMixin`."""
+    InfoNeRF's losses from :class:`~nerfstudio_methods.infonerf.losses.InfoNeRFLossMixin`."""
 
     config: InfoNeRFModelConfig
     alphas_output = "alphas_fine"

@@ -1,9 +1,9 @@
 """``InfoNeRFNerfactoModel``: nerfacto with InfoNeRF's ray-entropy and information-gain (KL) losses.
 
-The losses (:class:`~nerfstudio_methods.infonerf.regularizer.InfoNeRFLossMixin`) act on the opacities
+The losses (:class:`~nerfstudio_methods.infonerf.losses.InfoNeRFLossMixin`) act on the opacities
 ``1 - exp(-sigma * delta)`` of nerfacto's *final* samples: the ``num_nerf_samples_per_ray`` (48) samples that the
 proposal networks resampled and the nerfacto field rendered (recorded by
-:func:`~nerfstudio_methods.infonerf.regularizer.record_sample_opacities`). InfoNeRF's code spans its 192 fine samples;
+:func:`~nerfstudio_methods.infonerf.losses.record_sample_opacities`). InfoNeRF's code spans its 192 fine samples;
 with nerfacto the distribution is over 48, concentrated where the proposals put them, so the entropy's scale differs
 (brief B7). The proposal networks get no gradient from it (their samples are detached, as in nerfacto); they follow
 the field through nerfacto's interlevel loss, which covers the unseen rays too.
@@ -24,7 +24,7 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 
-from nerfstudio_methods.infonerf.regularizer import InfoNeRFLossConfig, InfoNeRFLossMixin, record_sample_opacities
+from nerfstudio_methods.infonerf.losses import InfoNeRFLossConfig, InfoNeRFLossMixin, record_sample_opacities
 
 
 @dataclass

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from nerfstudio_methods.checkpoints import load_old_state_names
+
 
 def positional_encoding(values: Float[Tensor, "*batch d"], num_frequencies: int) -> Float[Tensor, "*batch e"]:
     """NeRF's encoding as in nerf-pytorch (no factor pi): ``[x, sin(2^k x), cos(2^k x)]`` for k < ``num_frequencies``;
@@ -86,9 +88,10 @@ class StaticField(nn.Module):
         self.lin_z = nn.ModuleList([_linear(feature_channels, hidden) for _ in range(min(combine_layer, num_blocks))])
         self.blocks = nn.ModuleList([ResnetBlock(hidden) for _ in range(num_blocks)])
         self.density_head = _linear(hidden, 1)
-        self.colour_head = nn.Sequential(
+        self.color_head = nn.Sequential(
             _linear(hidden + encoding_size(3, direction_frequencies), hidden // 2), nn.ReLU(), _linear(hidden // 2, 3)
         )
+        load_old_state_names(self, {"colour_head.": "color_head."})  # checkpoints before the rename
 
     def forward(
         self, points: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"], features: Float[Tensor, "n c"]
@@ -101,8 +104,8 @@ class StaticField(nn.Module):
             hidden = block(hidden)
         density = self.density_head(torch.relu(hidden))[:, 0]
         view = positional_encoding(directions, self.direction_frequencies)
-        colour = torch.sigmoid(self.colour_head(torch.cat([torch.relu(hidden), view], dim=-1)))
-        return density, colour
+        color = torch.sigmoid(self.color_head(torch.cat([torch.relu(hidden), view], dim=-1)))
+        return density, color
 
 
 class DynamicField(nn.Module):

@@ -237,7 +237,7 @@ def sparsity_loss(
 # --- depth -----------------------------------------------------------------------------------------------------------
 
 
-def _median_mad_normalise(values: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
+def _median_mad_normalize(values: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
     """``(x - median) / (mean |x - median| + 1e-9)``; ``torch.median`` takes the lower middle value of an even count
     (as the released ``compute_depth_loss``). The 1e-9 also guards a constant target (the released code divides the
     target by its MAD without it)."""
@@ -260,8 +260,8 @@ def depth_loss(
         return _zero_like(depth_dynamic, disparity)
     total = _zero_like(depth_dynamic, disparity)
     for index in _groups(depth_dynamic.shape[0], groups, depth_dynamic.device):
-        prediction = _median_mad_normalise(depth_dynamic[index])
-        target = _median_mad_normalise(-disparity[index])
+        prediction = _median_mad_normalize(depth_dynamic[index])
+        target = _median_mad_normalize(-disparity[index])
         total = total + ((prediction - target) ** 2).sum()
     return total / depth_dynamic.shape[0]
 
@@ -274,7 +274,7 @@ def order_loss(
     return masked_mean((depth_dynamic - depth_static.detach()) ** 2, static_mask)
 
 
-def normalise_disparity_to_ndc(
+def normalize_disparity_to_ndc(
     disparity: Float[Tensor, " rays"], near: float = 0.0, far: float = 1.0
 ) -> Float[Tensor, " rays"]:
     """Map disparity linearly onto ``[near, far]`` of NDC depth: the largest disparity (closest) to ``near``, the
@@ -301,12 +301,12 @@ def depth_blending_loss(
 ) -> Float[Tensor, ""]:
     """Depth-blending (``compute_depth_blending_loss``; λ 1.0, thickness 0.03): on dynamic-region rays the blending
     map ``z b`` should equal ``z`` for samples within ``thickness`` of the normalised MiDaS depth
-    (:func:`normalise_disparity_to_ndc`, per value of ``groups`` or over the whole batch) and 0 elsewhere, i.e.
+    (:func:`normalize_disparity_to_ndc`, per value of ``groups`` or over the whole batch) and 0 elsewhere, i.e.
     ``b`` is 1 in a band around the moving surface and 0 off it. MSE over the masked rays' samples."""
     target_depth = torch.empty_like(disparity)
     for index in _groups(disparity.shape[0], groups, disparity.device):
         if index.numel() > 0:
-            target_depth[index] = normalise_disparity_to_ndc(disparity[index], near, far)
+            target_depth[index] = normalize_disparity_to_ndc(disparity[index], near, far)
     in_band = (z - target_depth[:, None]).abs() <= thickness
     target = torch.where(in_band, z, torch.zeros_like(z))
     return masked_mean((target - z * blending) ** 2, dynamic_mask)

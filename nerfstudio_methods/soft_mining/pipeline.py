@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_methods.soft_mining.datamanager import COORDS_KEY, SoftMiningDataManagerMixin
-from nerfstudio_methods.soft_mining.loss import RgbTerm, SoftMiningRGBLoss
+from nerfstudio_methods.soft_mining.losses import RgbTerm, SoftMiningRGBLoss
 from nerfstudio_methods.soft_mining.sampler import importance_exponent
 
 DriftGradient = Literal["loss", "exact"]

@@ -111,9 +111,9 @@ def render_rays_torch(
     ray, depth = torch.cat(ray_parts), depth_from_ndc_z(torch.cat(z_parts))
     looked_up = value_parts[0] if len(value_parts) == 1 else torch.cat(value_parts)
     del ray_parts, z_parts, value_parts
-    colour = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray]))
+    color = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray]))
     optical = torch.relu(looked_up[:, 0]) * dt[ray]
-    out = composite_packed(optical, colour, depth, ray, count, background, stop_thresh)
+    out = composite_packed(optical, color, depth, ray, count, background, stop_thresh)
     out["num_samples"] = torch.bincount(ray, minlength=count).to(origins.dtype)
     return out
 
@@ -145,10 +145,10 @@ def composite_packed(
     before, left = transmittance_before(optical)
     weights = before * (1.0 - torch.exp(-optical))
     accumulation = optical.new_zeros(count, 1).index_add_(0, ray, weights[:, None])
-    colour = optical.new_zeros(count, 3).index_add_(0, ray, weights[:, None] * rgb)
+    color = optical.new_zeros(count, 3).index_add_(0, ray, weights[:, None] * rgb)
     weighted_depth = optical.new_zeros(count, 1).index_add_(0, ray, (weights * depth)[:, None])
     return {
-        "rgb": colour + left[:, None] * background,
+        "rgb": color + left[:, None] * background,
         "accumulation": accumulation,
         "depth": weighted_depth / accumulation.clamp_min(1e-6),
     }
@@ -237,9 +237,9 @@ class NerfaccSampler:
         mid = midpoints(t_starts, t_ends, ray_indices)
         looked_up = grid.query(self.spec.normalize(mid))
         sigma = torch.relu(looked_up[:, 0]) / stretch[ray_indices]
-        colour = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray_indices]))
+        color = sh_to_rgb(looked_up[:, 1:], sh_bases(directions[ray_indices]))
         weights, _, _ = render_weight_from_density(t_starts, t_ends, sigma, ray_indices=ray_indices, n_rays=count)
-        rgb = accumulate_along_rays(weights, colour, ray_indices=ray_indices, n_rays=count)
+        rgb = accumulate_along_rays(weights, color, ray_indices=ray_indices, n_rays=count)
         accumulation = accumulate_along_rays(weights, None, ray_indices=ray_indices, n_rays=count)
         depth = accumulate_along_rays(
             weights, depth_from_ndc_z(mid[:, 2])[:, None], ray_indices=ray_indices, n_rays=count

@@ -163,7 +163,7 @@ def autoencoder_downscale(model: nn.Module) -> int:
     return 2 ** (len(model.config.block_out_channels) - 1)  # type: ignore[attr-defined]
 
 
-class TanhNormaliser(nn.Module):
+class TanhNormalizer(nn.Module):
     """``n(z) = tanh(s z)`` and its clipped inverse; ``s`` is a buffer so checkpoints carry it (module doc)."""
 
     scale: Tensor
@@ -175,8 +175,8 @@ class TanhNormaliser(nn.Module):
     def forward(self, latents: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
         return torch.tanh(self.scale * latents)
 
-    def inverse(self, normalised: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
-        return torch.atanh(normalised.clamp(-1 + CLIP, 1 - CLIP)) / self.scale
+    def inverse(self, normalized: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
+        return torch.atanh(normalized.clamp(-1 + CLIP, 1 - CLIP)) / self.scale
 
     @staticmethod
     def scale_for(latents: Tensor, target_std: float) -> float:

@@ -2,7 +2,8 @@
 
 3Da-AE trains on whole images (the decoder needs them) of random scenes: an epoch is one shuffled pass over every
 training image of every scene, ``images_per_batch`` at a time (3da-ae.md §1.5, batch 32). Cameras carry their
-scene's index (``metadata["scene_index"]``, from ``srn-data``). Under several processes each owns a contiguous,
+scene's index (``metadata["scene_index"]``, from ``srn-data``), and are its one carrier: batches hold the images and
+their cameras, and the model reads each image's scene from its camera. Under several processes each owns a contiguous,
 disjoint range of scenes (:func:`~nerfstudio_methods.multiscene.scene_range_of_rank`) and only loads, trains and
 evaluates those; all processes run the same number of steps per epoch (computed from the total image count).
 The training images are kept in memory as uint8.
@@ -26,15 +27,12 @@ from rich.progress import track
 from torch import Tensor
 
 from dataparsers.srn import SrnDataParserConfig
-from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, process_rank_and_count, scene_range_of_rank
+from nerfstudio_methods.multiscene import process_rank_and_count, scene_indices_of_cameras, scene_range_of_rank
 
 
 def scene_of_images(dataset: InputDataset) -> Tensor:
-    """The scene index of every image of a dataset (0 for single-scene data)."""
-    values = dataset.metadata.get(SCENE_INDEX_KEY)
-    if values is None:
-        return torch.zeros(len(dataset), dtype=torch.long)
-    return torch.as_tensor(values).reshape(-1).long()
+    """The scene index of every image of a dataset, from its cameras (0 for single-scene data)."""
+    return scene_indices_of_cameras(dataset.cameras).cpu()
 
 
 def load_uint8_images(dataset: InputDataset, indices: List[int], what: str) -> Tensor:
@@ -77,8 +75,6 @@ class MultiSceneImageDataManager(FullImageDatamanager):
         self.eval_indices = [i for i, s in enumerate(eval_scenes.tolist()) if s in self.owned_scenes]
         if not self.train_indices:
             raise ValueError(f"process {self.rank} owns no training images (scenes {self.owned_scenes})")
-        self.train_scene_index = train_scenes
-        self.eval_scene_index = eval_scenes
         # Same number of steps per epoch on every process: the total image count over all processes' batches.
         total = len(train_scenes)
         self.steps_per_epoch = max(1, math.ceil(total / (self.world_size * self.config.images_per_batch)))
@@ -120,7 +116,7 @@ class MultiSceneImageDataManager(FullImageDatamanager):
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:  # type: ignore[override]
         """``images_per_batch`` training images of this process's scenes: cameras ``[B]`` and a batch with
-        ``image`` ``[B, H, W, 3]`` in [0, 1], ``scene_index`` ``[B]`` and ``image_idx`` ``[B]``."""
+        ``image`` ``[B, H, W, 3]`` in [0, 1] and ``image_idx`` ``[B]`` (each image's scene is its camera's)."""
         if not hasattr(self, "_row_of_index"):
             self.load_training_images()
         indices = self._next_indices(self.config.images_per_batch)
@@ -129,7 +125,6 @@ class MultiSceneImageDataManager(FullImageDatamanager):
         cameras = self.train_dataset.cameras[index_tensor].to(self.device)
         batch = {
             "image": self.train_images[rows].to(self.device).float() / 255.0,
-            SCENE_INDEX_KEY: self.train_scene_index[index_tensor].to(self.device),
             "image_idx": index_tensor.to(self.device),
         }
         return cameras, batch
@@ -156,7 +151,6 @@ class MultiSceneImageDataManager(FullImageDatamanager):
         index_tensor = torch.tensor(chosen)
         batch = {
             "image": torch.stack(images).to(self.device),
-            SCENE_INDEX_KEY: self.eval_scene_index[index_tensor].to(self.device),
             "image_idx": index_tensor.to(self.device),
         }
         return self.eval_dataset.cameras[index_tensor].to(self.device), batch

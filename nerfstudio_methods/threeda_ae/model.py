@@ -45,13 +45,18 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
+from nerfstudio_methods.checkpoints import load_old_state_names
 from nerfstudio_methods.grouped_render import render_grouped
 from nerfstudio_methods.input_errors import DatasetFormatError
-from nerfstudio_methods.multiscene import SCENE_INDEX_KEY, broadcast_from_first_process, scene_indices_of_rays
+from nerfstudio_methods.multiscene import (
+    broadcast_from_first_process,
+    scene_indices_of_cameras,
+    scene_indices_of_rays,
+)
 from nerfstudio_methods.threeda_ae.autoencoder import (
     SD_TANH_SCALE,
     AutoencoderConfig,
-    TanhNormaliser,
+    TanhNormalizer,
     autoencoder_downscale,
     build_autoencoder,
 )
@@ -60,6 +65,8 @@ from nerfstudio_methods.threeda_ae.triplanes import SceneTriplanes, TriplaneDeco
 
 PARAM_GROUPS = ("planes", "coefficients", "global_bases", "mlp", "encoder", "decoder")
 SHARED_GROUPS = ("global_bases", "mlp", "encoder", "decoder")
+OLD_STATE_NAMES = {"normaliser.": "normalizer."}
+"""State names of checkpoints written before a rename (old prefix: new prefix); such checkpoints load as before."""
 """Groups every scene uses (the rest are per scene): averaged across processes."""
 
 
@@ -136,7 +143,7 @@ class TriplaneModel(Model):
     """See the module doc."""
 
     config: TriplaneModelConfig
-    normaliser: TanhNormaliser
+    normalizer: TanhNormalizer
     background: Tensor
     latent_space_ready: Tensor
     scene_ids: Tensor
@@ -169,7 +176,8 @@ class TriplaneModel(Model):
             self.autoencoder, self.pretrained_autoencoder = build_autoencoder(config.autoencoder)
             out_channels = int(self.autoencoder.config.latent_channels)  # type: ignore[attr-defined]
             self.downscale = autoencoder_downscale(self.autoencoder)
-            self.normaliser = TanhNormaliser(config.autoencoder.tanh_scale or SD_TANH_SCALE)
+            self.normalizer = TanhNormalizer(config.autoencoder.tanh_scale or SD_TANH_SCALE)
+            load_old_state_names(self, OLD_STATE_NAMES)
         self.mlp = TriplaneDecoder(self.scenes.channels, out_channels, hidden=config.mlp_hidden)
         self.renderer = TriplaneRenderer(
             self.mlp,
@@ -354,15 +362,15 @@ class TriplaneModel(Model):
             if images is None:
                 raise RuntimeError("no training images to calibrate the latent normaliser with")
             latents = torch.cat([self.encode(chunk, sample=False) for chunk in images.split(16)])
-            scale = TanhNormaliser.scale_for(latents, config.latent_target_std)
-        self.normaliser.scale.fill_(scale)
+            scale = TanhNormalizer.scale_for(latents, config.latent_target_std)
+        self.normalizer.scale.fill_(scale)
         size = self.calibration_size or (128, 128)
         white = torch.ones(1, 3, *size, device=self.device)
-        background = self.normaliser(self.encode(white, sample=False)).mean(dim=(0, 2, 3))
+        background = self.normalizer(self.encode(white, sample=False)).mean(dim=(0, 2, 3))
         self.background.copy_((background + 1) / 2)
         # Each process measured its own scenes' latents: all take rank 0's values, as for the shared weights.
-        broadcast_from_first_process([self.normaliser.scale, self.background])
-        scale = float(self.normaliser.scale)
+        broadcast_from_first_process([self.normalizer.scale, self.background])
+        scale = float(self.normalizer.scale)
         background = self.background * 2 - 1
         self.latent_space_ready.fill_(True)
         CONSOLE.print(
@@ -409,9 +417,10 @@ class TriplaneModel(Model):
         return {"values": image("values"), "accumulation": image("accumulation"), "depth": image("depth")}
 
     def get_train_outputs(self, cameras: Cameras, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """Everything the current phase's losses need for a batch of whole images (module doc)."""
+        """Everything the current phase's losses need for a batch of whole images (module doc): image ``b`` is
+        rendered and supervised in the scene its camera ``cameras[b]`` carries."""
         images = batch["image"].permute(0, 3, 1, 2)  # [B, 3, H, W] in [0, 1]
-        scenes = batch[SCENE_INDEX_KEY]
+        scenes = self.scenes_of_cameras(cameras).to(self.device)
         self._last_scenes = scenes
         outputs: Dict[str, Tensor] = {"target_rgb": images}
         needs_render = any(self.loss_weight(n) > 0 for n in ("rgb", "latent", "decoded", "tv"))
@@ -429,7 +438,7 @@ class TriplaneModel(Model):
                 latents = self.encode(signed, sample=True)
             else:
                 latents = self.encoder_means(signed, [int(i) for i in batch["image_idx"].tolist()])
-            outputs["target_latent"] = self.normaliser(latents)
+            outputs["target_latent"] = self.normalizer(latents)
         if self.loss_weight("autoencoder") > 0:
             assert latents is not None
             outputs["reconstruction"] = (self.decode(latents) + 1) / 2
@@ -437,7 +446,7 @@ class TriplaneModel(Model):
             rendered = self.render_cameras(cameras, scenes, planes=outputs.get("planes"))
             outputs["latent"] = rendered["values"] * 2 - 1
             if self.loss_weight("decoded") > 0:
-                outputs["decoded"] = (self.decode(self.normaliser.inverse(outputs["latent"])) + 1) / 2
+                outputs["decoded"] = (self.decode(self.normalizer.inverse(outputs["latent"])) + 1) / 2
         return outputs
 
     def get_outputs(self, ray_bundle: RayBundle | Cameras) -> Dict[str, Any]:
@@ -451,18 +460,23 @@ class TriplaneModel(Model):
             rendered = self.renderer(self.scenes.planes_of(torch.tensor([scene])), flat[rows][None], self.background)
             return {"values": rendered.values[0], "accumulation": rendered.accumulation[0]}
 
-        merged = render_grouped(scene_indices_of_rays(flat, self.config.render_scene), render_scene)
+        merged = render_grouped(scene_indices_of_rays(flat, self.viewer_scene()), render_scene)
         key = "latent" if self.latent else "rgb"
         shape = tuple(ray_bundle.shape)
         return {key: merged["values"].reshape(*shape, -1), "accumulation": merged["accumulation"].reshape(*shape, 1)}
 
-    def scene_of_camera(self, camera: Cameras) -> int:
-        metadata = camera.metadata or {}
-        value = metadata.get(SCENE_INDEX_KEY)
-        if isinstance(value, Tensor):
-            return int(value.reshape(-1)[0])
-        # The viewer's Scene slider (it starts at render_scene); a one-scene run's slider still spans 0..1.
+    def viewer_scene(self) -> int:
+        """The scene of cameras and rays that carry none: the viewer's Scene slider (it starts at render_scene); a
+        one-scene run's slider still spans 0..1."""
         return min(max(int(self.scene_slider.value), 0), self.num_scenes - 1)
+
+    def scenes_of_cameras(self, cameras: Cameras) -> Int[Tensor, " n"]:
+        """The scene of each camera of a flat batch: its ``metadata["scene_index"]``, or :meth:`viewer_scene`."""
+        return scene_indices_of_cameras(cameras, self.viewer_scene())
+
+    def scene_of_camera(self, camera: Cameras) -> int:
+        """The scene one camera shows (:meth:`scenes_of_cameras`)."""
+        return int(self.scenes_of_cameras(camera)[0])
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Any = None) -> Dict[str, Tensor]:
@@ -472,7 +486,7 @@ class TriplaneModel(Model):
         height, width = int(camera.height[0]), int(camera.width[0])
         rendered = self.render_cameras(camera, scene, chunk=self.config.eval_chunk_rays)
         latent = rendered["values"] * 2 - 1 if self.latent else None
-        rgb = (self.decode(self.normaliser.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
+        rgb = (self.decode(self.normalizer.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
 
         def full_size(image: Tensor) -> Tensor:
             if image.shape[-2:] != (height, width):

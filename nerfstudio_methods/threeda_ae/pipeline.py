@@ -30,7 +30,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_methods.atomic import write_atomically
-from nerfstudio_methods.checkpoints import load_tensor_file
+from nerfstudio_methods.checkpoints import load_tensor_file, renamed_state_key
 from nerfstudio_methods.compat.checkpoint_files import newest_complete_checkpoint
 from nerfstudio_methods.evaluation import evaluate_eval_images
 from nerfstudio_methods.input_errors import DatasetFormatError
@@ -44,7 +44,13 @@ from nerfstudio_methods.multiscene import (
 )
 from nerfstudio_methods.threeda_ae.autoencoder import autoencoder_origin
 from nerfstudio_methods.threeda_ae.datamanager import MultiSceneImageDataManager, MultiSceneImageDataManagerConfig
-from nerfstudio_methods.threeda_ae.model import SHARED_GROUPS, TriplaneModel, TriplaneModelConfig, checksum
+from nerfstudio_methods.threeda_ae.model import (
+    OLD_STATE_NAMES,
+    SHARED_GROUPS,
+    TriplaneModel,
+    TriplaneModelConfig,
+    checksum,
+)
 
 
 @dataclass
@@ -75,7 +81,7 @@ def find_checkpoint(path: Path) -> Path:
     raise DatasetFormatError(path, "no stage-1 checkpoint (step-*.ckpt) found here or in nerfstudio_models/")
 
 
-STAGE_ONE_PREFIXES = ("autoencoder.", "normaliser.", "scenes.global_bases", "background", "latent_space_ready")
+STAGE_ONE_PREFIXES = ("autoencoder.", "normalizer.", "scenes.global_bases", "background", "latent_space_ready")
 
 
 class TriplanePipeline(VanillaPipeline):
@@ -134,6 +140,7 @@ class TriplanePipeline(VanillaPipeline):
         if not isinstance(loaded, dict) or not isinstance(loaded.get("pipeline"), dict):
             raise DatasetFormatError(checkpoint_path, "is not a nerfstudio checkpoint (no 'pipeline' state)")
         state = {k.removeprefix("_model.").removeprefix("module."): v for k, v in loaded["pipeline"].items()}
+        state = {renamed_state_key(k, OLD_STATE_NAMES): v for k, v in state.items()}
         taken = {k: v for k, v in state.items() if k.startswith(STAGE_ONE_PREFIXES)}
         if not any(k.startswith("autoencoder.") for k in taken):
             raise DatasetFormatError(checkpoint_path, "holds no autoencoder: is it a 3da-ae (stage 1) run?")
@@ -258,7 +265,7 @@ class TriplanePipeline(VanillaPipeline):
             "shared_parameter_floats": sum(p.numel() for p in model.shared_parameters()),
             "shared_weights_sha256": checksum(list(model.shared_parameters())),
             "owned_scene_sha256": {str(s): checksum(list(model.scenes.scene_parameters(s))) for s in owned},
-            "latent_scale": float(model.normaliser.scale) if model.latent else None,
+            "latent_scale": float(model.normalizer.scale) if model.latent else None,
             "latent_background": model.background.tolist(),
         }
         path = run_dir / "scene_stats" / f"rank{self.rank}.json"

@@ -113,8 +113,8 @@ def write_dtu(
         mask = np.repeat(np.where(is_object, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
         summary.add(write_image(output / "mask" / f"{i:03d}.png", mask))
         projection = world_mat(camera, scale_matrix)
-        normalisation = camera_mat(width, height)
-        for name, matrix in (("world_mat", projection), ("scale_mat", scale_matrix), ("camera_mat", normalisation)):
+        normalization = camera_mat(width, height)
+        for name, matrix in (("world_mat", projection), ("scale_mat", scale_matrix), ("camera_mat", normalization)):
             # float32 like the real file.
             arrays[f"{name}_{i}"] = matrix.astype(np.float32)
             arrays[f"{name}_inv_{i}"] = np.linalg.inv(matrix).astype(np.float32)

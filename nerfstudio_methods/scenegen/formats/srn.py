@@ -24,7 +24,7 @@ from nerfstudio_methods.scenegen.formats._shared import check_count, check_size,
 from nerfstudio_methods.scenegen.groundtruth import render_view, to_uint8
 from nerfstudio_methods.scenegen.scene import object_scene
 
-SRN_NORMALISED_FOCAL = 131.25 / 128
+SRN_NORMALIZED_FOCAL = 131.25 / 128
 OBJECT_RADIUS = 0.5
 CAMERA_DISTANCE = 1.3
 
@@ -80,7 +80,7 @@ def write_srn(
     )
     output = Path(output)
     summary = WriteSummary(format="srn", root=output)
-    fov_x = math.degrees(2 * math.atan(0.5 / SRN_NORMALISED_FOCAL))
+    fov_x = math.degrees(2 * math.atan(0.5 / SRN_NORMALIZED_FOCAL))
     ids = instance_ids(num_instances, seed)
     for index, instance in enumerate(ids):
         scene = object_scene(seed * 1009 + index, radius=OBJECT_RADIUS, background=(1.0, 1.0, 1.0))
