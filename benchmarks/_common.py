@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import random
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +27,14 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """A results file another process wrote (``--merge``), or a one-line stop naming it when it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"error: {path}: cannot read the results ({error})") from None
 
 
 def refuse_other_settings(path: Path, stored: dict[str, Any] | None, now: dict[str, Any]) -> None:

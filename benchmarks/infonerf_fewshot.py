@@ -62,7 +62,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import atomic_write, benchmark_trainer_config, cpu_sized_nerfacto, seed_everything, train_step  # noqa: E402
+from _common import (  # noqa: E402
+    atomic_write,
+    benchmark_trainer_config,
+    cpu_sized_nerfacto,
+    load_results,
+    seed_everything,
+    train_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -519,12 +526,7 @@ record): runs made at different sizes do not pair."""
 def merge_results(paths: list[Path]) -> dict[str, Any]:
     """One results file from several (e.g. one process per seed): each run tagged with its file, the files'
     invocations kept, the gains recomputed over every run. Refuses files made with other settings, in one line."""
-    reports = []
-    for path in paths:
-        try:
-            reports.append((path, json.loads(path.read_text())))
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"error: {path}: cannot read the results ({error})") from None
+    reports = [(path, load_results(path)) for path in paths]
     first_path, first = reports[0]
     merged: dict[str, Any] = {
         "benchmark": first["benchmark"],

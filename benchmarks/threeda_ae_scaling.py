@@ -42,7 +42,7 @@ from typing import Any, Callable, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import apply_smoke_settings, atomic_write, seed_everything  # noqa: E402
+from _common import apply_smoke_settings, atomic_write, load_results, seed_everything  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -495,10 +495,7 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
     other settings or a seed that two files hold."""
     merged: dict[str, Any] = {"per_seed": [], "merged_from": []}
     for path in paths:
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"error: {path}: cannot read the results ({error})") from None
+        report = load_results(path)
         settings = {k: v for k, v in report["settings"].items() if k not in MERGE_IGNORED_SETTINGS}
         if "settings" not in merged:
             merged["settings"] = settings
