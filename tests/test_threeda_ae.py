@@ -1090,6 +1090,40 @@ def test_the_viewer_camera_renders_the_scene_slider_scene(space: str) -> None:
     assert not torch.allclose(renders[0], renders[1])  # the scenes' tri-planes differ, so the slider matters
 
 
+def test_a_larger_view_decodes_latents_at_the_training_scale() -> None:
+    """A camera 4x the training resolution (the viewer at a larger Max res): the decoder still gets the latent grid
+    of a training image (8 px training images, 2x autoencoder: 4x4 latents), and the image is that render enlarged
+    (bilinear) to the camera's 32x32; a camera at the training focal length renders as before."""
+    import torch.nn.functional as F
+    from nerfstudio.cameras.cameras import Cameras
+
+    model = make_model(space="latent").eval()
+    model.calibration_size, model.training_focal = (8, 8), 8.0
+    decoded_sizes: list[tuple[int, int]] = []
+    decoded: list[Tensor] = []
+    decode = model.decode
+
+    def recording_decode(latents: Tensor) -> Tensor:
+        decoded_sizes.append(tuple(latents.shape[-2:]))
+        decoded.append(decode(latents))
+        return decoded[-1]
+
+    model.decode = recording_decode  # type: ignore[method-assign]
+    pose = torch.eye(4)[None, :3].clone()
+    pose[0, 2, 3] = 2.5
+
+    def camera(size: int) -> Cameras:
+        focal = 8.0 * size / 8  # the training camera's field of view at ``size`` pixels
+        return Cameras(camera_to_worlds=pose, fx=focal, fy=focal, cx=size / 2, cy=size / 2, width=size, height=size)
+
+    model.get_outputs_for_camera(camera(8))
+    large_view = model.get_outputs_for_camera(camera(32))["rgb"]
+    assert decoded_sizes == [(4, 4), (4, 4)]
+    torch.testing.assert_close(decoded[1], decoded[0])  # the same latents: the same pose, the same scale
+    enlarged = F.interpolate((decoded[0] + 1) / 2, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(large_view, enlarged[0].permute(1, 2, 0).clamp(0, 1))
+
+
 @pytest.mark.parametrize("space", ["latent", "rgb"])
 def test_camera_outputs_start_with_the_decoded_rgb(space: str) -> None:
     """nerfstudio's viewer opens on the first output a model returns: the decoded image, not the latent channels."""

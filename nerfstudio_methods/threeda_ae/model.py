@@ -220,8 +220,10 @@ class TriplaneModel(Model):
         self._step_started = 0.0
         self._last_scenes: Optional[Tensor] = None
         self._current_phase: Optional[PhaseState] = None
-        # Set by the pipeline: the training images' size and a source of training images (for the normaliser).
+        # Set by the pipeline: the training images' size and focal length, and a source of training images (for the
+        # normaliser).
         self.calibration_size: Optional[Tuple[int, int]] = None
+        self.training_focal: Optional[float] = None
         self.calibration_source: Optional[Callable[[int], Tensor]] = None
 
     # --- parameters and phases -------------------------------------------------------------------------------
@@ -478,13 +480,32 @@ class TriplaneModel(Model):
         """The scene one camera shows (:meth:`scenes_of_cameras`)."""
         return int(self.scenes_of_cameras(camera)[0])
 
+    def at_training_focal(self, camera: Cameras) -> Cameras:
+        """``camera`` (one) rescaled to the training cameras' focal length, so each latent pixel spans the angle it
+        spanned in training: the decoder only learned latents at that scale. The viewer's default Max res of 512 on a
+        64 px training run gives latents 8x finer, which decode into jagged shapes and wrong colours (issue 26); the
+        decoded image is enlarged back to the camera's size. Its sides stay within [2 f, 4 x the training size],
+        f the autoencoder's downscale: at least two latents, and bounded work for a very wide view."""
+        if self.training_focal is None or self.calibration_size is None:
+            return camera
+        height, width = float(camera.height[0]), float(camera.width[0])
+        scale = self.training_focal / float(camera.fy[0])
+        scale = max(scale, 2 * self.downscale / min(height, width))
+        scale = min(scale, 4 * max(self.calibration_size) / max(height, width))
+        if abs(scale - 1.0) < 1e-6:
+            return camera
+        rescaled = camera[torch.arange(1)]  # a copy: rescale_output_resolution changes the cameras in place
+        rescaled.rescale_output_resolution(scale)
+        return rescaled
+
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Any = None) -> Dict[str, Tensor]:
         """One RGB image ``[H, W, 3]`` of the camera's scene (decoded for latent models), with opacity and depth."""
         camera = camera.reshape((1,)) if camera.shape != (1,) else camera
         scene = torch.tensor([self.scene_of_camera(camera)])
         height, width = int(camera.height[0]), int(camera.width[0])
-        rendered = self.render_cameras(camera, scene, chunk=self.config.eval_chunk_rays)
+        rendered_camera = self.at_training_focal(camera) if self.latent else camera
+        rendered = self.render_cameras(rendered_camera, scene, chunk=self.config.eval_chunk_rays)
         latent = rendered["values"] * 2 - 1 if self.latent else None
         rgb = (self.decode(self.normalizer.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
 

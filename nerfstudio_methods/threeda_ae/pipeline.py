@@ -114,6 +114,7 @@ class TriplanePipeline(VanillaPipeline):
         model.steps_per_epoch = self.datamanager.steps_per_epoch
         height, width = self.datamanager.image_size()
         model.calibration_size = (height, width)
+        model.training_focal = float(self.datamanager.train_dataset.cameras.fy.median())
         model.calibration_source = self.datamanager.sample_training_images
         if model.latent and (height % model.downscale or width % model.downscale):
             raise DatasetFormatError(
