@@ -75,6 +75,30 @@ def test_object_centred_scenes_start_at_a_camera_only_for_this_collection(tmp_pa
     assert view.camera_index == int(np.argmin(np.linalg.norm(c2w[:, :, 3] - c2w[:, :, 3].mean(0), axis=1)))
 
 
+def test_a_multi_scene_run_starts_on_a_camera_of_the_scene_it_shows(tmp_path: Path) -> None:
+    """srn-data (one scene per SRN instance, cameras on each instance's own sphere rig): the start view is the
+    camera of the shown scene nearest that scene's cameras' mean position, not a camera of another scene."""
+    from dataparsers.srn import SrnDataParserConfig
+
+    scene = generate_scene("srn", tmp_path / "srn", "--width", "16", "--height", "16", "--num-cameras", "5",
+                           "--num-instances", "3")  # fmt: skip
+    outputs = (
+        SrnDataParserConfig(data=scene / "cars_train", min_camera_height=-2, num_eval_views=1)
+        .setup()
+        .get_dataparser_outputs("train")
+    )
+    dataset = InputDataset(outputs)
+    scene_index = dataset.cameras.metadata["scene_index"].reshape(-1).numpy()
+    assert sorted(set(scene_index.tolist())) == [0, 1, 2]
+    c2w = dataset.cameras.camera_to_worlds.double().numpy()
+    for shown in (0, 1, 2):
+        view = viewer_start.start_view(dataset, any_scene=True, scene=shown)
+        assert view is not None
+        own = np.flatnonzero(scene_index == shown)
+        centre = c2w[own, :, 3].mean(0)
+        assert view.camera_index == own[int(np.argmin(np.linalg.norm(c2w[own, :, 3] - centre, axis=1)))]
+
+
 class RecordingCamera:
     """A viser camera handle that records what is assigned to it, in order."""
 
@@ -116,6 +140,9 @@ def test_viewer_moves_each_new_browser_to_the_start_view(llff_scene: Path) -> No
         handle = viewer.camera_handles[view.camera_index]
         np.testing.assert_allclose(handle.position, view.position, atol=1e-5)
         np.testing.assert_allclose(np.abs(np.dot(handle.wxyz, view.wxyz)), 1.0, atol=1e-6)
+        # From there its photo would cover the render: that frustum alone is hidden.
+        hidden = [index for index, other in viewer.camera_handles.items() if not other.visible]
+        assert hidden == [view.camera_index]
     finally:
         server.stop()
 

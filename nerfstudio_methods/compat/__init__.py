@@ -26,6 +26,8 @@ The fixes (each module's docstring names the nerfstudio or torch behaviour it wo
 - ``settings``: impossible settings (non-positive ray counts, step counts, repeated views) refused before the run
   folder exists.
 - ``viewer_start``: the viewer's first view at a training camera.
+- ``viewer_render_errors``: a render that fails in the viewer said in one line (terminal and browser), the viewer
+  kept running.
 - ``video_frames``: ``ns-render`` on unfinished video runs; moved StreamRF runs.
 
 This module imports none of them: :func:`install` loads each by name, so a fix module can use :func:`install` and
@@ -50,6 +52,7 @@ FIXES: dict[str, str] = {
     "run_folder": "run_folder:remember_new_run_folders",
     "settings": "settings:refuse_impossible_settings",  # after run_folder: it wraps run_folder's save_config
     "viewer_start": "viewer_start:start_viewer_at_a_training_camera",
+    "viewer_render_errors": "viewer_render_errors:say_viewer_render_failures",
     "render_trained_frames": "video_frames:render_only_trained_frames",
 }
 """Fix name -> ``module:function`` in this package, in installation order."""

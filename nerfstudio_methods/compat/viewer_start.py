@@ -2,7 +2,8 @@
 the origin, inside an object-centred scene (a tiny run shows only background there) and outside a
 forward-facing scene's NDC box. Browsers now start at the central training camera (as if its frustum had been
 clicked) on forward-facing scenes (llff-data, n3dv-data, dynamic-scene-data) and on any scene of this
-collection's methods.
+collection's methods, with that camera's frustum hidden (from its own pose its photo covers the render), and on a
+camera of the scene a multi-scene model shows.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ class StartView:
     fov: float  # vertical, radians
 
 
-def start_view(dataset: Any, indices: Optional[list[int]] = None, any_scene: bool = False) -> Optional[StartView]:
-    """The view the viewer should open on: the training camera (among ``indices``, default all) nearest the
-    cameras' mean position, for a forward-facing scene or, with ``any_scene``, for any scene; else None (viser's
-    default pose: 3 viewer units from the origin, inside a nerfstudio scene box, and outside a forward-facing scene's
-    NDC box)."""
+def start_view(
+    dataset: Any, indices: Optional[list[int]] = None, any_scene: bool = False, scene: Optional[int] = None
+) -> Optional[StartView]:
+    """The view the viewer should open on: the training camera (among ``indices``, default all; with ``scene``,
+    among the cameras whose ``metadata["scene_index"]`` is that scene, when they carry one) nearest those cameras'
+    mean position, for a forward-facing scene or, with ``any_scene``, for any scene; else None (viser's default pose:
+    3 viewer units from the origin, inside a nerfstudio scene box, and outside a forward-facing scene's NDC box)."""
     import numpy as np
     import viser.transforms as vtf
     from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
@@ -43,8 +46,15 @@ def start_view(dataset: Any, indices: Optional[list[int]] = None, any_scene: boo
     cameras = dataset.cameras
     c2w = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)  # [N, 3, 4], OpenGL axes
     candidates = list(range(len(c2w))) if not indices else list(indices)
+    centre = c2w[:, :, 3].mean(0)
+    scene_of_camera = (cameras.metadata or {}).get("scene_index")
+    if scene is not None and scene_of_camera is not None:
+        in_scene = scene_of_camera.reshape(len(c2w), -1)[:, 0].cpu().numpy() == scene
+        if in_scene[candidates].any():
+            candidates = [i for i in candidates if in_scene[i]]
+            centre = c2w[in_scene, :, 3].mean(0)
     positions = c2w[candidates, :, 3]
-    chosen = candidates[int(np.argmin(np.linalg.norm(positions - c2w[:, :, 3].mean(0), axis=1)))]
+    chosen = candidates[int(np.argmin(np.linalg.norm(positions - centre, axis=1)))]
     rotation = vtf.SO3.from_matrix(c2w[chosen, :, :3]) @ vtf.SO3.from_x_radians(np.pi)  # OpenGL -> OpenCV camera
     height, fy = float(cameras.height[chosen]), float(cameras.fy[chosen])
     return StartView(
@@ -83,11 +93,20 @@ def start_viewer_at_a_training_camera() -> None:
     def init_scene_with_start_view(self: Any, train_dataset: Any, *args: Any, **kwargs: Any) -> None:
         init_scene(self, train_dataset, *args, **kwargs)
         pipeline = getattr(self, "pipeline", None)
-        parts = (pipeline, getattr(pipeline, "datamanager", None), getattr(pipeline, "model", None))
+        model = getattr(pipeline, "model", None)
+        parts = (pipeline, getattr(pipeline, "datamanager", None), model)
         ours = any(type(part).__module__.startswith("nerfstudio_methods.") for part in parts if part is not None)
-        view = start_view(train_dataset, sorted(getattr(self, "camera_handles", {}) or []), any_scene=ours)
+        handles = getattr(self, "camera_handles", {}) or {}
+        # A multi-scene model (3Da-AE) shows one scene at a time (its Scene control): open on a camera of that scene.
+        viewer_scene = getattr(model, "viewer_scene", None)
+        scene = viewer_scene() if callable(viewer_scene) else None
+        view = start_view(train_dataset, sorted(handles), any_scene=ours, scene=scene)
         if view is None:
             return
+        # Seen from its own pose, that camera's frustum (its training photo) fills the view and hides the render in
+        # front of which it is drawn: hide it ("Show Train Cams" shows it again).
+        if view.camera_index in handles:
+            handles[view.camera_index].visible = False
 
         def on_connect(client: Any) -> None:
             move_client_to(client, view)
