@@ -98,8 +98,8 @@ def start_viewer_at_a_training_camera() -> None:
         ours = any(type(part).__module__.startswith("nerfstudio_methods.") for part in parts if part is not None)
         handles = getattr(self, "camera_handles", {}) or {}
         # A multi-scene model (3Da-AE) shows one scene at a time (its Scene control): open on a camera of that scene.
-        viewer_scene = getattr(model, "viewer_scene", None)
-        scene = int(viewer_scene()) if callable(viewer_scene) else None
+        viewer_scene: Any = getattr(model, "viewer_scene", None)
+        scene = int(viewer_scene()) if viewer_scene is not None else None
         view = start_view(train_dataset, sorted(handles), any_scene=ours, scene=scene)
         if view is None:
             return
