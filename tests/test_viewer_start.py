@@ -147,6 +147,24 @@ def test_viewer_moves_each_new_browser_to_the_start_view(llff_scene: Path) -> No
         server.stop()
 
 
+@pytest.mark.parametrize("time_enabled", [False, True])
+def test_the_control_panel_opens_with_a_time_slider_only_for_data_with_time(time_enabled: bool) -> None:
+    """nerfstudio's own ControlPanel on a real viser server (the viewer builds it with the data manager's
+    ``includes_time``): the Time slider shows only for data with time, and the crop box's options (cropping starts
+    off) do not show, from the start."""
+    import viser
+    from nerfstudio.viewer.control_panel import ControlPanel
+
+    server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    try:
+        panel = ControlPanel(server, time_enabled, 10.0, lambda: None, lambda _: None, lambda _: None)
+        assert panel._time.gui_handle is not None and panel._crop_center.gui_handle is not None
+        assert panel._time.gui_handle.visible == time_enabled
+        assert not panel._crop_center.gui_handle.visible
+    finally:
+        server.stop()
+
+
 def test_infonerf_outputs_start_with_the_fine_rgb() -> None:
     from nerfstudio.cameras.rays import RayBundle
     from nerfstudio.data.scene_box import SceneBox

@@ -28,6 +28,7 @@ The fixes (each module's docstring names the nerfstudio or torch behaviour it wo
 - ``viewer_start``: the viewer's first view at a training camera.
 - ``viewer_render_errors``: a render that fails in the viewer said in one line (terminal and browser), the viewer
   kept running.
+- ``viewer_controls``: the viewer opens without the controls that do not apply (no Time slider for images).
 - ``video_frames``: ``ns-render`` on unfinished video runs; moved StreamRF runs.
 
 This module imports none of them: :func:`install` loads each by name, so a fix module can use :func:`install` and
@@ -53,6 +54,7 @@ FIXES: dict[str, str] = {
     "settings": "settings:refuse_impossible_settings",  # after run_folder: it wraps run_folder's save_config
     "viewer_start": "viewer_start:start_viewer_at_a_training_camera",
     "viewer_render_errors": "viewer_render_errors:say_viewer_render_failures",
+    "viewer_controls": "viewer_controls:hide_controls_that_do_not_apply",
     "render_trained_frames": "video_frames:render_only_trained_frames",
 }
 """Fix name -> ``module:function`` in this package, in installation order."""
