@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.register_assert_rewrite("tests.browser")  # its checks say what they compared, as in the test files
+
 if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
     # scripts/test.sh runs two xdist workers on CI's 2 cores: one torch thread per worker and per command it starts
     # (the environment is inherited), not torch's default of one per core, which puts 4 busy threads and more on 2

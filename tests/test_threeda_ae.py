@@ -1122,6 +1122,48 @@ def test_a_larger_view_decodes_latents_at_the_training_scale() -> None:
     torch.testing.assert_close(decoded[1], decoded[0])  # the same latents: the same pose, the same scale
     enlarged = F.interpolate((decoded[0] + 1) / 2, size=(32, 32), mode="bilinear", align_corners=False)
     torch.testing.assert_close(large_view, enlarged[0].permute(1, 2, 0).clamp(0, 1))
+    # A view twice as wide (the viewer's 3D view): latents 4x8 at the training focal length, decoded as 4x4 tiles.
+    decoded_sizes.clear()
+    wide = Cameras(camera_to_worlds=pose, fx=32.0, fy=32.0, cx=32.0, cy=16.0, width=64, height=32)
+    assert model.get_outputs_for_camera(wide)["rgb"].shape == (32, 64, 3)
+    assert decoded_sizes and set(decoded_sizes) == {(4, 4)}
+
+
+def test_tile_starts_hand_computed() -> None:
+    from nerfstudio_methods.threeda_ae.autoencoder import tile_starts
+
+    assert tile_starts(4, 4) == [0]
+    assert tile_starts(10, 4) == [0, 2, 4, 6]  # half a tile apart, the last one ending at 10
+    assert tile_starts(5, 4) == [0, 1]
+
+
+class PointwiseDecoder:
+    """A decoder whose every output pixel depends on its own latent cell only (a per-cell linear map, enlarged by
+    ``factor`` with nearest neighbours), so decoding in tiles must give exactly the whole grid's decode; it records
+    the grids it is given."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+        self.weight = torch.tensor([[0.5, -1.0], [2.0, 0.25], [-0.75, 1.5]])
+        self.seen: list[tuple[int, int]] = []
+
+    def __call__(self, latents: Tensor) -> Tensor:
+        self.seen.append(tuple(latents.shape[-2:]))
+        image = torch.einsum("oc,bchw->bohw", self.weight, latents)
+        return image.repeat_interleave(self.factor, -2).repeat_interleave(self.factor, -1)
+
+
+@pytest.mark.parametrize("grid", [(4, 10), (7, 9), (2, 3), (2, 9), (4, 4)])
+def test_decode_in_tiles_feeds_the_decoder_only_its_grid_size(grid: tuple[int, int]) -> None:
+    """Wider, larger, smaller and mixed grids against a 4x4 tile: the decoder only ever sees 4x4 grids, and for a
+    per-cell decoder the blended tiles (or the cropped padding) equal decoding the whole grid at once."""
+    from nerfstudio_methods.threeda_ae.autoencoder import decode_in_tiles
+
+    decoder = PointwiseDecoder(factor=2)
+    latents = torch.randn(1, 2, *grid, generator=torch.Generator().manual_seed(0))
+    tiled = decode_in_tiles(decoder, latents, (4, 4), fill=torch.tensor([0.3, -0.2]), factor=2)
+    assert set(decoder.seen) == {(4, 4)}
+    torch.testing.assert_close(tiled, PointwiseDecoder(factor=2)(latents))
 
 
 @pytest.mark.parametrize("space", ["latent", "rgb"])

@@ -190,3 +190,56 @@ class TanhNormalizer(nn.Module):
             else:
                 high = middle
         return float((low * high) ** 0.5)
+
+
+def tile_starts(length: int, tile: int) -> list[int]:
+    """Starts of tiles of ``tile`` cells covering ``length`` cells (``length >= tile``), half a tile apart, the last
+    one ending at ``length``."""
+    step = max(tile // 2, 1)
+    return sorted(set(range(0, length - tile, step)) | {length - tile})
+
+
+def tent(size: int) -> Tensor:
+    """Blending weights across a decoded tile: highest in its middle, positive to its edges, so the overlap of two
+    tiles fades from one to the other and a cell covered by one tile keeps that tile's value."""
+    position = torch.arange(size, dtype=torch.float32) + 0.5
+    return torch.minimum(position, size - position)
+
+
+def decode_in_tiles(
+    decode: Any,
+    latents: Float[Tensor, "1 c hl wl"],
+    tile: Tuple[int, int],
+    fill: Float[Tensor, " c"],
+    factor: int,
+) -> Float[Tensor, "1 3 h w"]:
+    """``decode`` (latents -> images ``factor`` times larger) applied only to latent grids of the ``tile`` size it
+    learned: a convolutional decoder trained on one grid size decodes another (a viewer's wider or larger view) into
+    smeared or jagged images. A grid smaller than the tile in a dimension is padded there with ``fill`` (the latent of
+    the empty background) and the padding cut off after decoding; a larger one is decoded as overlapping tiles
+    blended with :func:`tent` weights."""
+    tile_h, tile_w = tile
+    height, width = latents.shape[-2:]
+    pad_h, pad_w = max(tile_h - height, 0), max(tile_w - width, 0)
+    if pad_h or pad_w:
+        top, left = pad_h // 2, pad_w // 2
+        padded = fill.reshape(1, -1, 1, 1).expand(1, latents.shape[1], height + pad_h, width + pad_w).clone()
+        padded[..., top : top + height, left : left + width] = latents
+        decoded = decode_in_tiles(decode, padded, tile, fill, factor)
+        return decoded[..., top * factor : (top + height) * factor, left * factor : (left + width) * factor]
+    if (height, width) == (tile_h, tile_w):
+        return decode(latents)
+    total: Optional[Tensor] = None
+    weights = torch.zeros(height * factor, width * factor, device=latents.device)
+    window = tent(tile_h * factor)[:, None].to(latents.device) * tent(tile_w * factor)[None, :].to(latents.device)
+    for top in tile_starts(height, tile_h):
+        for left in tile_starts(width, tile_w):
+            image = decode(latents[..., top : top + tile_h, left : left + tile_w])
+            if total is None:
+                total = torch.zeros(*image.shape[:2], height * factor, width * factor, device=latents.device)
+            rows = slice(top * factor, (top + tile_h) * factor)
+            columns = slice(left * factor, (left + tile_w) * factor)
+            total[..., rows, columns] += image * window
+            weights[rows, columns] += window
+    assert total is not None
+    return total / weights

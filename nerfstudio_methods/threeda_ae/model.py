@@ -59,6 +59,7 @@ from nerfstudio_methods.threeda_ae.autoencoder import (
     TanhNormalizer,
     autoencoder_downscale,
     build_autoencoder,
+    decode_in_tiles,
 )
 from nerfstudio_methods.threeda_ae.renderer import TriplaneRenderer, rays_of_cameras
 from nerfstudio_methods.threeda_ae.triplanes import SceneTriplanes, TriplaneDecoder, scene_id_bytes, total_variation
@@ -336,6 +337,20 @@ class TriplaneModel(Model):
         assert self.autoencoder is not None
         return self.autoencoder.decode(latents).sample  # type: ignore[operator]
 
+    def decode_view(self, latent: Float[Tensor, "1 c hl wl"]) -> Float[Tensor, "1 3 h w"]:
+        """An image in [-1, 1] from a rendered latent image of any size (normalised), decoded in tiles of the training
+        images' latent grid, the only size the decoder learned (:func:`decode_in_tiles`)."""
+        if self.calibration_size is None:
+            return self.decode(self.normalizer.inverse(latent))
+        tile = (self.calibration_size[0] // self.downscale, self.calibration_size[1] // self.downscale)
+        return decode_in_tiles(
+            lambda normalized: self.decode(self.normalizer.inverse(normalized)),
+            latent,
+            tile,
+            fill=self.background * 2 - 1,  # the empty background's latent, in the renderer's [0, 1] units
+            factor=self.downscale,
+        )
+
     def encoder_means(self, images: Float[Tensor, "batch 3 h w"], keys: List[int]) -> Tensor:
         """Encoder means of training images, cached by image index while the encoder is frozen."""
         missing = [i for i, key in enumerate(keys) if key not in self.latent_cache]
@@ -507,7 +522,7 @@ class TriplaneModel(Model):
         rendered_camera = self.at_training_focal(camera) if self.latent else camera
         rendered = self.render_cameras(rendered_camera, scene, chunk=self.config.eval_chunk_rays)
         latent = rendered["values"] * 2 - 1 if self.latent else None
-        rgb = (self.decode(self.normalizer.inverse(latent)) + 1) / 2 if latent is not None else rendered["values"]
+        rgb = (self.decode_view(latent) + 1) / 2 if latent is not None else rendered["values"]
 
         def full_size(image: Tensor) -> Tensor:
             if image.shape[-2:] != (height, width):
