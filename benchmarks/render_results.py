@@ -620,7 +620,14 @@ def threeda_ae_scaling(report: dict | None = None) -> str:
         return "(benchmarks/results/threeda_ae_scaling.json is from before the benchmark ran several seeds)"
     settings = report["settings"]
     rows = report["summary"]["rows"]
+    exploit = settings["exploit_epochs"]
+    tuning = settings.get("tuning_seed")
     lines = [
+        f"Stage 2's {exploit['latent']:g} + {exploit['decoder']:g} epochs were chosen on "
+        + ("scenes of a seed not recorded" if tuning is None else f"seed {tuning}'s scenes")
+        + f" (the schedule search below); the reported seeds are {', '.join(map(str, settings['seeds']))}, each with "
+        "its own scenes.",
+        "",
         "| N | seeds | latent s/scene (stage 2) | RGB s/scene (to the latent PSNR) | latent / RGB time "
         "| latent + stage 1 / N, over RGB | effective state per scene: latent / RGB (MB) "
         "| PSNR: latent 3D-aware / latent scratch / RGB (dB) | 3D-aware - scratch (dB) |",

@@ -401,8 +401,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         help="SD VAE weights (diffusers folder or .safetensors) for stage 1; the 'scratch' variant is then that VAE",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (timings are CPU seconds)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (its own scenes)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run per seed (its own scenes)")
     parser.add_argument("--timing-repeats", type=int, default=3, help="a timing is the median of this many trainings")
+    parser.add_argument(
+        "--tuning-seed", type=int, default=0, help="the seed whose scenes stage 2's epochs were chosen on "
+        "(threeda_ae_schedule.py --seed); recorded, and refused among --seeds: results are reported on other scenes",
+    )  # fmt: skip
     parser.add_argument("--data", type=Path, default=None, help="where to write the scenes (default: a temp dir)")
     parser.add_argument(
         "--output", type=Path, default=None, help="results JSON (bench_results/threeda_ae_scaling.json)"
@@ -414,6 +418,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )  # fmt: skip
     args = parser.parse_args(argv)
     apply_smoke_settings(parser, args, SMOKE_SETTINGS, "threeda_ae_scaling")
+    if not (args.smoke or args.merge or args.gpu) and args.tuning_seed in args.seeds:
+        parser.error(
+            f"--seeds {' '.join(map(str, args.seeds))} includes --tuning-seed {args.tuning_seed}: stage 2's epochs "
+            "were chosen on that seed's scenes, so report other seeds"
+        )
     return args
 
 
