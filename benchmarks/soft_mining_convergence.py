@@ -404,7 +404,7 @@ def plot(report: dict, path: Path) -> None:
     if not scenes:
         return
     figure, axes = plt.subplots(2, len(scenes), figsize=(6.5 * len(scenes), 8.5), squeeze=False)
-    colours = dict(zip(ARMS, plt.get_cmap("tab10").colors))  # type: ignore[attr-defined]
+    colors = dict(zip(ARMS, plt.get_cmap("tab10").colors))  # type: ignore[attr-defined]
     for column, scene in enumerate(scenes):
         for arm in ARMS:
             mine = [run for run in runs.values() if run["scene"] == scene and run["arm"] == arm]
@@ -416,13 +416,13 @@ def plot(report: dict, path: Path) -> None:
                 for run in mine:
                     xs = [point[x_key] for point in run["curve"]]
                     axis.plot(
-                        xs, [point["report_psnr"] for point in run["curve"]], color=colours[arm], alpha=0.2, lw=0.8
+                        xs, [point["report_psnr"] for point in run["curve"]], color=colors[arm], alpha=0.2, lw=0.8
                     )
                 length = min(len(run["curve"]) for run in mine)
                 xs = np.mean([[point[x_key] for point in run["curve"][:length]] for run in mine], axis=0)
                 ys = np.mean([[point["report_psnr"] for point in run["curve"][:length]] for run in mine], axis=0)
                 axis.plot(
-                    xs, ys, color=colours[arm], lw=2.2 if main else 1.2, ls="-" if main else "--",
+                    xs, ys, color=colors[arm], lw=2.2 if main else 1.2, ls="-" if main else "--",
                     label=f"{arm} ({len(mine)} seeds)",
                 )  # fmt: skip
         uniform = [run for run in runs.values() if run["scene"] == scene and run["arm"] == "uniform"]
@@ -431,7 +431,7 @@ def plot(report: dict, path: Path) -> None:
             target = float(np.mean([run["curve"][-1]["report_psnr"] for run in uniform]))
             floor = min(run["curve"][1]["report_psnr"] for run in runs.values() if run["scene"] == scene) - 1.0
             for axis in axes[:, column]:
-                axis.axhline(target, color=colours["uniform"], ls=":", lw=1, label="uniform's final (mean)")
+                axis.axhline(target, color=colors["uniform"], ls=":", lw=1, label="uniform's final (mean)")
                 axis.set_ylim(bottom=floor)
         axes[0, column].set(title=f"{scene}: held-out PSNR (report views) vs step", xlabel="step", ylabel="PSNR (dB)")
         axes[1, column].set(title=f"{scene}: vs training CPU seconds", xlabel="CPU seconds", ylabel="PSNR (dB)")

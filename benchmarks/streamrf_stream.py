@@ -537,9 +537,9 @@ def explain_occupancy(args: argparse.Namespace, kind: str, seed: int) -> dict[st
 
 
 def motion_footprint(model, spec, values: Tensor, occupancy: Tensor, train, frames_of: Tensor, camera_ids: Tensor,
-                     frame: int, colour_step: float = 2.0 / 255) -> Tensor:  # fmt: skip
+                     frame: int, color_step: float = 2.0 / 255) -> Tensor:  # fmt: skip
     """Occupied voxels of the grid (frame ``frame - 1``) that a training ray of a pixel whose colour changes from
-    ``frame - 1`` to ``frame`` (by more than ``colour_step`` in a channel) reaches with non-zero weight: where the
+    ``frame - 1`` to ``frame`` (by more than ``color_step`` in a channel) reaches with non-zero weight: where the
     scene's motion can ask the stream to change something."""
     from nerfstudio_methods.streamrf.grid import SparseGrid
 
@@ -548,7 +548,7 @@ def motion_footprint(model, spec, values: Tensor, occupancy: Tensor, train, fram
     for index in torch.nonzero(frames_of == frame)[:, 0].tolist():
         previous = torch.nonzero((frames_of == frame - 1) & (camera_ids == camera_ids[index]))[0, 0]
         moved = (train.get_image_float32(index)[..., :3] - train.get_image_float32(int(previous))[..., :3]).abs()
-        pixels = torch.nonzero(moved.amax(dim=-1) > colour_step).float() + 0.5
+        pixels = torch.nonzero(moved.amax(dim=-1) > color_step).float() + 0.5
         if pixels.shape[0] == 0:
             continue
         rays = train.cameras.generate_rays(camera_indices=index, coords=pixels)
@@ -826,13 +826,13 @@ def plot_stream(report: dict[str, Any], path: Path) -> None:
         entries = [e for e in report["results"].values() if e["kind"] == kind]
         for index, entry in enumerate(sorted(entries, key=lambda e: e["seed"])):
             frames = entry["stream"]["per_frame"]
-            colour = f"C{index}"
+            color = f"C{index}"
             axes[row][0].plot([f["frame"] for f in frames], [f["heldout_psnr"] for f in frames], marker=".",
-                              color=colour, label=f"streamed, seed {entry['seed']}")  # fmt: skip
+                              color=color, label=f"streamed, seed {entry['seed']}")  # fmt: skip
             axes[row][0].scatter([r["frame"] for r in entry["scratch"]], [r["heldout_psnr"] for r in entry["scratch"]],
-                                 color=colour, marker="x", s=60, label=f"from scratch, seed {entry['seed']}")  # fmt: skip
+                                 color=color, marker="x", s=60, label=f"from scratch, seed {entry['seed']}")  # fmt: skip
             axes[row][1].plot([f["frame"] for f in frames[1:]], [f["bytes"] / 1024 for f in frames[1:]], marker=".",
-                              color=colour, label=f"delta, seed {entry['seed']}")  # fmt: skip
+                              color=color, label=f"delta, seed {entry['seed']}")  # fmt: skip
         storage = entries[0]["storage"]
         axes[row][1].axhline(storage["dense_fp32_bytes"] / 1024, color="k", label="dense fp32 grid")
         axes[row][1].axhline(storage["sparse_state_bytes"] / 1024, color="k", linestyle="--", label="sparse grid state")

@@ -374,7 +374,7 @@ SIZE = 32
 FRAMES = 3
 
 
-def _colour(camera_id: int, frame: int) -> np.ndarray:
+def _color(camera_id: int, frame: int) -> np.ndarray:
     return np.array([20 + 20 * frame, 200 - 15 * camera_id, 30 + 10 * camera_id], dtype=np.uint8)
 
 
@@ -386,7 +386,7 @@ def _write_video(path: Path, camera_id: int, frames: int = FRAMES, keyframe_inte
     )
     writer.send(None)
     for frame in range(frames):
-        writer.send(np.ascontiguousarray(np.broadcast_to(_colour(camera_id, frame), (SIZE, SIZE, 3))).tobytes())
+        writer.send(np.ascontiguousarray(np.broadcast_to(_color(camera_id, frame), (SIZE, SIZE, 3))).tobytes())
     writer.close()
     return path
 
@@ -424,17 +424,17 @@ def test_n3dv_fixture_sorts_by_camera_id_and_scales_intrinsics(meet_room: Path) 
     np.testing.assert_allclose([half.cameras.fx[0], half.cameras.cx[0]], [12.5, 8.0])
 
 
-def test_n3dv_fixture_decodes_known_colours(meet_room: Path) -> None:
+def test_n3dv_fixture_decodes_known_colors(meet_room: Path) -> None:
     scene = read_n3dv_scene(meet_room)
     for frame in range(FRAMES):
         frames = read_n3dv_frame(scene, frame)
         assert frames.shape == (3, SIZE, SIZE, 3) and frames.dtype == np.uint8
         for position, camera_id in enumerate(scene.camera_ids):
-            # h264 is lossy; solid colours survive within a few levels.
-            np.testing.assert_allclose(frames[position].reshape(-1, 3).mean(0), _colour(camera_id, frame), atol=6)
+            # h264 is lossy; solid colors survive within a few levels.
+            np.testing.assert_allclose(frames[position].reshape(-1, 3).mean(0), _color(camera_id, frame), atol=6)
     small = read_n3dv_frame(read_n3dv_scene(meet_room, downscale=2), 1)
     assert small.shape == (3, 16, 16, 3)
-    np.testing.assert_allclose(small[2].reshape(-1, 3).mean(0), _colour(10, 1), atol=6)
+    np.testing.assert_allclose(small[2].reshape(-1, 3).mean(0), _color(10, 1), atol=6)
 
 
 def test_n3dv_fixture_ffmpeg_fallback_matches_pyav(meet_room: Path) -> None:
@@ -458,7 +458,7 @@ def test_n3dv_fixture_seeking_lands_on_every_frame(tmp_path: Path) -> None:
     # Frames between keyframes can only be reached by seeking to the keyframe before them and decoding forward.
     assert keyframes[0] and not all(keyframes), keyframes
     for frame in (9, 0, 5, 4, 7, 1):
-        np.testing.assert_allclose(decode_video_frame(video, frame).reshape(-1, 3).mean(0), _colour(3, frame), atol=6)
+        np.testing.assert_allclose(decode_video_frame(video, frame).reshape(-1, 3).mean(0), _color(3, frame), atol=6)
     with pytest.raises(DatasetFormatError, match="has no frame 10"):
         decode_video_frame(video, 10)
 
@@ -501,7 +501,7 @@ def test_n3dv_fixture_streamrf_prepared_frames(tmp_path: Path) -> None:
         for camera_id in (0, 1):
             _save_png(
                 frame_dir / "images" / f"cam{camera_id:02d}.png",
-                np.broadcast_to(_colour(camera_id, t), (8, 8, 3)).copy(),
+                np.broadcast_to(_color(camera_id, t), (8, 8, 3)).copy(),
             )
         _write_poses(frame_dir / "poses_bounds.npy", 2, size=16, focal=20.0)
     frames = list_prepared_frames(tmp_path)
@@ -510,7 +510,7 @@ def test_n3dv_fixture_streamrf_prepared_frames(tmp_path: Path) -> None:
     assert scene.camera_ids.tolist() == [0, 1] and (scene.cameras.width, scene.cameras.height) == (8, 8)
     np.testing.assert_allclose(scene.cameras.fx, 10.0)
     images = read_n3dv_frame(scene)
-    np.testing.assert_array_equal(images[1, 0, 0], _colour(1, 1))
+    np.testing.assert_array_equal(images[1, 0, 0], _color(1, 1))
 
 
 # ----------------------------------------------------------------------------------------------- NVIDIA Dynamic

@@ -28,7 +28,7 @@ def one_ray(scene: Scene, origin, direction, **kwargs):
 
 @pytest.mark.parametrize(("radius", "sigma"), [(1.0, 0.7), (0.3, 5.0), (2.0, 1e-7)])
 def test_ray_through_sphere_centre(radius: float, sigma: float) -> None:
-    scene = Scene((Sphere(center=np.array([0, 0, 0]), radius=radius, sigma=sigma, colour=RED),), background=BLUE)
+    scene = Scene((Sphere(center=np.array([0, 0, 0]), radius=radius, sigma=sigma, color=RED),), background=BLUE)
     result = one_ray(scene, (0, 0, 5), (0, 0, -3))  # direction need not be unit
     alpha = 1 - math.exp(-2 * radius * sigma)
     assert result.accumulation[0] == pytest.approx(alpha, rel=1e-12)
@@ -46,8 +46,8 @@ def test_ray_through_sphere_centre(radius: float, sigma: float) -> None:
 
 def test_two_overlapping_spheres_by_hand() -> None:
     # Along the z axis from z = 10 looking down: A covers t in [8, 12], B covers t in [10, 11].
-    a = Sphere(center=np.array([0, 0, 0]), radius=2.0, sigma=0.3, colour=RED)
-    b = Sphere(center=np.array([0, 0, -0.5]), radius=0.5, sigma=2.0, colour=GREEN)
+    a = Sphere(center=np.array([0, 0, 0]), radius=2.0, sigma=0.3, color=RED)
+    b = Sphere(center=np.array([0, 0, -0.5]), radius=0.5, sigma=2.0, color=GREEN)
     result = one_ray(Scene((a, b), background=np.zeros(3)), (0, 0, 10), (0, 0, -1))
     # Segments: [8, 10] A only; [10, 11] A and B; [11, 12] A only.
     tau1, tau2, tau3 = 0.3 * 2, (0.3 + 2.0) * 1, 0.3 * 1
@@ -62,8 +62,8 @@ def test_two_overlapping_spheres_by_hand() -> None:
 
 
 def test_translucent_ball_in_front_of_opaque_sphere() -> None:
-    haze = Sphere(center=np.array([0, 0, 2]), radius=0.5, sigma=1.5, colour=GREEN)
-    wall = Sphere(center=np.array([0, 0, 0]), radius=1.0, sigma=math.inf, colour=RED)
+    haze = Sphere(center=np.array([0, 0, 2]), radius=0.5, sigma=1.5, color=GREEN)
+    wall = Sphere(center=np.array([0, 0, 0]), radius=1.0, sigma=math.inf, color=RED)
     result = one_ray(Scene((haze, wall), background=BLUE), (0, 0, 5), (0, 0, -1))
     alpha = 1 - math.exp(-1.5)
     np.testing.assert_allclose(result.rgb[0], alpha * GREEN + (1 - alpha) * RED, rtol=1e-12)
@@ -77,7 +77,7 @@ def test_translucent_ball_in_front_of_opaque_sphere() -> None:
 
 
 def test_escaping_ray_and_near_far_clipping() -> None:
-    ball = Sphere(center=np.array([0, 0, 0]), radius=1.0, sigma=2.0, colour=RED)
+    ball = Sphere(center=np.array([0, 0, 0]), radius=1.0, sigma=2.0, color=RED)
     scene = Scene((ball,), background=BLUE)
     miss = one_ray(scene, (0, 3, 5), (0, 0, -1))
     assert miss.accumulation[0] == 0 and miss.primitive_id[0] == -1 and np.isinf(miss.depth[0])
@@ -87,16 +87,16 @@ def test_escaping_ray_and_near_far_clipping() -> None:
 
 
 def test_inside_out_backdrop_and_validation() -> None:
-    shell = Sphere(center=np.array([0, 0, 0]), radius=10.0, sigma=math.inf, colour=GREEN, inside_out=True)
+    shell = Sphere(center=np.array([0, 0, 0]), radius=10.0, sigma=math.inf, color=GREEN, inside_out=True)
     result = one_ray(Scene((shell,)), (1, 2, 3), (0.3, -0.2, -1))
     np.testing.assert_allclose(np.linalg.norm(result.hit_point[0]), 10.0, rtol=1e-12)
     np.testing.assert_allclose(result.rgb[0], GREEN)
     with pytest.raises(ValueError, match="inside"):
         one_ray(Scene((shell,)), (0, 0, 20), (0, 0, -1))
     with pytest.raises(ValueError, match="texture"):
-        Sphere(center=np.array([0, 0, 0]), radius=1, sigma=1.0, colour=RED, texture=Texture("checker", GREEN))
+        Sphere(center=np.array([0, 0, 0]), radius=1, sigma=1.0, color=RED, texture=Texture("checker", GREEN))
     with pytest.raises(ValueError):
-        Sphere(center=np.array([0, 0, 0]), radius=-1, sigma=1.0, colour=RED)
+        Sphere(center=np.array([0, 0, 0]), radius=-1, sigma=1.0, color=RED)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -111,19 +111,19 @@ def quadrature(scene: Scene, origin, direction, t_min: float, t_max: float, step
     t = np.arange(t_min, t_max, step) + step / 2
     points = np.asarray(origin, dtype=float) + t[:, None] * direction
     sigma_total = np.zeros_like(t)
-    colour_sum = np.zeros((t.size, 3))
+    color_sum = np.zeros((t.size, 3))
     for primitive in scene.primitives:
         distance = np.linalg.norm(points - primitive.center_at(0.0), axis=-1)
         inside = distance > primitive.radius if primitive.inside_out else distance < primitive.radius
         sigma = opaque_sigma if primitive.is_opaque else primitive.sigma
         sigma_total += np.where(inside, sigma, 0.0)
-        colour_sum += np.where(inside, sigma, 0.0)[:, None] * primitive.surface_colour(points, 0.0)
+        color_sum += np.where(inside, sigma, 0.0)[:, None] * primitive.surface_color(points, 0.0)
     tau = sigma_total * step
     transmittance = np.exp(-(np.cumsum(tau) - tau))
     weights = transmittance * -np.expm1(-tau)
-    colour = colour_sum / np.where(sigma_total > 0, sigma_total, 1.0)[:, None]
+    color = color_sum / np.where(sigma_total > 0, sigma_total, 1.0)[:, None]
     accumulation = weights.sum()
-    rgb = (weights[:, None] * colour).sum(0) + (1 - accumulation) * scene.background
+    rgb = (weights[:, None] * color).sum(0) + (1 - accumulation) * scene.background
     return rgb, accumulation, (weights * t).sum() / max(accumulation, 1e-300)
 
 
@@ -131,13 +131,11 @@ def test_quadrature_matches_closed_form_on_random_rays() -> None:
     rng = np.random.default_rng(7)
     primitives = [
         # Everything within 1.4 of the origin, so rays from radius 3 meet the scene only for t in [1.5, 4.5].
-        Sphere(center=rng.uniform(-0.5, 0.5, 3), radius=rng.uniform(0.2, 0.5), sigma=rng.uniform(0.5, 6.0), colour=c)
+        Sphere(center=rng.uniform(-0.5, 0.5, 3), radius=rng.uniform(0.2, 0.5), sigma=rng.uniform(0.5, 6.0), color=c)
         for c in rng.uniform(0, 1, (5, 3))
     ]
     primitives.append(
-        Sphere(
-            center=np.array([0.1, 0, 0]), radius=0.3, sigma=math.inf, colour=RED, texture=Texture("smooth", GREEN, 3)
-        )
+        Sphere(center=np.array([0.1, 0, 0]), radius=0.3, sigma=math.inf, color=RED, texture=Texture("smooth", GREEN, 3))
     )
     scene = Scene(tuple(primitives), background=np.array([0.2, 0.3, 0.4]))
     origins = rng.normal(size=(14, 3))
@@ -194,7 +192,7 @@ def test_rays_and_projection_are_inverse() -> None:
 
 def test_opaque_textured_sphere_at_projected_point() -> None:
     texture = Texture("checker", GREEN, frequency=2)
-    sphere = Sphere(center=np.array([0.2, -0.1, 0.0]), radius=1.0, sigma=math.inf, colour=RED, texture=texture)
+    sphere = Sphere(center=np.array([0.2, -0.1, 0.0]), radius=1.0, sigma=math.inf, color=RED, texture=texture)
     scene = Scene((sphere,), background=BLUE)
     camera = sphere_rig(1, 48, 48, radius=4.0, up="+z", seed=3)[0]
     # A surface point facing the camera, off-centre.
@@ -243,8 +241,8 @@ def test_flow_on_static_scene_is_reprojection_through_depth() -> None:
 
 def test_flow_of_a_moving_object_is_its_projected_displacement() -> None:
     velocity = np.array([0.6, -0.3, 0.0])
-    ball = Sphere(center=np.array([0, 0, -4]), radius=0.8, sigma=math.inf, colour=RED, velocity=velocity)
-    wall = Sphere(center=np.array([0, 0, 0]), radius=9.0, sigma=math.inf, colour=GREEN, inside_out=True)
+    ball = Sphere(center=np.array([0, 0, -4]), radius=0.8, sigma=math.inf, color=RED, velocity=velocity)
+    wall = Sphere(center=np.array([0, 0, 0]), radius=9.0, sigma=math.inf, color=GREEN, inside_out=True)
     scene = Scene((ball, wall))
     camera = PinholeCamera(
         fx=40.0,

@@ -1,6 +1,6 @@
 """Analytic scenes of spheres, rendered exactly by volume rendering a piecewise-constant density field.
 
-Every primitive has a constant density ``sigma`` inside it (``inf`` = opaque surface) and a constant colour, or for
+Every primitive has a constant density ``sigma`` inside it (``inf`` = opaque surface) and a constant color, or for
 opaque primitives a procedural surface texture. Along one ray the field is therefore piecewise constant between the
 points where the ray enters or leaves a primitive, so the volume rendering integral
 
@@ -43,8 +43,8 @@ class Texture:
     """
 
     kind: TextureKind
-    colour_b: Float[np.ndarray, "3"]
-    """Second colour; the primitive's own ``colour`` is the first."""
+    color_b: Float[np.ndarray, "3"]
+    """Second color; the primitive's own ``color`` is the first."""
     frequency: int = 4
     """Number of pattern cells per half turn (polar) and per half turn (azimuth)."""
     pole: int = 2
@@ -57,10 +57,10 @@ class Texture:
             raise ValueError("texture frequency must be >= 1")
         if self.pole not in (0, 1, 2):
             raise ValueError("texture pole must be axis 0, 1 or 2")
-        object.__setattr__(self, "colour_b", _vec3(self.colour_b, "colour_b"))
+        object.__setattr__(self, "color_b", _vec3(self.color_b, "color_b"))
 
     def mix_weight(self, direction: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, " n"]:
-        """Weight of ``colour_b`` in [0, 1] at unit directions from the centre."""
+        """Weight of ``color_b`` in [0, 1] at unit directions from the centre."""
         # Cyclic axis order keeps the frame right-handed for every pole.
         first, second = (self.pole + 1) % 3, (self.pole + 2) % 3
         polar = np.arccos(np.clip(direction[:, self.pole], -1.0, 1.0))
@@ -88,10 +88,10 @@ class Sphere:
     radius: float
     sigma: float
     """Density (1 / world unit) inside the primitive; ``math.inf`` makes it an opaque surface."""
-    colour: Float[np.ndarray, "3"]
+    color: Float[np.ndarray, "3"]
     """Linear RGB in [0, 1]."""
     texture: Texture | None = None
-    """Only for opaque primitives: a translucent volume has one constant colour so segments integrate exactly."""
+    """Only for opaque primitives: a translucent volume has one constant color so segments integrate exactly."""
     velocity: Float[np.ndarray, "3"] = field(default_factory=lambda: np.zeros(3))
     """Linear drift, world units per unit of normalised time."""
     orbit_radius: float = 0.0
@@ -106,7 +106,7 @@ class Sphere:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "center", _vec3(self.center, "center"))
-        object.__setattr__(self, "colour", _vec3(self.colour, "colour"))
+        object.__setattr__(self, "color", _vec3(self.color, "color"))
         object.__setattr__(self, "velocity", _vec3(self.velocity, "velocity"))
         if not (self.radius > 0 and math.isfinite(self.radius)):
             raise ValueError(f"sphere radius must be positive and finite, got {self.radius}")
@@ -114,8 +114,8 @@ class Sphere:
             raise ValueError(f"sphere density sigma must be > 0 (inf for opaque), got {self.sigma}")
         if self.texture is not None and not self.is_opaque:
             raise ValueError("only opaque primitives (sigma = inf) may have a texture")
-        if np.any(self.colour < 0) or np.any(self.colour > 1):
-            raise ValueError("colour must lie in [0, 1]")
+        if np.any(self.color < 0) or np.any(self.color > 1):
+            raise ValueError("color must lie in [0, 1]")
 
     @property
     def is_opaque(self) -> bool:
@@ -161,14 +161,14 @@ class Sphere:
             return leave, np.full_like(leave, np.inf)
         return enter, leave
 
-    def surface_colour(self, points: Float[np.ndarray, "n 3"], time: float) -> Float[np.ndarray, "n 3"]:
-        """Colour at surface points (constant colour if untextured)."""
+    def surface_color(self, points: Float[np.ndarray, "n 3"], time: float) -> Float[np.ndarray, "n 3"]:
+        """Color at surface points (constant color if untextured)."""
         if self.texture is None:
-            return np.broadcast_to(self.colour, points.shape).copy()
+            return np.broadcast_to(self.color, points.shape).copy()
         direction = points - self.center_at(time)[None, :]
         direction = direction / np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-12)
         weight = self.texture.mix_weight(direction)[:, None]
-        return (1.0 - weight) * self.colour[None, :] + weight * self.texture.colour_b[None, :]
+        return (1.0 - weight) * self.color[None, :] + weight * self.texture.color_b[None, :]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class RenderResult:
     """Per-ray outputs of :meth:`Scene.render` (leading dimensions are those of the input rays)."""
 
     rgb: Float[np.ndarray, "*b 3"]
-    """Colour composited over the background: ``sum_i w_i c_i + (1 - accumulation) * background``."""
+    """Color composited over the background: ``sum_i w_i c_i + (1 - accumulation) * background``."""
     accumulation: Float[np.ndarray, "*b"]
     """Opacity (alpha) of the ray, ``1 - T(far)``."""
     depth: Float[np.ndarray, "*b"]
@@ -227,7 +227,7 @@ def _segment_moment(sigma: np.ndarray, length: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Scene:
-    """A set of primitives plus a background colour for rays that escape."""
+    """A set of primitives plus a background color for rays that escape."""
 
     primitives: tuple[Sphere, ...]
     background: Float[np.ndarray, "3"] = field(default_factory=lambda: np.ones(3))
@@ -351,8 +351,8 @@ class Scene:
         )
         transmittance_end = np.exp(-np.sum(tau, axis=1))
 
-        colours = np.stack([p.colour for p in self.primitives])
-        rgb = prim_weight @ colours
+        colors = np.stack([p.color for p in self.primitives])
+        rgb = prim_weight @ colors
         hits_opaque = np.isfinite(t_opaque)
         if np.any(hits_opaque):
             rows = np.nonzero(hits_opaque)[0]
@@ -362,7 +362,7 @@ class Scene:
             points = origins[rows] + t_opaque[rows, None] * directions[rows]
             for index in np.unique(opaque_id[rows]):
                 sel = opaque_id[rows] == index
-                surface = self.primitives[index].surface_colour(points[sel], time)
+                surface = self.primitives[index].surface_color(points[sel], time)
                 rgb[rows[sel]] += opaque_weight[sel, None] * surface
         accumulation = np.sum(prim_weight, axis=1)
         rgb = rgb + (1.0 - accumulation)[:, None] * background[None, :]
@@ -408,14 +408,14 @@ def moving_mask(scene: Scene, primitive_id: Int[np.ndarray, "*b"]) -> Bool[np.nd
 # Ready-made scenes.
 
 
-def _random_colour(rng: np.random.Generator) -> Float[np.ndarray, "3"]:
-    # Saturated but not extreme colours: avoid clipping at 0/255 and keep textures visible.
+def _random_color(rng: np.random.Generator) -> Float[np.ndarray, "3"]:
+    # Saturated but not extreme colors: avoid clipping at 0/255 and keep textures visible.
     return rng.uniform(0.15, 0.9, size=3)
 
 
 def _random_texture(rng: np.random.Generator) -> Texture:
     kind: TextureKind = ("checker", "stripes", "smooth")[int(rng.integers(3))]
-    return Texture(kind=kind, colour_b=_random_colour(rng), frequency=int(rng.integers(2, 6)))
+    return Texture(kind=kind, color_b=_random_color(rng), frequency=int(rng.integers(2, 6)))
 
 
 def _random_unit(rng: np.random.Generator) -> Float[np.ndarray, "3"]:
@@ -447,7 +447,7 @@ def object_scene(
             center=rng.uniform(-0.1, 0.1, size=3) * radius,
             radius=0.5 * radius,
             sigma=math.inf,
-            colour=_random_colour(rng),
+            color=_random_color(rng),
             texture=_random_texture(rng),
             name="core",
         )
@@ -471,7 +471,7 @@ def object_scene(
                 center=center,
                 radius=size,
                 sigma=(rng.uniform(2.0, 6.0) / radius) if translucent else math.inf,
-                colour=_random_colour(rng),
+                color=_random_color(rng),
                 texture=None if translucent else _random_texture(rng),
                 velocity=velocity,
                 orbit_radius=orbit_radius,
@@ -486,8 +486,8 @@ def object_scene(
                 center=np.zeros(3),
                 radius=6.0 * radius,
                 sigma=math.inf,
-                colour=np.array([0.35, 0.35, 0.4]),
-                texture=Texture(kind="smooth", colour_b=np.array([0.6, 0.55, 0.5]), frequency=6, pole=0),
+                color=np.array([0.35, 0.35, 0.4]),
+                texture=Texture(kind="smooth", color_b=np.array([0.6, 0.55, 0.5]), frequency=6, pole=0),
                 inside_out=True,
                 name="backdrop",
             )
@@ -523,7 +523,7 @@ def forward_facing_scene(seed: int = 0, dynamic: bool = False, num_objects: int 
                 center=center,
                 radius=rng.uniform(0.35, 0.7),
                 sigma=rng.uniform(1.0, 3.0) if translucent else math.inf,
-                colour=_random_colour(rng),
+                color=_random_color(rng),
                 texture=None if translucent else _random_texture(rng),
                 velocity=velocity,
                 orbit_radius=orbit_radius,
@@ -537,9 +537,9 @@ def forward_facing_scene(seed: int = 0, dynamic: bool = False, num_objects: int 
             center=np.zeros(3),
             radius=8.0,
             sigma=math.inf,
-            colour=np.array([0.3, 0.35, 0.3]),
+            color=np.array([0.3, 0.35, 0.3]),
             # Pole along +y (above the view): the pattern's convergence point stays out of forward-facing images.
-            texture=Texture(kind="smooth", colour_b=np.array([0.75, 0.7, 0.55]), frequency=9, pole=1),
+            texture=Texture(kind="smooth", color_b=np.array([0.75, 0.7, 0.55]), frequency=9, pole=1),
             inside_out=True,
             name="backdrop",
         )
@@ -571,7 +571,7 @@ def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5, wall_rad
                 center=np.array([rng.uniform(-0.4, 0.4) * depth, table_top + radius, -depth]),
                 radius=radius,
                 sigma=math.inf,
-                colour=_random_colour(rng),
+                color=_random_color(rng),
                 texture=_random_texture(rng),
                 name=f"object{index}",
             )
@@ -589,7 +589,7 @@ def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5, wall_rad
                 center=np.array([rng.uniform(-0.25, 0.25) * depth, rng.uniform(0.0, 0.4), -depth]),
                 radius=radius,
                 sigma=math.inf,
-                colour=_random_colour(rng),
+                color=_random_color(rng),
                 texture=_random_texture(rng),
                 velocity=velocity,
                 orbit_radius=orbit_radius,
@@ -603,10 +603,10 @@ def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5, wall_rad
             center=np.array([0.0, table_top - table_radius, -4.0]),
             radius=table_radius,
             sigma=math.inf,
-            colour=np.array([0.45, 0.3, 0.2]),
+            color=np.array([0.45, 0.3, 0.2]),
             # Pole along z, so the visible top (+y) is far from where the pattern converges; 250 cells per half turn
             # give the cap a few cells across the view.
-            texture=Texture(kind="smooth", colour_b=np.array([0.7, 0.55, 0.35]), frequency=250, pole=2),
+            texture=Texture(kind="smooth", color_b=np.array([0.7, 0.55, 0.35]), frequency=250, pole=2),
             name="table",
         )
     )
@@ -615,8 +615,8 @@ def room_scene(seed: int = 0, num_moving: int = 2, num_static: int = 5, wall_rad
             center=np.zeros(3),
             radius=wall_radius,
             sigma=math.inf,
-            colour=np.array([0.55, 0.55, 0.5]),
-            texture=Texture(kind="smooth", colour_b=np.array([0.8, 0.75, 0.6]), frequency=14, pole=1),
+            color=np.array([0.55, 0.55, 0.5]),
+            texture=Texture(kind="smooth", color_b=np.array([0.8, 0.75, 0.6]), frequency=14, pole=1),
             inside_out=True,
             name="walls",
         )

@@ -68,7 +68,7 @@ def depth_bounds(
 def unpremultiply(
     premultiplied: Float[np.ndarray, "h w 3"], alpha: Float[np.ndarray, "h w"]
 ) -> Float[np.ndarray, "h w 3"]:
-    """Straight (non-premultiplied) colour for an RGBA PNG; 0 where alpha is 0."""
+    """Straight (non-premultiplied) color for an RGBA PNG; 0 where alpha is 0."""
     safe = np.where(alpha > 0, alpha, 1.0)[..., None]
     return np.clip(np.where(alpha[..., None] > 0, premultiplied / safe, 0.0), 0.0, 1.0)
 

@@ -71,7 +71,7 @@ def write_blender(
         frames = []
         for index, camera in enumerate(cameras):
             time = time_of_frame(index, count) if dynamic else 0.0
-            # Render over black to get premultiplied colour; PNG stores straight colour plus alpha.
+            # Render over black to get premultiplied color; PNG stores straight color plus alpha.
             render = render_view(scene, camera, time, background=np.zeros(3))
             rgba = np.concatenate(
                 [unpremultiply(render.rgb, render.accumulation), render.accumulation[..., None]], axis=-1
