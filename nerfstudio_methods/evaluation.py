@@ -38,11 +38,11 @@ def evaluate_eval_images(
 
     With ``frame_key`` (``"frame_index"`` for videos) the eval dataset's metadata gives each image's frame and the
     per-frame means (:func:`~nerfstudio_methods.timeline.per_frame_means`) and the number of frames are added. With
-    ``group_key`` (``"scene_index"`` in a multi-scene run) the means are also reported per group as
-    ``{metric}_{group}{g:02d}`` (and per frame as ``{group}{g:02d}_{metric}_frame_XXXX``). Rendered images go to
-    ``output_path`` when given, named by group, frame and (with ``metadata["camera_index"]``) camera. With
-    ``frames_available`` (a video whose later frames were never trained) only the images of frames below it are
-    rendered and measured."""
+    ``group_key`` (``"scene_index"`` in a multi-scene run: the cameras' ``metadata``, else the dataset's) the means are
+    also reported per group as ``{metric}_{group}{g:02d}`` (and per frame as ``{group}{g:02d}_{metric}_frame_XXXX``).
+    Rendered images go to ``output_path`` when given, named by group, frame and (with ``metadata["camera_index"]``)
+    camera. With ``frames_available`` (a video whose later frames were never trained) only the images of frames below
+    it are rendered and measured."""
     import torchvision.utils as vutils
 
     from nerfstudio_methods.compat.lpips import drop_nan_lpips
@@ -50,7 +50,15 @@ def evaluate_eval_images(
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
     frame_index = dataset.metadata[frame_key] if frame_key else None
-    groups_of_images = dataset.metadata.get(group_key) if group_key else None
+    # A multi-scene run's cameras carry their scene (the one the model renders): group by it, else by the metadata.
+    camera_groups = (dataset.cameras.metadata or {}).get(group_key) if group_key else None
+    groups_of_images = (
+        camera_groups.reshape(len(dataset.cameras), -1)[:, 0]
+        if camera_groups is not None
+        else dataset.metadata.get(group_key)
+        if group_key
+        else None
+    )
     cameras_of_images = dataset.metadata.get("camera_index")
     per_image: list[dict[str, float]] = []
     frames: list[int] = []
