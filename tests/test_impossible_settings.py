@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,28 @@ def test_every_preset_of_this_package_refuses_impossible_batch_and_step_counts()
         check_settings(with_setting(config, ("steps_per_eval_image",), 0))  # nerfstudio's "never"
 
 
+def test_every_preset_refuses_a_nan_or_negative_learning_rate() -> None:
+    """Every optimizer group of every preset (ours and nerfstudio's): its learning rate NaN, infinite or negative is
+    refused, naming the option as nerfstudio's command line spells it; a learning rate of 0 (a frozen group) is not."""
+    import copy
+
+    from nerfstudio.configs.method_configs import all_methods
+
+    for name, preset in all_methods.items():
+        # (nerfstudio lists external methods it does not ship, e.g. pynerf, as dummies without optimizers)
+        for group in getattr(preset, "optimizers", {}):
+            option = f"--optimizers.{group}.optimizer.lr".replace("_", "-")
+            for value, problem in ((math.nan, "must be a finite number, got nan"),
+                                   (math.inf, "must be a finite number, got inf"),
+                                   (-1e-3, "a learning rate must not be negative, got -0.001")):  # fmt: skip
+                config = copy.deepcopy(preset)
+                config.optimizers[group]["optimizer"].lr = value
+                assert refusal(config) == f"{option}: {problem}", (name, group)
+            config = copy.deepcopy(preset)
+            config.optimizers[group]["optimizer"].lr = 0.0
+            check_settings(config)
+
+
 def test_every_dataparser_of_this_package_refuses_impossible_views_and_counts() -> None:
     dataparsers = {entry.name: entry.load().config for entry in entry_points(group="nerfstudio.dataparser_configs")
                    if entry.value.startswith("nerfstudio_methods.")}  # fmt: skip
@@ -151,6 +174,8 @@ SETTINGS = {
                       "error: blender-fewshot-data --train-views: view(s) [0] given more than once"),
     "no training view": (["ns-train", "infonerf", *CPU, "blender-fewshot-data", "--num-train-views", "0"],
                          "error: blender-fewshot-data --num-train-views: must be at least 1, got 0"),
+    "nan learning rate": (["ns-train", "infonerf", *CPU, "--optimizers.fields.optimizer.lr", "nan", *FEW_SHOT],
+                          "error: --optimizers.fields.optimizer.lr: must be a finite number, got nan"),
 }  # fmt: skip
 
 

@@ -3,7 +3,8 @@
 nerfstudio 1.1.5 checks no number it is given: ``ns-train`` writes the run folder and its config.yml, reads the data
 and builds the model before a negative ``--pipeline.datamanager.train-num-rays-per-batch`` fails inside torch ("negative
 dimension"), ``--max-num-iterations 0`` saves a step-0 checkpoint and then fails (``KeyError: 'step'``), and a view list
-with a repeat (``blender-fewshot-data --train-views 0 0 4``) trains on the repeated image twice as often.
+with a repeat (``blender-fewshot-data --train-views 0 0 4``) trains on the repeated image twice as often, and a NaN
+learning rate (``--optimizers.fields.optimizer.lr nan``) ends in a traceback from torch's optimizer.
 
 Now the whole config of an ``ns-train`` launch (any method, ours or nerfstudio's, and its dataparser) is checked
 before ``ExperimentConfig.save_config`` creates the run folder, by the field names the rules below give; the first
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 import sys
 from typing import Any, Optional
@@ -52,10 +54,20 @@ def option_name(path: tuple[str, ...], config: Any) -> str:
     return "--" + ".".join(path).replace("_", "-")
 
 
+LEARNING_RATE = re.compile(r"^lr(_|$)")
+"""Learning rates (``--optimizers.<group>.optimizer.lr``, schedulers' ``lr_final`` / ``lr_pre_warmup``): not
+negative (a NaN or infinite one is refused with every other float)."""
+
+
 def setting_problem(name: str, value: Any) -> Optional[str]:
     """Why the setting ``name`` cannot take ``value``, or None when it can (or no rule covers it)."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if LEARNING_RATE.search(name) and value < 0:
+            return f"a learning rate must not be negative, got {value}"
     if isinstance(value, int):
         if POSITIVE.search(name) and value < 1:
             return f"must be at least 1, got {value}"
@@ -78,14 +90,22 @@ def check_settings(config: Any, path: tuple[str, ...] = (), root: Any = None) ->
     are walked) that cannot work."""
     root = config if root is None else root
     for field in dataclasses.fields(config):
-        value = getattr(config, field.name, None)
-        here = (*path, field.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            check_settings(value, here, root)
-            continue
-        problem = setting_problem(field.name, value)
+        check_value(field.name, getattr(config, field.name, None), (*path, field.name), root)
+
+
+def check_value(name: str, value: Any, path: tuple[str, ...], root: Any) -> None:
+    """:func:`check_settings` for one value: a nested config is walked, and so are dictionaries of them (nerfstudio's
+    ``optimizers``: group -> {"optimizer": ..., "scheduler": ...})."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        check_settings(value, path, root)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                check_value(key, item, (*path, key), root)
+    else:
+        problem = setting_problem(name, value)
         if problem is not None:
-            raise SettingError(option_name(here, root), problem)
+            raise SettingError(option_name(path, root), problem)
 
 
 def refuse_impossible_settings() -> None:
