@@ -524,8 +524,8 @@ record): runs made at different sizes do not pair."""
 
 
 def merge_results(paths: list[Path]) -> dict[str, Any]:
-    """One results file from several (e.g. one process per seed): each run tagged with its file, the files'
-    invocations kept, the gains recomputed over every run. Refuses files made with other settings, in one line."""
+    """One results file from several (e.g. one process per seed, or a merged file and another scene's): each run
+    tagged with its file, the files' invocations kept, the gains recomputed over every run. Refuses files made with other settings, in one line."""
     reports = [(path, load_results(path)) for path in paths]
     first_path, first = reports[0]
     merged: dict[str, Any] = {
@@ -542,7 +542,8 @@ def merge_results(paths: list[Path]) -> dict[str, Any]:
                 raise SystemExit(
                     f"error: {path}: {key} = {setup.get(key)!r}, but {first_path} has {first['setup'].get(key)!r}"
                 )
-        merged["invocations"].append({"file": path.name, "setup": setup})
+        # a file merged before keeps the invocations it was merged from
+        merged["invocations"] += report.get("invocations") or [{"file": path.name, "setup": setup}]
         for scene, variants in report["variants"].items():
             merged["variants"].setdefault(scene, [])
             merged["variants"][scene] += [v for v in variants if v not in merged["variants"][scene]]

@@ -59,3 +59,22 @@ def test_other_settings_or_a_run_twice_are_refused_in_one_line(tmp_path: Path) -
     assert refused.stderr.strip() == f"error: {other}: steps = 400, but {first} has 800"
     twice = merge(tmp_path, first, first)
     assert twice.returncode != 0 and twice.stderr.strip().startswith("error: s0.json: run lego:nerfacto:baseline:0")
+
+
+def test_a_merged_file_merges_again_keeping_its_invocations(tmp_path: Path) -> None:
+    """A merged file (lego's seeds) and another scene's file (DTU) merge into one: every run keeps the file it was
+    made in, the invocations of both levels are listed, and each scene's gains pair its own runs."""
+    first = results(tmp_path, "s0.json", [run("baseline", 0, 17.0, 18.0), run("infonerf", 0, 19.0, 19.5)])
+    second = results(tmp_path, "s1.json", [run("baseline", 1, 16.0, 17.0), run("infonerf", 1, 19.0, 18.0)])
+    assert merge(tmp_path, first, second).returncode == 0
+    lego = tmp_path / "out" / "infonerf_fewshot_m.json"
+    dtu_runs = [run("baseline", 0, 9.0, 9.5) | {"scene": "dtu"}, run("infonerf", 0, 6.0, 6.5) | {"scene": "dtu"}]
+    dtu = results(tmp_path, "dtu.json", dtu_runs)
+    command = [sys.executable, str(REPO / "benchmarks" / "infonerf_fewshot.py"), "--merge", str(lego), str(dtu),
+               "--output", str(tmp_path / "all"), "--tag", "all"]  # fmt: skip
+    assert subprocess.run(command, capture_output=True, text=True, check=False).returncode == 0
+    merged = json.loads((tmp_path / "all" / "infonerf_fewshot_all.json").read_text())
+    assert [i["file"] for i in merged["invocations"]] == ["s0.json", "s1.json", "dtu.json"]
+    assert [r["invocation"] for r in merged["runs"]] == ["s0.json"] * 2 + ["s1.json"] * 2 + ["dtu.json"] * 2
+    assert merged["gains"]["lego:nerfacto:infonerf"]["psnr_gain_mean"] == pytest.approx(2.5)
+    assert merged["gains"]["dtu:nerfacto:infonerf"]["per_seed"]["0"]["psnr"] == pytest.approx(-3.0)  # 6 - 9
