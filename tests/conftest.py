@@ -155,13 +155,13 @@ def min_frame_std(frames: np.ndarray) -> float:
 
 
 LONGEST_FILES_FIRST = (
+    "test_multiprocess.py",  # 2-process runs of 4 methods, each with ns-eval: 461 s on the busy shared 2 cores
     "test_viewer_browser.py",
     "test_demo.py",
     "test_threeda_ae_end_to_end.py",
     "test_soft_mining_end_to_end.py",
     "test_infonerf_end_to_end.py",
     "test_streamrf_end_to_end.py",
-    "test_multiprocess.py",
     "test_end_to_end.py",
     "test_mononerf_end_to_end.py",
     "test_soft_mining_benchmark.py",
