@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,29 +98,72 @@ def ns_eval(config: Path) -> tuple[dict, subprocess.CompletedProcess]:
     return json.loads((work / "metrics.json").read_text()), result
 
 
-def ns_render_interpolated(config: Path) -> np.ndarray:
-    """Run ``ns-render interpolate`` between the eval cameras and return the decoded video frames [T, H, W, 3]."""
+def ns_render_interpolated(config: Path, *options: str) -> np.ndarray:
+    """Run ``ns-render interpolate`` between the eval cameras (``--pose-source train`` in ``options``: the training
+    cameras) and return the decoded video frames [T, H, W, 3]."""
     import imageio.v3 as iio
 
     work = run_folder(config)
     video = work / "renders" / "orbit.mp4"
     result = run_command(
         ["ns-render", "interpolate", "--load-config", str(config), "--output-path", str(video),
-         "--interpolation-steps", "2", "--frame-rate", "4"],
+         "--interpolation-steps", "2", "--frame-rate", "4", *options],
         cwd=work,
     )  # fmt: skip
     assert_succeeded(result)
     return iio.imread(video, plugin="pyav")
 
 
+def blender_images(scene: Path, split: str = "test") -> list[np.ndarray]:
+    """The images of ``transforms_<split>.json`` in [0, 1], H x W x 3, composited on white as nerfstudio's Blender
+    reader (``alpha_color`` white) gives them to ns-eval."""
+    import imageio.v3 as iio
+
+    frames = json.loads((scene / f"transforms_{split}.json").read_text())["frames"]
+    images = []
+    for frame in frames:
+        rgba = iio.imread(scene / f"{frame['file_path']}.png").astype(np.float64) / 255.0
+        images.append(rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) if rgba.shape[-1] == 4 else rgba)
+    return images
+
+
+def best_constant_psnr(images: Sequence[np.ndarray]) -> float:
+    """ns-eval's PSNR (the mean over the images of each image's PSNR over all its pixels and channels, as its
+    torchmetrics PSNR with data range 1) of the best render in one constant colour, every image ``H x W x 3`` in
+    [0, 1]. A model that learned no scene renders at most this well.
+
+    The per-channel mean colour of all the images minimises their total squared error; a mean of per-image PSNRs
+    (logarithms of each image's error) instead favours a colour nearer the images with small errors, so the mean is
+    refined by majorize-minimize: log e <= log e0 + (e - e0) / e0, whose minimiser is the mean of the image means
+    weighted by 1 / e0 (each step can only raise the mean PSNR; it settles in a few steps)."""
+    pixels = [np.asarray(image, dtype=np.float64).reshape(-1, 3) for image in images]
+    image_means = np.stack([p.mean(axis=0) for p in pixels])
+    sizes = np.array([len(p) for p in pixels], dtype=np.float64)
+    colour = (image_means * sizes[:, None]).sum(axis=0) / sizes.sum()  # the mean colour: least total squared error
+
+    def errors(c: np.ndarray) -> np.ndarray:
+        return np.array([np.mean((p - c) ** 2) for p in pixels])
+
+    for _ in range(100):
+        weights = 1.0 / errors(colour)  # each image counts once in the mean of PSNRs, whatever its size
+        colour = (image_means * weights[:, None]).sum(axis=0) / weights.sum()
+    return float(np.mean(-10.0 * np.log10(errors(colour))))
+
+
+def min_frame_std(frames: np.ndarray) -> float:
+    """The smallest, over a video's frames ``[T, H, W, 3]``, of a frame's pixel standard deviation (8-bit units): 0
+    for a frame in one colour, and h264 keeps a flat frame within a code or two."""
+    return float(min(np.asarray(frame, dtype=np.float64).std() for frame in frames))
+
+
 LONGEST_FILES_FIRST = (
+    "test_multiprocess.py",  # 2-process runs of 4 methods, each with ns-eval: 461 s on the busy shared 2 cores
     "test_viewer_browser.py",
     "test_demo.py",
     "test_threeda_ae_end_to_end.py",
     "test_soft_mining_end_to_end.py",
     "test_infonerf_end_to_end.py",
     "test_streamrf_end_to_end.py",
-    "test_multiprocess.py",
     "test_end_to_end.py",
     "test_mononerf_end_to_end.py",
     "test_soft_mining_benchmark.py",

@@ -7,6 +7,7 @@ before anything is spawned. Programs run in subprocesses are in tests/multiproce
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +20,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nerfstudio_methods import compat
 from nerfstudio_methods.compat import multi_process
-from tests.conftest import REPO, assert_succeeded, generate_scene, run_command
+from tests import test_soft_mining_end_to_end as soft_mining_e2e
+from tests.conftest import REPO, assert_succeeded, generate_scene, ns_eval, run_command
 from tests.test_infonerf_end_to_end import TINY as INFONERF_E2E_TINY
+from tests.test_mononerf_end_to_end import TINY as MONONERF_E2E_TINY
 
 compat.install()
 
@@ -132,29 +135,76 @@ def test_two_cpu_processes_through_nerfstudio_launch(tmp_path: Path) -> None:
 
 # --- end to end ----------------------------------------------------------------------------------------------------
 
-# The infonerf end-to-end suite's tiny settings, minus its device flag (TWO_CPU_PROCESSES sets it).
-INFONERF_TINY = [*INFONERF_E2E_TINY[2:], "--experiment-name", "mp"]
+PROBE = "import sys; from tests.multiprocess_probe import main; main(sys.argv[1:])"
+
+
+def cpu_flags(flags: list[str]) -> list[str]:
+    """An end-to-end suite's tiny settings minus their leading device flag (TWO_CPU_PROCESSES sets it)."""
+    assert flags[:2] == ["--machine.device-type", "cpu"], flags[:2]
+    return flags[2:]
+
+
+def train_in_two_processes(work: Path, method: str, settings: list[str], data: list[str]) -> Path:
+    """``ns-train <method> <settings> <data>`` in 2 CPU processes through tests/multiprocess_probe.py, which also
+    saves each rank's parameters; asserts both ranks ended with the same ones and rank 0's checkpoint holds them;
+    returns the run's folder."""
+    result = run_command(
+        ["python", "-c", PROBE, method, *TWO_CPU_PROCESSES, *settings, "--experiment-name", "mp", "--timestamp", "run",
+         *data],
+        cwd=work, env=probe_env(), timeout=600,
+    )  # fmt: skip
+    assert_succeeded(result)
+    run = work / "outputs" / "mp" / method / "run"
+    (checkpoint,) = (run / "nerfstudio_models").iterdir()
+    rank0, rank1 = (torch.load(run / f"rank{rank}_parameters.pt") for rank in (0, 1))
+    assert rank0.keys() == rank1.keys() and len(rank0) > 10
+    different = [name for name in rank0 if not torch.equal(rank0[name], rank1[name])]
+    assert not different, different
+    saved = torch.load(checkpoint, map_location="cpu")["pipeline"]
+    weight = next(name for name in rank0 if name.endswith("weight"))
+    assert torch.equal(saved[f"_model.module.{weight}"], rank0[weight])  # the checkpoint holds those weights
+    return run
+
+
+BLENDER_SCENE = ["blender", "--width", "32", "--height", "32", "--num-cameras", "6"]
+VIDEO_SCENE = ["nvidia-dynamic", "--width", "24", "--height", "16", "--num-frames", "6"]
+SOFT_MINING_TINY = [*cpu_flags(soft_mining_e2e.COMMON), *soft_mining_e2e.TINY_NERFACTO]
+TWO_PROCESS_METHODS = {
+    # the InfoNeRF suite's 4-step run on 3 views
+    "infonerf": (BLENDER_SCENE, ["blender-fewshot-data", "--train-views", "0", "2", "4", "--eval-skip", "1"],
+                 cpu_flags(INFONERF_E2E_TINY)),
+    # the soft-mining suite's 4-step run (each process keeps its own population of samples)
+    "soft-mining": (BLENDER_SCENE, ["blender-data"], [
+        *SOFT_MINING_TINY, "--max-num-iterations", "4", "--steps-per-save", "4", "--pipeline.alpha-warmup-steps", "0",
+    ]),
+    # the soft-mining suite's 2 steps of vanilla NeRF
+    "soft-mining-vanilla-nerf": (BLENDER_SCENE, ["blender-data"], [
+        *cpu_flags(soft_mining_e2e.COMMON), "--max-num-iterations", "2", "--steps-per-save", "2",
+        "--pipeline.model.num-coarse-samples", "8", "--pipeline.model.num-importance-samples", "8",
+    ]),
+    # the MonoNeRF suite's sizes, 2 static + 2 dynamic steps: both stages (each its own optimiser group)
+    "mononerf-cpu": (VIDEO_SCENE, ["dynamic-scene-data"], [
+        *cpu_flags(MONONERF_E2E_TINY), "--max-num-iterations", "4", "--steps-per-save", "4",
+        "--pipeline.model.static-steps", "2",
+    ]),
+}  # fmt: skip
+"""Methods docs/multi_process.md says train in 2 CPU processes: generated scene, dataparser (and its options), ns-train
+settings."""
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_train_infonerf_with_identical_weights(tmp_path: Path) -> None:
-    """Both ranks end with the same parameters (DDP averaged their gradients); rank 0 wrote the checkpoint."""
-    scene = generate_scene("blender", tmp_path / "scene", "--width", "32", "--height", "32", "--num-cameras", "6")
-    program = "import sys; from tests.multiprocess_probe import main; main(sys.argv[1:])"
-    result = run_command(
-        ["python", "-c", program, "infonerf", *TWO_CPU_PROCESSES, *INFONERF_TINY, "--timestamp", "run",
-         "blender-fewshot-data", "--train-views", "0", "2", "4", "--eval-skip", "1", "--data", str(scene)],
-        cwd=tmp_path, env=probe_env(), timeout=600,
-    )  # fmt: skip
-    assert_succeeded(result)
-    run = tmp_path / "outputs" / "mp" / "infonerf" / "run"
-    assert sorted(p.name for p in (run / "nerfstudio_models").iterdir()) == ["step-000000003.ckpt"]
-    rank0, rank1 = (torch.load(run / f"rank{rank}_parameters.pt") for rank in (0, 1))
-    assert rank0.keys() == rank1.keys() and len(rank0) > 10
-    assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
-    saved = torch.load(run / "nerfstudio_models" / "step-000000003.ckpt", map_location="cpu")["pipeline"]
-    weight = next(name for name in rank0 if name.endswith("weight"))
-    assert torch.equal(saved[f"_model.module.{weight}"], rank0[weight])  # the checkpoint holds those weights
+@pytest.mark.parametrize("method", sorted(TWO_PROCESS_METHODS))
+def test_two_cpu_processes_train_with_identical_weights_and_ns_eval_reads_them(method: str, tmp_path: Path) -> None:
+    """Both ranks end with the same parameters and rank 0's checkpoint holds them (train_in_two_processes); ns-eval
+    reads the run."""
+    (fmt, *size), dataparser, settings = TWO_PROCESS_METHODS[method]
+    scene = generate_scene(fmt, tmp_path / "scene", *size)
+    run = train_in_two_processes(tmp_path, method, settings, [*dataparser, "--data", str(scene)])
+    steps = int(settings[settings.index("--max-num-iterations") + 1])
+    assert sorted(p.name for p in (run / "nerfstudio_models").iterdir()) == [f"step-{steps - 1:09d}.ckpt"]
+    report, _ = ns_eval(run / "config.yml")
+    assert report["method_name"] == method
+    assert math.isfinite(report["results"]["psnr"]) and 0 < report["results"]["psnr"] < 60
 
 
 @pytest.mark.slow

@@ -8,15 +8,21 @@ Tiny images, ray counts and networks keep each command to the ~15-20 s of nerfst
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
 
-from tests.conftest import assert_succeeded, generate_scene, ns_eval, ns_render_interpolated, run_command, run_folder
+from tests.conftest import (
+    assert_succeeded,
+    best_constant_psnr,
+    blender_images,
+    generate_scene,
+    ns_eval,
+    ns_render_interpolated,
+    run_command,
+    run_folder,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -120,19 +126,6 @@ def ngp_schedule(steps: int) -> list[str]:
             "--pipeline.alpha-warmup-steps", str(steps // 20)]  # fmt: skip
 
 
-def best_constant_psnr(scene: Path) -> float:
-    """ns-eval's PSNR (the mean over the held-out images of transforms_test.json) of the best constant-colour
-    render: every pixel the per-channel mean colour of those images (composited on white, as nerfstudio's Blender
-    reader does), which minimises their total squared error."""
-    frames = json.loads((scene / "transforms_test.json").read_text())["frames"]
-    images = []
-    for frame in frames:
-        rgba = iio.imread(scene / f"{frame['file_path']}.png").astype(np.float64) / 255.0
-        images.append(rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) if rgba.shape[-1] == 4 else rgba)
-    mean = np.mean([image.reshape(-1, 3) for image in images], axis=(0, 1))
-    return float(np.mean([-10.0 * np.log10(np.mean((image - mean) ** 2)) for image in images]))
-
-
 @pytest.fixture(scope="module")
 def trained_soft_mining_ngp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short soft-mining-ngp run on a 32x32 generated Blender scene; returns its config.yml."""
@@ -161,7 +154,7 @@ def test_soft_mining_ngp_learns_the_scene(trained_soft_mining_ngp: Path) -> None
     report, _ = ns_eval(trained_soft_mining_ngp)
     assert report["method_name"] == "soft-mining-ngp"
     psnr = report["results"]["psnr"]
-    floor = best_constant_psnr(run_folder(trained_soft_mining_ngp) / "scene")
+    floor = best_constant_psnr(blender_images(run_folder(trained_soft_mining_ngp) / "scene"))
     assert 15.0 < floor < 17.0  # the generated 32 x 32 scene: 15.82 dB measured (white alone: 15.22)
     assert psnr > floor + MARGIN_DB, f"held-out PSNR {psnr:.2f} dB; best constant colour: {floor:.2f} dB"
 
