@@ -50,15 +50,13 @@ def evaluate_eval_images(
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
     frame_index = dataset.metadata[frame_key] if frame_key else None
-    # A multi-scene run's cameras carry their scene (the one the model renders): group by it, else by the metadata.
-    camera_groups = (dataset.cameras.metadata or {}).get(group_key) if group_key else None
-    groups_of_images = (
-        camera_groups.reshape(len(dataset.cameras), -1)[:, 0]
-        if camera_groups is not None
-        else dataset.metadata.get(group_key)
-        if group_key
-        else None
-    )
+    groups_of_images = None
+    if group_key:
+        # A multi-scene run's cameras carry their scene (the one the model renders): group by it, else by the metadata.
+        carried = (dataset.cameras.metadata or {}).get(group_key)
+        groups_of_images = (
+            carried.reshape(len(dataset.cameras), -1)[:, 0] if carried is not None else dataset.metadata.get(group_key)
+        )
     cameras_of_images = dataset.metadata.get("camera_index")
     per_image: list[dict[str, float]] = []
     frames: list[int] = []

@@ -47,9 +47,10 @@ def start_view(
     c2w = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)  # [N, 3, 4], OpenGL axes
     candidates = list(range(len(c2w))) if not indices else list(indices)
     centre = c2w[:, :, 3].mean(0)
-    scene_of_camera = (cameras.metadata or {}).get("scene_index")
-    if scene is not None and scene_of_camera is not None:
-        in_scene = scene_of_camera.reshape(len(c2w), -1)[:, 0].cpu().numpy() == scene
+    if scene is not None and "scene_index" in (cameras.metadata or {}):
+        from nerfstudio_methods.multiscene import scene_indices_of_cameras
+
+        in_scene = scene_indices_of_cameras(cameras).cpu().numpy() == scene
         if in_scene[candidates].any():
             candidates = [i for i in candidates if in_scene[i]]
             centre = c2w[in_scene, :, 3].mean(0)
