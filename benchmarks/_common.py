@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import random
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,22 @@ def train_step_callbacks(pipeline: Any, optimizers: Any) -> Callable[[int, bool]
             callback.run_callback_at_location(step, location)
 
     return run
+
+
+def timed_train_step(
+    pipeline: Any, optimizers: Any, run_callbacks: Callable[[int, bool], None], step: int
+) -> tuple[float, float]:
+    """One step of a hand-written training loop (callbacks from :func:`train_step_callbacks`, as ``Trainer.train``
+    runs them); returns its (CPU, wall-clock) seconds."""
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    run_callbacks(step, True)
+    optimizers.zero_grad_all()
+    _, loss_dict, _ = pipeline.get_train_loss_dict(step)
+    functools.reduce(torch.add, loss_dict.values()).backward()
+    optimizers.optimizer_step_all()
+    run_callbacks(step, False)
+    optimizers.scheduler_step_all(step)
+    return time.process_time() - cpu_start, time.perf_counter() - wall_start
 
 
 def apply_smoke_settings(parser: Any, args: Any, settings: dict[str, Any], name: str) -> None:

@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import tempfile
@@ -48,7 +47,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import atomic_write, cpu_sized_nerfacto, locked, seed_everything, train_step_callbacks  # noqa: E402
+from _common import (  # noqa: E402
+    atomic_write,
+    cpu_sized_nerfacto,
+    locked,
+    seed_everything,
+    timed_train_step,
+    train_step_callbacks,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -215,17 +221,10 @@ def train_arm(scene: str, arm: str, seed: int, args: argparse.Namespace) -> dict
     cpu = wall = 0.0
     step_cpu: list[float] = []
     for step in range(args.steps):
-        cpu_start, wall_start = time.process_time(), time.perf_counter()
-        run_callbacks(step, True)
-        optimizers.zero_grad_all()
-        _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        functools.reduce(torch.add, loss_dict.values()).backward()
-        optimizers.optimizer_step_all()
-        run_callbacks(step, False)
-        optimizers.scheduler_step_all(step)
-        step_cpu.append(time.process_time() - cpu_start)
-        cpu += step_cpu[-1]
-        wall += time.perf_counter() - wall_start
+        step_seconds, step_wall = timed_train_step(pipeline, optimizers, run_callbacks, step)
+        step_cpu.append(step_seconds)
+        cpu += step_seconds
+        wall += step_wall
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             curve.append(evaluate(step + 1, cpu, wall))
             point = curve[-1]

@@ -16,11 +16,9 @@ Usage: ``python benchmarks/soft_mining_step_cost.py [--repeats 3] [--thread-coun
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import soft_mining_convergence as convergence  # noqa: E402
-from _common import atomic_write  # noqa: E402
+from _common import atomic_write, timed_train_step  # noqa: E402
 
 ARMS = ("uniform", "soft-mining", "no-drift")
 
@@ -36,16 +34,9 @@ ARMS = ("uniform", "soft-mining", "no-drift")
 def timed_steps(pipeline, optimizers, run_callbacks, first: int, count: int) -> tuple[list[float], list[float]]:
     cpu, wall = [], []
     for step in range(first, first + count):
-        cpu_start, wall_start = time.process_time(), time.perf_counter()
-        run_callbacks(step, True)
-        optimizers.zero_grad_all()
-        _, loss_dict, _ = pipeline.get_train_loss_dict(step)
-        functools.reduce(torch.add, loss_dict.values()).backward()
-        optimizers.optimizer_step_all()
-        run_callbacks(step, False)
-        optimizers.scheduler_step_all(step)
-        cpu.append(time.process_time() - cpu_start)
-        wall.append(time.perf_counter() - wall_start)
+        step_cpu, step_wall = timed_train_step(pipeline, optimizers, run_callbacks, step)
+        cpu.append(step_cpu)
+        wall.append(step_wall)
     return cpu, wall
 
 

@@ -16,6 +16,7 @@ copy of ``poses_bounds.npy`` in every ``frames/<t:04d>/``; :func:`read_prepared_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -152,14 +153,35 @@ def read_n3dv_scene(scene_dir: Path, downscale: float = 1.0) -> N3dvScene:
     return _scene_from_poses(scene_dir / "poses_bounds.npy", videos, ids, sizes[0], downscale)
 
 
-def _use_pyav() -> bool:
+def _decodes_with_pyav(use_pyav: bool | None) -> bool:
     # nerfstudio depends on PyAV, which seeks to the nearest keyframe; imageio-ffmpeg's pipe reader is the fallback.
-    return importlib.util.find_spec("av") is not None
+    return use_pyav if use_pyav is not None else importlib.util.find_spec("av") is not None
 
 
 def _decoder_error(path: Path, err: BaseException) -> DatasetFormatError:
     # ffmpeg's messages run to dozens of lines of build configuration; the first line carries the reason.
     return DatasetFormatError(path, f"unreadable video ({first_line(err, limit=None)})")
+
+
+_FFMPEG_ERRORS = (OSError, RuntimeError, ValueError, KeyError)
+"""What imageio-ffmpeg's reader raises for a file it cannot read (KeyError: a header without the field asked for)."""
+
+
+def _pyav_errors() -> tuple[type[BaseException], ...]:
+    from av import FFmpegError
+
+    return (FFmpegError, OSError, ValueError)
+
+
+@contextlib.contextmanager
+def _decoder_errors(path: Path, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """The decoder's ``errors`` as one DatasetFormatError naming the video; the package's own pass unchanged."""
+    try:
+        yield
+    except DatasetFormatError:
+        raise
+    except errors as err:
+        raise _decoder_error(path, err) from None
 
 
 def _ffmpeg_reader(path: Path) -> Any:
@@ -169,65 +191,57 @@ def _ffmpeg_reader(path: Path) -> Any:
     return iio2.get_reader(path, format="ffmpeg")
 
 
-def _pyav_errors() -> tuple[type[BaseException], ...]:
-    from av import FFmpegError
-
-    return (FFmpegError, OSError, ValueError)
-
-
-def video_size(path: Path, use_pyav: bool | None = None) -> tuple[int, int]:
-    """(width, height) of a video's frames, from its stream header; ``use_pyav=None`` picks PyAV when installed."""
-    require_file(path, "video")
-    if use_pyav if use_pyav is not None else _use_pyav():
-        import av
-
-        try:
-            with av.open(str(path)) as container:
-                if not container.streams.video:
-                    raise DatasetFormatError(path, "holds no video stream")
-                context = container.streams.video[0].codec_context
-                return int(context.width), int(context.height)
-        except _pyav_errors() as err:
-            if isinstance(err, DatasetFormatError):
-                raise
-            raise _decoder_error(path, err) from None
-    try:
-        with _ffmpeg_reader(path) as reader:
-            width, height = reader.get_meta_data()["size"]
-            return int(width), int(height)
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
-        raise _decoder_error(path, err) from None
-
-
-def _decode_pyav(path: Path, frame_index: int) -> np.ndarray | None:
-    """Seek to the keyframe before ``frame_index`` and decode forward; None when the video is shorter.
-
-    PyAV directly rather than imageio's pyav plugin: that plugin runs ``gc.collect()`` twice on every close, which
-    costs about a second per call in a process holding torch and nerfstudio.
-    """
+@contextlib.contextmanager
+def _pyav_video_stream(path: Path) -> Iterator[tuple[Any, Any]]:
+    """The opened container and its first video stream (PyAV)."""
     import av
 
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetFormatError(path, "holds no video stream")
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def _pyav_frames_from(path: Path, first: int) -> Iterator[tuple[int, Any]]:
+    """``(frame number, PyAV frame)`` from the keyframe before frame ``first`` to the end, decoded once.
+
+    PyAV directly rather than imageio's pyav plugin: that plugin runs ``gc.collect()`` twice on every close, which
+    costs about a second per call in a process holding torch and nerfstudio.
+    """
+    with _pyav_video_stream(path) as (container, stream):
         rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
         start = stream.start_time or 0
         # Timestamp units per frame, assuming a constant frame rate (true of N3DV and Meet Room; imageio assumes it too).
         pts_per_frame = float(1 / (rate * time_base)) if rate and time_base else None
-        if pts_per_frame is not None and frame_index > 0:
-            container.seek(start + round(frame_index * pts_per_frame), stream=stream, backward=True)
+        if pts_per_frame is not None and first > 0:
+            container.seek(start + round(first * pts_per_frame), stream=stream, backward=True)
         for position, frame in enumerate(container.decode(stream)):
             if pts_per_frame is None or frame.pts is None:
-                index = position
+                yield position, frame
             else:
-                index = round((frame.pts - start) / pts_per_frame)
-            if index == frame_index:
-                return frame.to_ndarray(format="rgb24")
-            if index > frame_index:
-                raise DatasetFormatError(
-                    path, f"frame {frame_index} is missing (the decoder went from before it to {index})"
-                )
+                yield round((frame.pts - start) / pts_per_frame), frame
+
+
+def video_size(path: Path, use_pyav: bool | None = None) -> tuple[int, int]:
+    """(width, height) of a video's frames, from its stream header; ``use_pyav=None`` picks PyAV when installed."""
+    require_file(path, "video")
+    if _decodes_with_pyav(use_pyav):
+        with _decoder_errors(path, _pyav_errors()), _pyav_video_stream(path) as (_, stream):
+            return int(stream.codec_context.width), int(stream.codec_context.height)
+    with _decoder_errors(path, _FFMPEG_ERRORS), _ffmpeg_reader(path) as reader:
+        width, height = reader.get_meta_data()["size"]
+        return int(width), int(height)
+
+
+def _decode_pyav(path: Path, frame_index: int) -> np.ndarray | None:
+    """Seek to the keyframe before ``frame_index`` and decode forward; None when the video is shorter."""
+    for index, frame in _pyav_frames_from(path, frame_index):
+        if index == frame_index:
+            return frame.to_ndarray(format="rgb24")
+        if index > frame_index:
+            raise DatasetFormatError(
+                path, f"frame {frame_index} is missing (the decoder went from before it to {index})"
+            )
     return None
 
 
@@ -236,13 +250,9 @@ def decode_video_frame(path: Path, frame_index: int, use_pyav: bool | None = Non
     require_file(path, "video")
     if frame_index < 0:
         raise ValueError(f"frame_index must be >= 0, got {frame_index}")
-    if use_pyav if use_pyav is not None else _use_pyav():
-        try:
+    if _decodes_with_pyav(use_pyav):
+        with _decoder_errors(path, _pyav_errors()):
             frame = _decode_pyav(path, frame_index)
-        except _pyav_errors() as err:
-            if isinstance(err, DatasetFormatError):
-                raise
-            raise _decoder_error(path, err) from None
     else:
         try:
             with _ffmpeg_reader(path) as reader:
@@ -265,29 +275,15 @@ def video_frame_count_and_fps(path: Path, use_pyav: bool | None = None) -> tuple
     Falls back to counting decoded frames when the header has no frame count (some muxers leave it 0).
     """
     require_file(path, "video")
-    if use_pyav if use_pyav is not None else _use_pyav():
-        import av
-
-        try:
-            with av.open(str(path)) as container:
-                if not container.streams.video:
-                    raise DatasetFormatError(path, "holds no video stream")
-                stream = container.streams.video[0]
-                rate = stream.average_rate or stream.guessed_rate
-                fps = float(rate) if rate else 0.0
-                count = int(stream.frames or 0)
-                if count <= 0:
-                    count = sum(1 for _ in container.decode(stream))
-                return count, fps
-        except _pyav_errors() as err:
-            if isinstance(err, DatasetFormatError):
-                raise
-            raise _decoder_error(path, err) from None
-    try:
-        with _ffmpeg_reader(path) as reader:
-            return int(reader.count_frames()), float(reader.get_meta_data().get("fps", 0.0))
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
-        raise _decoder_error(path, err) from None
+    if _decodes_with_pyav(use_pyav):
+        with _decoder_errors(path, _pyav_errors()), _pyav_video_stream(path) as (container, stream):
+            rate = stream.average_rate or stream.guessed_rate
+            count = int(stream.frames or 0)
+            if count <= 0:
+                count = sum(1 for _ in container.decode(stream))
+            return count, float(rate) if rate else 0.0
+    with _decoder_errors(path, _FFMPEG_ERRORS), _ffmpeg_reader(path) as reader:
+        return int(reader.count_frames()), float(reader.get_meta_data().get("fps", 0.0))
 
 
 def iter_video_frames(
@@ -308,34 +304,18 @@ def iter_video_frames(
     target = next(remaining)
     last_seen = -1
 
-    def frames_pyav() -> Iterator[tuple[int, np.ndarray]]:
-        import av
-
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DatasetFormatError(path, "holds no video stream")
-            stream = container.streams.video[0]
-            rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
-            start = stream.start_time or 0
-            pts_per_frame = float(1 / (rate * time_base)) if rate and time_base else None
-            if pts_per_frame is not None and wanted[0] > 0:
-                container.seek(start + round(wanted[0] * pts_per_frame), stream=stream, backward=True)
-            for position, frame in enumerate(container.decode(stream)):
-                if pts_per_frame is None or frame.pts is None:
-                    index = position
-                else:
-                    index = round((frame.pts - start) / pts_per_frame)
-                yield index, frame.to_ndarray(format="rgb24")
-
     def frames_ffmpeg() -> Iterator[tuple[int, np.ndarray]]:
         with _ffmpeg_reader(path) as reader:
             for index, frame in enumerate(reader):
                 yield index, np.asarray(frame)
 
-    use = use_pyav if use_pyav is not None else _use_pyav()
-    errors = _pyav_errors() if use else (OSError, RuntimeError, ValueError)
-    try:
-        for index, frame in frames_pyav() if use else frames_ffmpeg():
+    if _decodes_with_pyav(use_pyav):
+        frames = ((index, frame.to_ndarray(format="rgb24")) for index, frame in _pyav_frames_from(path, wanted[0]))
+        errors = _pyav_errors()
+    else:
+        frames, errors = frames_ffmpeg(), (OSError, RuntimeError, ValueError)
+    with _decoder_errors(path, errors):
+        for index, frame in frames:
             last_seen = index
             if index < target:
                 continue
@@ -347,10 +327,6 @@ def iter_video_frames(
             target = next(remaining, None)
             if target is None:
                 return
-    except errors as err:
-        if isinstance(err, DatasetFormatError):
-            raise
-        raise _decoder_error(path, err) from None
     raise DatasetFormatError(path, f"has no frame {target} (it ends after frame {last_seen})")
 
 

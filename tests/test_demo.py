@@ -30,13 +30,13 @@ MARGIN_DB = 6.0
 the white background (15.12 dB on this scene; the best constant colour is 15.73), as the demo's former uniform arm
 (nerfacto) and this preset at its initial density 1 did; one that renders the scene's sphere in place and colour
 removes most of the error inside it. Measured with the demo's configuration: ns-eval's held-out PSNR 25.86 dB after
-these 200 steps (validation curve 22.6 / 24.8 / 25.7 dB at steps 50 / 100 / 150; the 400-step demo: 29.15), i.e.
-10.7 dB above white, so 6 dB fails a background-coloured blur and leaves 4.7 dB for seeds and thread counts."""
+these 200 steps (validation curve 22.6 / 24.8 / 25.7 dB at steps 50 / 100 / 150; the 400-step demo's are in
+benchmarks/results/demo_soft-mining.json), i.e. 10.7 dB above white, so 6 dB fails a background-coloured blur and
+leaves 4.7 dB for seeds and thread counts."""
 UNIFORM_MARGIN_DB = 6.0
 """The same for the uniform arm (the same preset, --pipeline.sampler uniform): it learns too, more slowly. Measured:
-24.59 dB after 200 steps (curve 21.6 / 22.9 / 24.0 dB at steps 50 / 100 / 150; the 400-step demo: 27.85), 9.5 dB
-above white: 6 dB leaves 3.5 dB. The whole test measured 379 s with three other jobs (an end-to-end test file, ns-train
-seed runs and another benchmark) on the 2 cores: training and ns-eval 4 min, the two 48 px videos ~2 min."""
+24.59 dB after 200 steps (curve 21.6 / 22.9 / 24.0 dB at steps 50 / 100 / 150), 9.5 dB above white: 6 dB leaves
+3.5 dB. The whole test took 121 s on the idle 2 cores beside the suite's other worker."""
 
 
 def background_psnr(scene: Path) -> float:
