@@ -33,7 +33,7 @@ verdict with its mean, spread and per-seed values; plots: ``..._adaptation.png``
 Usage::
 
     python benchmarks/mononerf_generalization.py [--comparisons unseen-scene ...] [--seeds 0 1 2] [--threads 1]
-    python benchmarks/mononerf_generalization.py --smoke          # a ~3-minute end-to-end check (temporary output)
+    python benchmarks/mononerf_generalization.py --smoke          # a ~1-minute end-to-end check (temporary output)
     python benchmarks/mononerf_generalization.py --paper --scenes DATA/Balloon1 DATA/Balloon2 DATA/Umbrella
 """
 
@@ -1236,7 +1236,7 @@ def plot_adaptation(report: dict[str, Any], path: Path) -> None:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paper", action="store_true", help="the released settings (mononerf_config) on CUDA")
-    parser.add_argument("--smoke", action="store_true", help="a ~3-minute end-to-end check, to a temporary folder")
+    parser.add_argument("--smoke", action="store_true", help="a ~1-minute end-to-end check, to a temporary folder")
     parser.add_argument(
         "--summarise", action="store_true", help="only recompute the summary and the figure from the stored runs"
     )
@@ -1279,22 +1279,23 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="generated scenes, checkpoints (bench_results/)")
     args = parser.parse_args(argv)
 
-    # name: (CPU default, smoke, paper)
+    # name: (CPU default, smoke, paper); the smoke run trains a few dynamic steps per arm (each costs ~0.2 s at its
+    # size, most of the run), enough to pass every stage switch and evaluation point
     defaults = {
         "width": (64, 32, 480),
         "height": (36, 18, 270),
         "balloon_factor": (16, 32, 2),
         "rays": (128, 64, 1024),
         "static_steps": (600, 20, 150001),
-        "dynamic_steps": (400, 10, 150001),
-        "preprocessing_dynamic_steps": (300, 10, 150001),
+        "dynamic_steps": (400, 4, 150001),
+        "preprocessing_dynamic_steps": (300, 4, 150001),
         "multi_static_steps": (600, 20, 150001),
-        "multi_dynamic_steps": (600, 10, 150001),
-        "scratch_static_steps": (300, 12, 150001),
-        "scratch_dynamic_steps": (600, 24, 150001),
+        "multi_dynamic_steps": (600, 4, 150001),
+        "scratch_static_steps": (300, 8, 150001),
+        "scratch_dynamic_steps": (600, 8, 150001),
         "finetune_static_steps": (100, 4, 2000),
-        "finetune_dynamic_steps": (200, 8, 2000),
-        "scratch_curve_every": (75, 12, 10000),
+        "finetune_dynamic_steps": (200, 4, 2000),
+        "scratch_curve_every": (75, 8, 10000),
         "finetune_curve_every": (25, 4, 500),
         "curve_views": (6, 2, 12),
         "log_every": (50, 10, 1000),
