@@ -9,7 +9,6 @@ to minutes.
 from __future__ import annotations
 
 import math
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.browser import free_port
 from tests.conftest import (
     BIN,
     assert_succeeded,
@@ -127,15 +127,9 @@ def test_training_resumes_from_checkpoint(trained_nerfacto: Path) -> None:
     assert saved == [f"step-{STEPS + 5:09d}.ckpt"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_ns_viewer_serves_the_checkpoint(trained_nerfacto: Path) -> None:
     work = run_folder(trained_nerfacto)
-    port = _free_port()
+    port = free_port()
     viewer = subprocess.Popen(
         [str(BIN / "ns-viewer"), "--load-config", str(trained_nerfacto), "--viewer.websocket-port", str(port),
          "--viewer.websocket-host", "127.0.0.1"],

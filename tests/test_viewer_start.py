@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +21,7 @@ from dataparsers.blender import BlenderFewShotDataParserConfig
 from dataparsers.llff import LLFFDataParserConfig
 from nerfstudio_methods import compat
 from nerfstudio_methods.compat import viewer_start
+from tests.browser import free_port
 from tests.conftest import generate_scene
 
 compat.install()
@@ -107,12 +107,6 @@ class RecordingCamera:
 
     def __setattr__(self, name: str, value: Any) -> None:
         self.assigned.append((name, value))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_viewer_moves_each_new_browser_to_the_start_view(llff_scene: Path) -> None:
