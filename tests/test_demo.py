@@ -15,7 +15,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, blender_images
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +44,7 @@ def background_psnr(scene: Path) -> float:
     """PSNR of rendering nothing but the white background (what a model that learned no geometry shows) on the
     held-out images that ns-eval scores (transforms_test.json), composited on white as nerfstudio's Blender reader
     does."""
-    frames = json.loads((scene / "transforms_test.json").read_text())["frames"]
-    errors = []
-    for frame in frames:
-        rgba = iio.imread(scene / f"{frame['file_path']}.png").astype(np.float64) / 255.0
-        rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) if rgba.shape[-1] == 4 else rgba
-        errors.append(np.mean((rgb - 1.0) ** 2))
+    errors = [np.mean((rgb - 1.0) ** 2) for rgb in blender_images(scene, "test")]
     return float(-10.0 * np.log10(np.mean(errors)))
 
 
